@@ -1,0 +1,26 @@
+"""Commands the gateway sends to workers over `kiln.commands`: a tagged union, one per kind."""
+
+import msgspec
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Every command names the operation it carries out and the image it acts on."""
+
+    command_id: str
+    operation_id: str
+    image_id: str
+    request_id: str = ""
+
+
+class CreateImage(Command, frozen=True, tag="image.create"):
+    """Import the image's bytes from its source (the source is stored with the operation)."""
+
+
+class DeleteImage(Command, frozen=True, tag="image.delete"):
+    """Release the image's bytes and remove it."""
+
+
+AnyCommand = CreateImage | DeleteImage
+
+command_encoder = msgspec.json.Encoder()
+command_decoder = msgspec.json.Decoder(AnyCommand)

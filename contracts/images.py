@@ -1,0 +1,136 @@
+"""compute.v1 Image resource, its requests and list responses."""
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+
+from contracts.base import (
+    Description,
+    DiskSize,
+    Family,
+    ImageName,
+    Int64Text,
+    Labels,
+    Message,
+    OptionalId,
+    PageSize,
+    PageToken,
+    RequiredId,
+)
+from contracts.enums import ImageStatus, OsType, PciTopology
+
+IMAGE_TYPE = "type.googleapis.com/yandex.cloud.compute.v1.Image"
+
+
+class Nvidia(Message):
+    driver: str = ""
+
+
+class Os(Message):
+    type: OsType = OsType.TYPE_UNSPECIFIED
+    nvidia: Nvidia | None = None
+
+
+class LegacyHardwareFeatures(Message):
+    pci_topology: PciTopology = PciTopology.PCI_TOPOLOGY_UNSPECIFIED
+
+
+class Generation2HardwareFeatures(Message):
+    secure_boot_template_id: str = ""
+    vtpm_enabled: bool = False
+
+
+class HardwareGeneration(Message):
+    """Oneof `features`: at most one member is set."""
+
+    legacy_features: LegacyHardwareFeatures | None = None
+    generation2_features: Generation2HardwareFeatures | None = None
+
+
+class KMSKey(Message):
+    key_id: str = ""
+    version_id: str = ""
+
+
+class Image(Message):
+    id: str = ""
+    folder_id: str = ""
+    created_at: dt.datetime | None = None
+    name: str = ""
+    description: str = ""
+    labels: dict[str, str] = {}
+    family: str = ""
+    size: Int64Text = "0"
+    storage_size: Int64Text = "0"
+    min_disk_size: Int64Text = "0"
+    product_ids: list[str] = []
+    status: ImageStatus = ImageStatus.STATUS_UNSPECIFIED
+    os: Os | None = None
+    pooled: bool = False
+    hardware_generation: HardwareGeneration | None = None
+    kms_key: KMSKey | None = None
+
+
+class ImageAny(Image, tag_field="@type", tag=IMAGE_TYPE):
+    """An Image packed in a google.protobuf.Any (Operation.response)."""
+
+
+class GetImageRequest(Message):
+    image_id: RequiredId
+
+
+class GetImageLatestByFamilyRequest(Message):
+    folder_id: RequiredId
+    family: Family = ""
+
+
+class ListImagesRequest(Message):
+    folder_id: RequiredId
+    page_size: PageSize = 0
+    page_token: PageToken = ""
+    filter: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    order_by: Annotated[str, msgspec.Meta(max_length=100)] = ""
+
+
+class ListImagesResponse(Message):
+    images: list[Image] = []
+    next_page_token: str = ""
+
+
+class CreateImageRequest(Message):
+    """Oneof `source` (imageId, diskId, snapshotId, uri): exactly one must be set."""
+
+    folder_id: RequiredId
+    name: ImageName = ""
+    description: Description = ""
+    labels: Labels = {}
+    family: Family = ""
+    min_disk_size: DiskSize = 0
+    product_ids: list[OptionalId] = []
+    image_id: OptionalId = ""
+    disk_id: OptionalId = ""
+    snapshot_id: OptionalId = ""
+    uri: str = ""
+    os: Os | None = None
+    pooled: bool = False
+    hardware_generation: HardwareGeneration | None = None
+
+
+class UpdateImageRequest(Message):
+    image_id: RequiredId
+    update_mask: str = ""
+    name: ImageName = ""
+    description: Description = ""
+    min_disk_size: DiskSize = 0
+    labels: Labels = {}
+
+
+class DeleteImageRequest(Message):
+    image_id: RequiredId
+
+
+class ListImageOperationsRequest(Message):
+    image_id: RequiredId
+    page_size: PageSize = 0
+    page_token: PageToken = ""
