@@ -1,0 +1,34 @@
+"""Persistence: schema, migrations and queries over SQLite or PostgreSQL."""
+
+from pathlib import Path
+
+from store.db import Connection, Database, StoreError, StoreUnavailable, UniqueViolation
+from store.schema import migrate
+
+__all__ = [
+    "Connection",
+    "Database",
+    "StoreError",
+    "StoreUnavailable",
+    "UniqueViolation",
+    "open_database",
+]
+
+
+async def open_database(url: str) -> Database:
+    """Open `sqlite:///path` or `postgresql://…`, and bring its schema up to date."""
+    db: Database
+    if url.startswith("sqlite:///"):
+        from store.sqlite import SqliteDatabase
+
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await SqliteDatabase.open(path)
+    elif url.startswith(("postgresql://", "postgres://")):
+        from store.postgres import PostgresDatabase
+
+        db = await PostgresDatabase.open(url)
+    else:
+        raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
+    await migrate(db)
+    return db

@@ -1,0 +1,46 @@
+"""The database port: two drivers (SQLite, PostgreSQL) behind one small interface.
+
+Queries are written once with `?` placeholders; the PostgreSQL driver numbers them.
+"""
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+Row = Mapping[str, Any]
+
+
+class StoreError(Exception):
+    """Root of the store's exceptions."""
+
+
+class UniqueViolation(StoreError):
+    """An insert or update broke a unique index; `constraint` names it where the driver can."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(constraint)
+        self.constraint = constraint
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (transient)."""
+
+
+class Connection(Protocol):
+    dialect: str
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+
+class Database(Protocol):
+    dialect: str
+
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection inside one transaction: committed on exit, rolled back on error."""
+
+    async def close(self) -> None: ...

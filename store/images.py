@@ -1,0 +1,197 @@
+"""The images table: records, and every query the API makes of it."""
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from contracts.enums import ImageStatus
+from contracts.images import HardwareGeneration, Image, KMSKey, Os
+from store.clock import to_datetime
+from store.db import Connection, Row
+
+
+class ImageSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The fields no query looks at, kept as one JSON column."""
+
+    description: str = ""
+    labels: dict[str, str] = {}
+    product_ids: list[str] = []
+    os: Os | None = None
+    pooled: bool = False
+    hardware_generation: HardwareGeneration | None = None
+    kms_key: KMSKey | None = None
+
+
+class ImageRecord(msgspec.Struct, kw_only=True):
+    id: str
+    folder_id: str
+    name: str = ""
+    family: str = ""
+    status: ImageStatus
+    created_at: int
+    size: int = 0
+    storage_size: int = 0
+    min_disk_size: int = 0
+    blob_digest: str | None = None
+    event_seq: int = 0
+    spec: ImageSpec = msgspec.field(default_factory=ImageSpec)
+
+
+class Condition(msgspec.Struct, frozen=True):
+    """One filter term: `column op values` with op one of =, !=, IN, NOT IN."""
+
+    column: Literal["name", "family", "status"]
+    op: Literal["=", "!=", "IN", "NOT IN"]
+    values: tuple[str, ...]
+
+
+SortColumn = Literal["id", "name", "created_at"]
+
+_spec_encoder = msgspec.json.Encoder()
+_spec_decoder = msgspec.json.Decoder(ImageSpec)
+_COLUMNS = (
+    "id, folder_id, name, family, status, created_at, size, storage_size, min_disk_size,"
+    " blob_digest, event_seq, spec"
+)
+
+
+def to_image(record: ImageRecord) -> Image:
+    spec = record.spec
+    return Image(
+        id=record.id,
+        folder_id=record.folder_id,
+        created_at=to_datetime(record.created_at),
+        name=record.name,
+        description=spec.description,
+        labels=spec.labels,
+        family=record.family,
+        size=str(record.size),
+        storage_size=str(record.storage_size),
+        min_disk_size=str(record.min_disk_size),
+        product_ids=spec.product_ids,
+        status=record.status,
+        os=spec.os,
+        pooled=spec.pooled,
+        hardware_generation=spec.hardware_generation,
+        kms_key=spec.kms_key,
+    )
+
+
+def _from_row(row: Row) -> ImageRecord:
+    return ImageRecord(
+        id=row["id"],
+        folder_id=row["folder_id"],
+        name=row["name"],
+        family=row["family"],
+        status=ImageStatus(row["status"]),
+        created_at=row["created_at"],
+        size=row["size"],
+        storage_size=row["storage_size"],
+        min_disk_size=row["min_disk_size"],
+        blob_digest=row["blob_digest"],
+        event_seq=row["event_seq"],
+        spec=_spec_decoder.decode(row["spec"]),
+    )
+
+
+def _values(record: ImageRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.folder_id,
+        record.name,
+        record.family,
+        record.status.value,
+        record.created_at,
+        record.size,
+        record.storage_size,
+        record.min_disk_size,
+        record.blob_digest,
+        record.event_seq,
+        _spec_encoder.encode(record.spec).decode(),
+    )
+
+
+async def insert(conn: Connection, record: ImageRecord) -> None:
+    await conn.execute(
+        f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        *_values(record),
+    )
+
+
+async def replace(conn: Connection, record: ImageRecord, expected: ImageStatus) -> bool:
+    """Write the record if its stored status is still `expected` (compare-and-set)."""
+    changed = await conn.execute(
+        "UPDATE images SET id = ?, folder_id = ?, name = ?, family = ?, status = ?,"
+        " created_at = ?, size = ?, storage_size = ?, min_disk_size = ?, blob_digest = ?,"
+        " event_seq = ?, spec = ? WHERE id = ? AND status = ?",
+        *_values(record),
+        record.id,
+        expected.value,
+    )
+    return changed == 1
+
+
+async def get(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord | None:
+    suffix = " FOR UPDATE" if lock and conn.dialect == "postgresql" else ""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM images WHERE id = ?{suffix}", image_id)
+    return _from_row(row) if row else None
+
+
+async def delete(conn: Connection, image_id: str, expected: ImageStatus) -> bool:
+    changed = await conn.execute(
+        "DELETE FROM images WHERE id = ? AND status = ?", image_id, expected.value
+    )
+    return changed == 1
+
+
+async def count_blob_users(conn: Connection, digest: str) -> int:
+    row = await conn.fetchrow("SELECT COUNT(*) AS n FROM images WHERE blob_digest = ?", digest)
+    return int(row["n"]) if row else 0
+
+
+async def latest_ready(conn: Connection, folder_id: str, family: str) -> ImageRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM images WHERE folder_id = ? AND family = ? AND status = 'READY'"
+        " ORDER BY created_at DESC, id DESC LIMIT 1",
+        folder_id,
+        family,
+    )
+    return _from_row(row) if row else None
+
+
+async def page(
+    conn: Connection,
+    folder_id: str,
+    conditions: Sequence[Condition],
+    sort: SortColumn,
+    descending: bool,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> list[ImageRecord]:
+    """One keyset page ordered by (sort, id); `after` is the last row's (sort value, id)."""
+    where, args = ["folder_id = ?"], [folder_id]
+    for condition in conditions:
+        clause, values = _condition_sql(condition)
+        where.append(clause)
+        args.extend(values)
+    direction, compare = ("DESC", "<") if descending else ("ASC", ">")
+    keys = ["id"] if sort == "id" else [sort, "id"]
+    if after is not None:
+        where.append(f"({', '.join(keys)}) {compare} ({', '.join('?' for _ in keys)})")
+        args.extend(after[-len(keys):])
+    order = ", ".join(f"{key} {direction}" for key in keys)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM images WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
+        *args,
+        limit,
+    )
+    return [_from_row(row) for row in rows]
+
+
+def _condition_sql(condition: Condition) -> tuple[str, tuple[str, ...]]:
+    column, op, values = condition.column, condition.op, condition.values
+    if op in ("=", "!="):
+        return f"{column} {'=' if op == '=' else '<>'} ?", values[:1]
+    marks = ", ".join("?" for _ in values)
+    return f"{column} {op} ({marks})", values

@@ -1,0 +1,187 @@
+"""The operations table: long-running operations, their leases and results."""
+
+import msgspec
+
+from contracts.operations import (
+    Operation,
+    OperationMetadata,
+    OperationResponse,
+    Status,
+    metadata_decoder,
+    response_decoder,
+    status_decoder,
+)
+from store.clock import to_datetime
+from store.db import Connection, Row
+
+_encoder = msgspec.json.Encoder()
+
+
+class OperationRecord(msgspec.Struct, kw_only=True):
+    """`params` is the kind-specific input a worker needs (JSON), e.g. a create's source."""
+
+    id: str
+    resource_id: str
+    kind: str
+    description: str
+    created_by: str
+    created_at: int
+    modified_at: int
+    done: bool = False
+    metadata: OperationMetadata
+    error: Status | None = None
+    response: OperationResponse | None = None
+    params: bytes = b"{}"
+    cancel_requested: bool = False
+    lease_owner: str | None = None
+    lease_until: int = 0
+
+
+def to_operation(record: OperationRecord) -> Operation:
+    return Operation(
+        id=record.id,
+        description=record.description,
+        created_at=to_datetime(record.created_at),
+        created_by=record.created_by,
+        modified_at=to_datetime(record.modified_at),
+        done=record.done,
+        metadata=record.metadata,
+        error=record.error,
+        response=record.response,
+    )
+
+
+_COLUMNS = (
+    "id, resource_id, kind, description, created_by, created_at, modified_at, done, metadata,"
+    " error, response, params, cancel_requested, lease_owner, lease_until"
+)
+
+
+def _text(value: object | None) -> str | None:
+    return None if value is None else _encoder.encode(value).decode()
+
+
+def _from_row(row: Row) -> OperationRecord:
+    return OperationRecord(
+        id=row["id"],
+        resource_id=row["resource_id"],
+        kind=row["kind"],
+        description=row["description"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        done=bool(row["done"]),
+        metadata=metadata_decoder.decode(row["metadata"]),
+        error=status_decoder.decode(row["error"]) if row["error"] else None,
+        response=response_decoder.decode(row["response"]) if row["response"] else None,
+        params=row["params"].encode(),
+        cancel_requested=bool(row["cancel_requested"]),
+        lease_owner=row["lease_owner"],
+        lease_until=row["lease_until"],
+    )
+
+
+async def insert(conn: Connection, record: OperationRecord) -> None:
+    await conn.execute(
+        f"INSERT INTO operations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        record.id,
+        record.resource_id,
+        record.kind,
+        record.description,
+        record.created_by,
+        record.created_at,
+        record.modified_at,
+        int(record.done),
+        _text(record.metadata),
+        _text(record.error),
+        _text(record.response),
+        record.params.decode(),
+        int(record.cancel_requested),
+        record.lease_owner,
+        record.lease_until,
+    )
+
+
+async def get(conn: Connection, operation_id: str, *, lock: bool = False) -> OperationRecord | None:
+    suffix = " FOR UPDATE" if lock and conn.dialect == "postgresql" else ""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM operations WHERE id = ?{suffix}", operation_id
+    )
+    return _from_row(row) if row else None
+
+
+async def finish(
+    conn: Connection,
+    operation_id: str,
+    now: int,
+    *,
+    response: OperationResponse | None = None,
+    error: Status | None = None,
+) -> bool:
+    """Mark an open operation done with exactly one of response / error."""
+    changed = await conn.execute(
+        "UPDATE operations SET done = 1, response = ?, error = ?, modified_at = ?,"
+        " lease_owner = NULL, lease_until = 0 WHERE id = ? AND done = 0",
+        _text(response),
+        _text(error),
+        now,
+        operation_id,
+    )
+    return changed == 1
+
+
+async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
+    changed = await conn.execute(
+        "UPDATE operations SET cancel_requested = 1, modified_at = ? WHERE id = ? AND done = 0",
+        now,
+        operation_id,
+    )
+    return changed == 1
+
+
+async def take_lease(
+    conn: Connection, operation_id: str, owner: str, now: int, until: int
+) -> bool:
+    """Claim an open operation whose lease is free, expired, or already ours."""
+    changed = await conn.execute(
+        "UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id = ? AND done = 0"
+        " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+        owner,
+        until,
+        operation_id,
+        owner,
+        now,
+    )
+    return changed == 1
+
+
+async def expired(conn: Connection, now: int, limit: int) -> list[OperationRecord]:
+    """Open operations whose lease ran out (or that were never leased, after `now`)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM operations WHERE done = 0 AND lease_until < ?"
+        " ORDER BY lease_until LIMIT ?",
+        now,
+        limit,
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def page_for_resource(
+    conn: Connection, resource_id: str, after: str | None, limit: int
+) -> list[OperationRecord]:
+    """A resource's operations, newest first (ids are time-ordered)."""
+    if after is None:
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM operations WHERE resource_id = ? ORDER BY id DESC LIMIT ?",
+            resource_id,
+            limit,
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM operations WHERE resource_id = ? AND id < ?"
+            " ORDER BY id DESC LIMIT ?",
+            resource_id,
+            after,
+            limit,
+        )
+    return [_from_row(row) for row in rows]

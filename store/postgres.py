@@ -1,0 +1,73 @@
+"""PostgreSQL driver on an asyncpg pool."""
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from store.db import Row, StoreUnavailable, UniqueViolation
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def numbered(sql: str) -> str:
+    """`?` placeholders → `$1, $2, …` (our queries never hold a literal `?`)."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+class PostgresConnection:
+    dialect = "postgresql"
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            status = await self._conn.execute(numbered(sql), *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(exc.constraint_name or "") from exc
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            return list(await self._conn.fetch(numbered(sql), *args))
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(exc.constraint_name or "") from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 2, max_size: int = 20) -> "PostgresDatabase":
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresConnection]:
+        try:
+            conn = await self._pool.acquire()
+        except (OSError, asyncpg.PostgresConnectionError) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+        try:
+            async with conn.transaction():
+                yield PostgresConnection(conn)
+        finally:
+            await self._pool.release(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,77 @@
+"""SQLite driver (the embedded default) on aiosqlite: one connection, one writer at a time."""
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from store.db import Row, UniqueViolation
+
+
+class SqliteConnection:
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            cursor = await self._conn.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            raise _unique_violation(exc) from exc
+        return cursor.rowcount
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            cursor = await self._conn.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            raise _unique_violation(exc) from exc
+        return list(await cursor.fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+def _unique_violation(exc: sqlite3.IntegrityError) -> Exception:
+    text = str(exc)
+    if "UNIQUE" not in text:
+        return exc
+    return UniqueViolation(text.partition(": ")[2])
+
+
+class SqliteDatabase:
+    """Transactions are serialized by a lock: SQLite has one writer, and this keeps reads
+    inside a transaction consistent without retry loops on SQLITE_BUSY."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> "SqliteDatabase":
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            await conn.execute(f"PRAGMA {pragma}")
+        return cls(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteConnection]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteConnection(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self._conn.close()
