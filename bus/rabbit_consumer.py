@@ -1,0 +1,133 @@
+"""RabbitMQ plumbing: error mapping, message conversion, consumers with manual acks."""
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.exceptions import (
+    ChannelAccessRefused,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+)
+
+from bus.base import BusError, BusUnavailable, Delivery, Handler, OutgoingMessage
+from bus.runner import InFlight, Outcome, run_handler
+
+log = structlog.get_logger(__name__)
+
+
+# The broker refusing a declaration will refuse it again: retrying cannot help.
+_REFUSALS = (ChannelAccessRefused, ChannelNotFoundEntity, ChannelPreconditionFailed)
+
+
+@contextlib.contextmanager
+def transient(action: str) -> Iterator[None]:
+    """Map refusals to BusError, other connection, channel and timeout errors to BusUnavailable."""
+    try:
+        yield
+    except _REFUSALS as exc:
+        raise BusError(f"{action}: the broker refused: {exc!r}") from exc
+    except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
+        raise BusUnavailable(f"{action}: {exc!r}") from exc
+
+
+def to_amqp(message: OutgoingMessage) -> aio_pika.Message:
+    """A persistent AMQP message with every property of `message`."""
+    return aio_pika.Message(
+        body=message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        content_type=message.content_type,
+        type=message.type,
+        headers=dict(message.headers),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def to_delivery(message: AbstractIncomingMessage) -> Delivery:
+    """The Delivery for an AMQP message; non-string headers are left out."""
+    return Delivery(
+        routing_key=message.routing_key or "",
+        body=message.body,
+        message_id=message.message_id or "",
+        correlation_id=message.correlation_id,
+        content_type=message.content_type or "",
+        type=message.type,
+        headers={k: v for k, v in message.headers.items() if isinstance(v, str)},
+        redelivered=bool(message.redelivered),
+        delivery_count=_delivery_count(message),
+    )
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    # Quorum queues count returns in x-delivery-count; classic queues only flag a redelivery.
+    returns = message.headers.get("x-delivery-count")
+    if isinstance(returns, int):
+        return returns + 1
+    return 2 if message.redelivered else 1
+
+
+class RabbitSubscription:
+    """One consumer on its own channel, so that its prefetch bounds its handlers."""
+
+    def __init__(
+        self, channel: AbstractRobustChannel, queue: AbstractRobustQueue, handler: Handler
+    ) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._handler = handler
+        self._in_flight = InFlight(queue.name)
+        self._consumer_tag: str | None = None
+        self._stopping = False
+
+    @property
+    def stopped(self) -> bool:
+        """True once stop was called."""
+        return self._stopping
+
+    async def start(self) -> None:
+        """Start consuming with manual acks."""
+        self._consumer_tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Cancel the consumer, drain in-flight handlers, close the channel.
+
+        The broker requeues the messages of handlers still running after `timeout`.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._consumer_tag is not None:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                await self._queue.cancel(self._consumer_tag)
+        await self._in_flight.drain(timeout)
+        with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            # Arrived between our cancel and the broker's cancel-ok.
+            await self._settle(message, Outcome.REQUEUE)
+            return
+        task: asyncio.Task[Any] | None = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        outcome = await run_handler(self._handler, to_delivery(message), self._queue.name)
+        await self._settle(message, outcome)
+
+    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
+        try:
+            if outcome is Outcome.ACK:
+                await message.ack()
+            elif outcome is Outcome.REQUEUE:
+                await message.nack(requeue=True)
+            else:
+                await message.reject(requeue=False)
+        except CONNECTION_EXCEPTIONS:
+            # The channel is gone, so the broker redelivers the message anyway.
+            log.warning("bus.settle_failed", queue=self._queue.name, outcome=outcome.value)

@@ -1,0 +1,123 @@
+"""Fixtures that run every bus behaviour test on MemoryBus and on RabbitMQ.
+
+The RabbitMQ variant needs the broker on 127.0.0.1:5672 and `rabbitmqctl`;
+without them those tests fail, they are never skipped.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from bus import Bus, Delivery, MemoryBus, RabbitBus
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672"
+WAIT = 2.0  # seconds a test waits for something that must happen
+QUIET = 0.3  # seconds a test watches for something that must not happen
+
+
+async def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl quietly; its stdout, or RuntimeError when it fails."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {err.decode() or out.decode()}")
+    return out.decode()
+
+
+@contextlib.asynccontextmanager
+async def temporary_vhost() -> AsyncIterator[str]:
+    """A fresh vhost for one test, deleted afterwards."""
+    name = f"kiln-test-{uuid.uuid4().hex}"
+    await rabbitmqctl("add_vhost", name)
+    try:
+        await rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        await rabbitmqctl("delete_vhost", name)
+
+
+@contextlib.asynccontextmanager
+async def started(bus: Bus) -> AsyncIterator[Bus]:
+    """`bus` started for the body, closed afterwards."""
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
+async def vhost() -> AsyncIterator[str]:
+    async with temporary_vhost() as name:
+        yield name
+
+
+@pytest.fixture
+def rabbit_url(vhost: str) -> str:
+    return f"{BROKER}/{vhost}"
+
+
+@pytest.fixture
+async def rabbit(rabbit_url: str) -> AsyncIterator[RabbitBus]:
+    bus = RabbitBus(rabbit_url)
+    async with started(bus):
+        yield bus
+
+
+@pytest.fixture
+def ctl() -> Callable[..., Awaitable[str]]:
+    """rabbitmqctl, for tests that inspect the broker."""
+    return rabbitmqctl
+
+
+@pytest.fixture(params=["memory", "rabbit"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    if request.param == "memory":
+        async with started(MemoryBus()) as memory_bus:
+            yield memory_bus
+        return
+    async with temporary_vhost() as name, started(RabbitBus(f"{BROKER}/{name}")) as rabbit_bus:
+        yield rabbit_bus
+
+
+class Inbox:
+    """A handler that records deliveries and lets a test await them."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._arrived: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        self._arrived.put_nowait(delivery)
+
+    async def next(self) -> Delivery:
+        """The next delivery, failing the test if none comes within WAIT."""
+        return await asyncio.wait_for(self._arrived.get(), WAIT)
+
+    async def take(self, count: int) -> list[Delivery]:
+        """The next `count` deliveries."""
+        return [await self.next() for _ in range(count)]
+
+    async def assert_quiet(self) -> None:
+        """Fail if anything arrives within QUIET."""
+        try:
+            delivery = await asyncio.wait_for(self._arrived.get(), QUIET)
+        except TimeoutError:
+            return
+        pytest.fail(f"unexpected delivery {delivery!r}")
+
+
+@pytest.fixture
+def inbox() -> Callable[[], Inbox]:
+    """Makes Inbox handlers."""
+    return Inbox

@@ -1,0 +1,111 @@
+"""What only RabbitMQ can show: declared queue types and broker failures."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+import pytest
+
+from bus import BusError, BusUnavailable, OutgoingMessage, RabbitBus
+from bus.topology import (
+    COMMANDS_EXCHANGE,
+    CREATE_QUEUE,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DELETE_QUEUE,
+    DELIVERY_LIMIT,
+)
+
+COMMAND = OutgoingMessage(routing_key=CREATE_QUEUE, body=b"{}", message_id="cmd-1")
+
+
+async def test_command_queues_are_quorum_queues_with_a_delivery_limit(
+    rabbit: RabbitBus, vhost: str, ctl: Callable[..., Awaitable[str]]
+) -> None:
+    listing = await ctl(
+        "list_queues", "-p", vhost, "name", "type", "arguments", "--formatter", "json"
+    )
+
+    queues = {row["name"]: row for row in json.loads(listing)}
+    for name in (CREATE_QUEUE, DELETE_QUEUE):
+        assert queues[name]["type"] == "quorum"
+        assert {key: value for key, _, value in queues[name]["arguments"]} == {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        }
+    assert queues[DEAD_LETTER_QUEUE]["type"] == "quorum"
+
+
+async def test_second_bus_accepts_the_declared_topology(rabbit: RabbitBus, rabbit_url: str) -> None:
+    other = RabbitBus(rabbit_url)
+    await other.start()
+    try:
+        await other.publish(COMMANDS_EXCHANGE, [COMMAND])
+    finally:
+        await other.close()
+
+
+async def test_closed_bus_refuses_to_publish(rabbit: RabbitBus) -> None:
+    await rabbit.close()
+
+    with pytest.raises(BusUnavailable):
+        await rabbit.publish(COMMANDS_EXCHANGE, [COMMAND])
+
+
+async def test_unreachable_broker_is_unavailable() -> None:
+    bus = RabbitBus("amqp://guest:guest@127.0.0.1:1/", timeout=2.0)
+
+    with pytest.raises(BusUnavailable):
+        await bus.start()
+    assert not bus.connected
+
+
+async def test_publish_before_start_is_unavailable() -> None:
+    with pytest.raises(BusUnavailable):
+        await RabbitBus("amqp://guest:guest@127.0.0.1:5672/").publish(COMMANDS_EXCHANGE, [COMMAND])
+
+
+async def test_bus_is_unavailable_while_reconnecting_then_recovers(
+    rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]], inbox
+) -> None:
+    bus = RabbitBus(f"{rabbit_url}?reconnect_interval=0.5")
+    await bus.start()
+    try:
+        received = inbox()
+        await bus.consume(CREATE_QUEUE, received, prefetch=1)
+
+        await ctl("close_all_connections", "-p", vhost, "kiln test")
+        refusals = await asyncio.wait_for(publish_until_confirmed(bus), 3.0)
+
+        assert refusals > 0
+        assert (await received.next()).message_id == COMMAND.message_id
+    finally:
+        await bus.close()
+
+
+async def publish_until_confirmed(bus: RabbitBus) -> int:
+    """Retry on BusUnavailable as a caller would; how many publishes were refused."""
+    refusals = 0
+    while True:
+        try:
+            await bus.publish(COMMANDS_EXCHANGE, [COMMAND])
+            return refusals
+        except BusUnavailable:
+            refusals += 1
+            await asyncio.sleep(0.05)
+
+
+async def test_conflicting_queue_declaration_is_a_bus_error(rabbit_url: str) -> None:
+    connection = await aio_pika.connect(rabbit_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(CREATE_QUEUE, durable=True)
+    bus = RabbitBus(rabbit_url)
+
+    with pytest.raises(BusError) as raised:
+        await bus.start()
+
+    assert not isinstance(raised.value, BusUnavailable)
+    assert not bus.connected
