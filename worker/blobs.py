@@ -1,0 +1,141 @@
+"""Content-addressed blob store: bytes are written under a temporary name, fsynced and renamed
+to their sha256, so a blob is either complete or absent."""
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class BlobRef(msgspec.Struct, frozen=True, kw_only=True):
+    digest: str
+    size: int
+
+
+class BlobWriter(Protocol):
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> BlobRef: ...
+
+
+class BlobStore(Protocol):
+    """Where image bytes live; leaving `blob_writer()` without `commit()` stores nothing."""
+
+    def blob_writer(self) -> AbstractAsyncContextManager[BlobWriter]: ...
+
+    async def exists(self, digest: str) -> bool: ...
+
+    async def delete(self, digest: str) -> None: ...
+
+
+class FileBlobWriter:
+    """Hashes and writes in a worker thread; the lock keeps `discard` from closing the file
+    under a write that a cancelled task left running."""
+
+    def __init__(self, store: "FileBlobStore", fd: int, temp: Path) -> None:
+        self._store = store
+        self._file = os.fdopen(fd, "wb")
+        self._temp = temp
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    async def write(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self._write, chunk)
+
+    async def commit(self) -> BlobRef:
+        return await asyncio.to_thread(self._commit)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._file.close()
+        self._temp.unlink(missing_ok=True)
+
+    def _write(self, chunk: bytes) -> None:
+        with self._lock:
+            if self._file.closed:
+                raise ValueError("blob writer is closed")
+            self._hash.update(chunk)
+            self._file.write(chunk)
+            self._size += len(chunk)
+
+    def _commit(self) -> BlobRef:
+        with self._lock:
+            if self._file.closed:
+                raise ValueError("blob writer is closed")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            ref = BlobRef(digest=self._hash.hexdigest(), size=self._size)
+            self._store.place(self._temp, ref.digest)
+        return ref
+
+
+class FileBlobStore:
+    """Blobs at `root/sha256/<2 hex>/<digest>`, temporary files in `root/tmp`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+
+    def path(self, digest: str) -> Path:
+        if not _DIGEST.fullmatch(digest):
+            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        return self.root / "sha256" / digest[:2] / digest
+
+    @asynccontextmanager
+    async def blob_writer(self) -> AsyncIterator[FileBlobWriter]:
+        # Synchronous (and quick) so that a cancellation cannot orphan a fresh temporary file.
+        writer = self._open_temp()
+        try:
+            yield writer
+        finally:
+            # Synchronous so that it completes even while the task is being cancelled.
+            writer.discard()
+
+    async def exists(self, digest: str) -> bool:
+        return await asyncio.to_thread(self.path(digest).is_file)
+
+    async def delete(self, digest: str) -> None:
+        await asyncio.to_thread(self.path(digest).unlink, missing_ok=True)
+
+    def place(self, temp: Path, digest: str) -> None:
+        """Move a fsynced temporary file to its digest, or drop it if that blob exists."""
+        final = self.path(digest)
+        if final.exists():
+            return
+        _make_dirs(final.parent)
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+
+    def _open_temp(self) -> FileBlobWriter:
+        _make_dirs(self._tmp)
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="blob-", suffix=".part")
+        return FileBlobWriter(self, fd, Path(name))
+
+
+def _make_dirs(path: Path) -> None:
+    """Create missing directories and fsync each new entry into its parent."""
+    if path.is_dir():
+        return
+    _make_dirs(path.parent)
+    path.mkdir(exist_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,384 @@
+"""SSRF-safe streaming fetch of an image source: http(s) with vetted, pinned addresses, or a
+file below the import root."""
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from pathlib import Path, PurePosixPath
+
+import aiohttp
+import msgspec
+import structlog
+import tenacity
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.http_exceptions import ContentLengthError
+from yarl import URL
+
+from contracts.errors import Code
+from worker.errors import ImportRefused, SourceUnavailable
+
+log = structlog.get_logger(__name__)
+
+CHUNK = 1 << 20
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PERMANENT = {
+    401: Code.PERMISSION_DENIED,
+    403: Code.PERMISSION_DENIED,
+    404: Code.NOT_FOUND,
+    410: Code.NOT_FOUND,
+}
+_TRANSIENT = frozenset({408, 425, 429})
+_METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254")))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class FetchPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits of one fetch; `allowed_hosts` holds host names or CIDRs exempt from the
+    address block."""
+
+    max_bytes: int
+    allowed_hosts: tuple[str, ...] = ()
+    import_root: Path | None = None
+    max_redirects: int = 5
+    idle_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    retries: int = 3
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+
+
+@asynccontextmanager
+async def open_source(url: str, policy: FetchPolicy) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Open `url` and yield its body as chunks; raises ImportRefused or SourceUnavailable."""
+    target = _parse(url)
+    _check_url(target, ("http", "https", "file"))
+    log.info("source.open", url=_safe(target))
+    if target.scheme == "file":
+        path = await asyncio.to_thread(_local_path, target, policy)
+        async with aclosing(_read_file(path, policy)) as chunks:
+            yield chunks
+        return
+    async with _http_session(policy) as (session, resolver):
+        response = await _with_retries(session, resolver, target, policy)
+        async with response, aclosing(_read_body(response, policy)) as chunks:
+            yield chunks
+
+
+def _parse(url: str) -> URL:
+    try:
+        return URL(url)
+    except ValueError as exc:
+        raise ImportRefused(Code.INVALID_ARGUMENT, f"URL is malformed: {exc}") from exc
+
+
+def _check_url(url: URL, schemes: tuple[str, ...]) -> None:
+    if url.scheme not in schemes:
+        raise ImportRefused(
+            Code.FAILED_PRECONDITION,
+            f"URL scheme {url.scheme or '(none)'!r} is not supported (use {', '.join(schemes)})",
+        )
+    if url.user is not None or url.password is not None:
+        raise ImportRefused(Code.INVALID_ARGUMENT, "URL must not carry user credentials")
+    if url.scheme != "file" and not url.raw_host:
+        raise ImportRefused(Code.INVALID_ARGUMENT, "URL has no host")
+
+
+def _safe(url: URL) -> str:
+    """Scheme, host and path only: query strings may hold pre-signed credentials."""
+    return str(url.with_query(None).with_fragment(None))
+
+
+def _cap(received: int, policy: FetchPolicy) -> None:
+    if received > policy.max_bytes:
+        raise ImportRefused(
+            Code.RESOURCE_EXHAUSTED, f"source is larger than the limit of {policy.max_bytes} bytes"
+        )
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+
+async def _vet(url: URL, policy: FetchPolicy) -> list[str]:
+    """Resolve the host of `url` and return its addresses, refusing any blocked one."""
+    host = url.raw_host or ""
+    addresses = await _resolve(host, url.port or 0)
+    names = {entry.lower().rstrip(".") for entry in policy.allowed_hosts}
+    if host.lower().rstrip(".") in names:
+        return [str(a) for a in addresses]
+    networks = [ipaddress.ip_network(h, strict=False) for h in policy.allowed_hosts if _is_net(h)]
+    for address in addresses:
+        reason = _blocked(address)
+        if reason and not any(address in net for net in networks):
+            raise ImportRefused(
+                Code.PERMISSION_DENIED, f"address {address} of host {host} is {reason}"
+            )
+    return [str(a) for a in addresses]
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
+    if host.replace(".", "").isdigit():
+        # aiohttp would connect to such a host directly, bypassing the pinned resolver.
+        raise ImportRefused(Code.INVALID_ARGUMENT, f"host {host!r} is not a valid address")
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            raise SourceUnavailable(f"cannot resolve host {host}: {exc.strerror}") from exc
+        raise ImportRefused(Code.INVALID_ARGUMENT, f"host {host!r} does not resolve") from exc
+    except (UnicodeError, ValueError) as exc:
+        raise ImportRefused(Code.INVALID_ARGUMENT, f"host {host!r} is malformed") from exc
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+def _literal(host: str) -> IPAddress | None:
+    """The address a host spells, including legacy IPv4 forms (2130706433, 0177.0.0.1, 0x7f.1)
+    that the C library would accept."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_net(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _blocked(address: IPAddress) -> str | None:
+    """Why `address` must not be fetched from, or None when it is a public address."""
+    if address in _METADATA:
+        return "a cloud metadata address"
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or _nat64(address)
+        if embedded is not None:
+            return _blocked(embedded)
+    for reason, hit in (
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("unspecified", address.is_unspecified),
+        ("reserved", address.is_reserved),
+        ("private", address.is_private),
+    ):
+        if hit:
+            return reason
+    return None if address.is_global else "not globally routable"
+
+
+def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+class _PinnedResolver(AbstractResolver):
+    """Answers only with the addresses vetted for a host, so DNS cannot change after the check."""
+
+    def __init__(self) -> None:
+        self.pins: dict[str, list[str]] = {}
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host not in self.pins:
+            raise OSError(f"host {host} was not vetted")
+        return [_result(host, address, port) for address in self.pins[host]]
+
+    async def close(self) -> None:
+        self.pins.clear()
+
+
+def _result(host: str, address: str, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return ResolveResult(
+        hostname=host,
+        host=address,
+        port=port,
+        family=family,
+        proto=0,
+        flags=socket.AI_NUMERICHOST,
+    )
+
+
+# --- http ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _http_session(
+    policy: FetchPolicy,
+) -> AsyncIterator[tuple[aiohttp.ClientSession, _PinnedResolver]]:
+    resolver = _PinnedResolver()
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=policy.connect_timeout, sock_read=policy.idle_timeout
+    )
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False),
+        timeout=timeout,
+        auto_decompress=False,
+        headers={"Accept-Encoding": "identity"},
+    ) as session:
+        yield session, resolver
+
+
+async def _with_retries(
+    session: aiohttp.ClientSession, resolver: _PinnedResolver, url: URL, policy: FetchPolicy
+) -> aiohttp.ClientResponse:
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(policy.retries + 1),
+        wait=tenacity.wait_random_exponential(
+            multiplier=policy.backoff_initial, max=policy.backoff_max
+        ),
+        retry=tenacity.retry_if_exception_type(SourceUnavailable),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    try:
+        return await retrying(_follow, session, resolver, url, policy)
+    except SourceUnavailable as exc:
+        raise SourceUnavailable(f"{exc} (attempts: {policy.retries + 1})") from exc
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("source.retry", attempt=state.attempt_number, error=str(error))
+
+
+async def _follow(
+    session: aiohttp.ClientSession, resolver: _PinnedResolver, url: URL, policy: FetchPolicy
+) -> aiohttp.ClientResponse:
+    """Request `url`, following redirects by hand so that every target is vetted."""
+    seen = {url}
+    for _ in range(policy.max_redirects + 1):
+        response = await _request(session, resolver, url, policy)
+        if response.status not in _REDIRECTS:
+            return _accept(response, policy)
+        response.close()
+        url = _redirect_target(response, url)
+        if url in seen:
+            raise ImportRefused(Code.INVALID_ARGUMENT, f"redirect loop at {_safe(url)}")
+        seen.add(url)
+    raise ImportRefused(Code.INVALID_ARGUMENT, f"more than {policy.max_redirects} redirects")
+
+
+async def _request(
+    session: aiohttp.ClientSession, resolver: _PinnedResolver, url: URL, policy: FetchPolicy
+) -> aiohttp.ClientResponse:
+    _check_url(url, ("http", "https"))
+    resolver.pins[url.raw_host or ""] = await _vet(url, policy)
+    try:
+        return await session.get(url, allow_redirects=False)
+    except aiohttp.ClientSSLError as exc:
+        raise ImportRefused(Code.FAILED_PRECONDITION, f"TLS with {url.host} failed") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SourceUnavailable(f"cannot fetch {_safe(url)}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    # Not str(exc): some aiohttp errors quote the whole URL, query string included.
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def _redirect_target(response: aiohttp.ClientResponse, url: URL) -> URL:
+    location = response.headers.get("Location")
+    if not location:
+        raise ImportRefused(Code.INVALID_ARGUMENT, f"redirect from {_safe(url)} has no Location")
+    log.info("source.redirect", status=response.status, url=_safe(url))
+    return url.join(_parse(location))
+
+
+def _accept(response: aiohttp.ClientResponse, policy: FetchPolicy) -> aiohttp.ClientResponse:
+    """Return a response whose body may be read, or close it and raise why not."""
+    try:
+        _check_response(response, policy)
+    except BaseException:
+        response.close()
+        raise
+    return response
+
+
+def _check_response(response: aiohttp.ClientResponse, policy: FetchPolicy) -> None:
+    status = f"source answered {response.status} {response.reason}"
+    if response.status in _TRANSIENT or response.status >= 500:
+        raise SourceUnavailable(status)
+    if response.status in _PERMANENT:
+        raise ImportRefused(_PERMANENT[response.status], status)
+    if response.status != 200:
+        raise ImportRefused(Code.INVALID_ARGUMENT, status)
+    if response.content_type == "text/html":
+        raise ImportRefused(Code.INVALID_ARGUMENT, "source served text/html, not a disk image")
+    encoding = response.headers.get("Content-Encoding", "identity").lower()
+    if encoding != "identity":
+        raise ImportRefused(Code.INVALID_ARGUMENT, f"source used Content-Encoding {encoding}")
+    _cap(response.content_length or 0, policy)
+
+
+async def _read_body(
+    response: aiohttp.ClientResponse, policy: FetchPolicy
+) -> AsyncGenerator[bytes, None]:
+    declared, received = response.content_length, 0
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            received += len(chunk)
+            _cap(received, policy)
+            yield chunk
+    except aiohttp.ClientPayloadError as exc:
+        if isinstance(exc.__cause__, ContentLengthError):
+            raise _short(declared) from exc
+        raise SourceUnavailable(f"source body broke off: {_reason(exc)}") from exc
+    except TimeoutError as exc:
+        raise SourceUnavailable(f"source sent nothing for {policy.idle_timeout} s") from exc
+    except aiohttp.ClientError as exc:
+        raise SourceUnavailable(f"source body broke off: {_reason(exc)}") from exc
+    if declared is not None and received < declared:
+        raise _short(declared)
+
+
+def _short(declared: int | None) -> ImportRefused:
+    return ImportRefused(
+        Code.INVALID_ARGUMENT, f"source body is shorter than its Content-Length of {declared}"
+    )
+
+
+# --- file ------------------------------------------------------------------------------------
+
+
+def _local_path(url: URL, policy: FetchPolicy) -> Path:
+    """The file a file:// URL names, refused unless it lies below the import root."""
+    if policy.import_root is None:
+        raise ImportRefused(Code.FAILED_PRECONDITION, "file:// sources are disabled")
+    if url.host not in (None, "", "localhost"):
+        raise ImportRefused(Code.INVALID_ARGUMENT, "file:// URL must not name a host")
+    if ".." in PurePosixPath(url.path).parts:
+        raise ImportRefused(Code.PERMISSION_DENIED, f"path {url.path} contains '..'")
+    path = Path(url.path).resolve()
+    if not path.is_relative_to(policy.import_root.resolve()):
+        raise ImportRefused(Code.PERMISSION_DENIED, f"path {url.path} is outside the import root")
+    if not path.is_file():
+        raise ImportRefused(Code.NOT_FOUND, f"file {url.path} does not exist")
+    return path
+
+
+async def _read_file(path: Path, policy: FetchPolicy) -> AsyncGenerator[bytes, None]:
+    received = 0
+    with path.open("rb") as file:
+        while chunk := await asyncio.to_thread(file.read, CHUNK):
+            received += len(chunk)
+            _cap(received, policy)
+            yield chunk

@@ -1,0 +1,146 @@
+"""Streaming disk image inspection with oslo.utils' format_inspector.
+
+Every chunk goes to one inspector per format the library knows, so a file that also looks
+like another format is caught, and the safety check runs on what was detected, not on what
+the uploader claimed."""
+
+import struct
+
+import msgspec
+import structlog
+from oslo_utils.imageutils import format_inspector as fi
+
+from contracts.errors import Code
+from worker.errors import ImportRefused
+
+log = structlog.get_logger(__name__)
+
+ACCEPTED = ("qcow2", "vmdk", "raw")
+# A raw disk that carries an MBR or GPT partition table is detected as "gpt".
+_RAW_LIKE = frozenset({"raw", "gpt"})
+SECTOR = 512
+# qcow2 header fields the library leaves unchecked: cluster_bits, l1_size, l1_table_offset,
+# refcount_table_offset, refcount_table_clusters.
+_QCOW2_LAYOUT = struct.Struct(">20xI12xIQQI")
+_PHRASES = {
+    "backing_file": "has a backing file",
+    "data_file": "has an external data file",
+}
+
+
+class Inspection(msgspec.Struct, frozen=True, kw_only=True):
+    format: str
+    virtual_size: int
+
+
+class StreamInspector:
+    """Call `feed` with every chunk in order, then `finish` once at the end of the stream."""
+
+    def __init__(self) -> None:
+        self._inspectors = [kind() for kind in fi.ALL_FORMATS.values()]
+        self._failed: dict[str, Exception] = {}
+        self._size = 0
+        self._decided = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Inspect one chunk; refuse early once the headers alone condemn the image."""
+        self._size += len(chunk)
+        for inspector in self._inspectors:
+            if inspector.NAME not in self._failed:
+                self._eat(inspector, chunk)
+        if not self._decided and all(i.complete for i in self._inspectors):
+            self._decided = True
+            found = self._detect()
+            if found.NAME not in _RAW_LIKE:
+                self._check(found)
+
+    def finish(self) -> Inspection:
+        """Decide the format and run every check; raises ImportRefused."""
+        for inspector in self._inspectors:
+            inspector.finish()
+        if self._size == 0:
+            raise ImportRefused(Code.INVALID_ARGUMENT, "image is empty")
+        found = self._detect()
+        self._check(found)
+        if found.NAME in _RAW_LIKE:
+            return self._raw()
+        if found.NAME == "qcow2":
+            self._check_qcow2_layout(found)
+        return Inspection(format=found.NAME, virtual_size=found.virtual_size)
+
+    def _eat(self, inspector: fi.FileInspector, chunk: bytes) -> None:
+        try:
+            inspector.eat_chunk(chunk)
+        except Exception as exc:  # the parsers raise anything on foreign data
+            self._failed[inspector.NAME] = exc
+
+    def _detect(self) -> fi.FileInspector:
+        matches = [i for i in self._inspectors if i.NAME != "raw" and _matches(i)]
+        if len(matches) > 1:
+            names = ", ".join(sorted(i.NAME for i in matches))
+            raise ImportRefused(
+                Code.INVALID_ARGUMENT, f"image matches more than one format: {names}"
+            )
+        if matches:
+            return matches[0]
+        return next(i for i in self._inspectors if i.NAME == "raw")
+
+    def _check(self, found: fi.FileInspector) -> None:
+        name = found.NAME
+        if name in self._failed:
+            raise _corrupt(name, self._failed[name])
+        if name not in ACCEPTED and name not in _RAW_LIKE:
+            raise ImportRefused(
+                Code.FAILED_PRECONDITION,
+                f"image format {name} is not accepted (accepted: {', '.join(ACCEPTED)})",
+            )
+        try:
+            found.safety_check()
+        except fi.SafetyCheckFailed as exc:
+            raise ImportRefused(Code.INVALID_ARGUMENT, _describe(found, exc)) from exc
+        except fi.ImageFormatError as exc:
+            raise _corrupt(name, exc) from exc
+
+    def _check_qcow2_layout(self, found: fi.FileInspector) -> None:
+        """Refuse a qcow2 whose tables lie beyond the end of the stream: truncated or corrupt."""
+        layout = _QCOW2_LAYOUT.unpack_from(found.region("header").data)
+        cluster_bits, l1_size, l1_offset, refcount_offset, refcount_clusters = layout
+        if not 9 <= cluster_bits <= 21:
+            raise _corrupt("qcow2", f"cluster_bits is {cluster_bits}")
+        end = max(l1_offset + 8 * l1_size, refcount_offset + (refcount_clusters << cluster_bits))
+        if end > self._size:
+            raise ImportRefused(
+                Code.INVALID_ARGUMENT,
+                f"qcow2 image is truncated: its tables end at byte {end} of {self._size}",
+            )
+
+    def _raw(self) -> Inspection:
+        if self._size % SECTOR:
+            raise ImportRefused(
+                Code.INVALID_ARGUMENT,
+                f"raw image of {self._size} bytes is not a whole number of {SECTOR}-byte sectors",
+            )
+        return Inspection(format="raw", virtual_size=self._size)
+
+
+def _matches(inspector: fi.FileInspector) -> bool:
+    try:
+        return inspector.format_match
+    except Exception:  # a half-parsed header of a foreign format
+        return False
+
+
+def _corrupt(name: str, reason: Exception | str) -> ImportRefused:
+    return ImportRefused(Code.INVALID_ARGUMENT, f"{name} image has a corrupt header: {reason}")
+
+
+def _describe(found: fi.FileInspector, failed: fi.SafetyCheckFailed) -> str:
+    """One message naming every failed check, e.g. "qcow2 image has a backing file"."""
+    reasons = [
+        _PHRASES.get(check) or f"fails the {check} check: {exc}"
+        for check, exc in failed.failures.items()
+    ]
+    subformat = getattr(found, "vmdktype", None)
+    suffix = f" (createType {subformat})" if subformat else ""
+    log.info("image.refused", format=found.NAME, checks=sorted(failed.failures))
+    return f"{found.NAME} image {'; '.join(reasons)}{suffix}"
