@@ -4,13 +4,14 @@ from typing import Literal
 
 import msgspec
 
-COMMANDS_EXCHANGE = "kiln.commands"
-EVENTS_EXCHANGE = "kiln.events"
-DEAD_LETTER_EXCHANGE = "kiln.dead-letter"
-
-CREATE_QUEUE = "kiln.image.create"
-DELETE_QUEUE = "kiln.image.delete"
-DEAD_LETTER_QUEUE = "kiln.dead-letter"
+from contracts.names import (
+    COMMANDS_EXCHANGE,
+    CREATE_QUEUE,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DELETE_QUEUE,
+    EVENTS_EXCHANGE,
+)
 
 # A message is dead-lettered after DELIVERY_LIMIT + 1 failed deliveries.
 # Set explicitly: RabbitMQ 3.x quorum queues have no default limit.

@@ -12,8 +12,9 @@ class Message(
 
 
 def anchored(pattern: str) -> str:
-    """msgspec matches patterns with re.search; the contract's patterns are whole-string."""
-    return rf"\A(?:{pattern})\Z"
+    """msgspec matches patterns with re.search; the contract's patterns are whole-string.
+    `$(?!\n)` ends the match at the true end in Python and stays valid ECMA for OpenAPI."""
+    return rf"^(?:{pattern})$(?!\n)"
 
 
 NAME_PATTERN = "|[a-z]([-_a-z0-9]{0,61}[a-z0-9])?"

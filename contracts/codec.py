@@ -53,7 +53,7 @@ def _field_message(text: str) -> str:
     field = where.strip("`").removeprefix("$").removeprefix(".") or "body"
     if key_part:
         field += " (map key)"
-    detail = detail.replace("\\\\", "\\").replace(r"\A(?:", "").replace(r")\Z", "")
+    detail = detail.replace("\\\\", "\\").replace("^(?:", "").replace(r")$(?!\n)", "")
     return f"{field}: {detail[:1].lower()}{detail[1:]}"
 
 

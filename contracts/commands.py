@@ -24,3 +24,23 @@ AnyCommand = CreateImage | DeleteImage
 
 command_encoder = msgspec.json.Encoder()
 command_decoder = msgspec.json.Decoder(AnyCommand)
+
+
+class ImageSource(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where a create takes its bytes from: exactly one member is set."""
+
+    uri: str = ""
+    image_id: str = ""
+    disk_id: str = ""
+    snapshot_id: str = ""
+
+
+class CreateParams(msgspec.Struct, frozen=True, kw_only=True):
+    """What the worker needs to carry out a create, stored with its operation."""
+
+    source: ImageSource
+    requested_min_disk_size: int = 0
+
+
+params_encoder = msgspec.json.Encoder()
+create_params_decoder = msgspec.json.Decoder(CreateParams)

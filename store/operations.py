@@ -16,6 +16,16 @@ from store.db import Connection, Row
 
 _encoder = msgspec.json.Encoder()
 
+# Operation kinds. Create and delete are carried out by workers; the others finish at once.
+CREATE = "image.create"
+DELETE = "image.delete"
+UPDATE = "image.update"
+SET_ACCESS = "image.set_access_bindings"
+UPDATE_ACCESS = "image.update_access_bindings"
+WORKER_KINDS = (CREATE, DELETE)
+# How long a queued worker operation may wait for a worker before the reconciler re-drives it.
+PENDING_GRACE_US = 300 * 1_000_000
+
 
 class OperationRecord(msgspec.Struct, kw_only=True):
     """`params` is the kind-specific input a worker needs (JSON), e.g. a create's source."""

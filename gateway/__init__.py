@@ -1,0 +1,1 @@
+"""The aiohttp gateway: the Image and Operation REST API."""

@@ -1,0 +1,27 @@
+"""The gateway's app factory."""
+
+from aiohttp import web
+
+from bus.base import Bus
+from gateway import access, docs, images, operations
+from gateway.keys import BUS, DB, PAGE_TOKENS, SETTINGS
+from gateway.middleware import errors, request_context
+from gateway.pagination import PageTokens
+from gateway.settings import GatewaySettings
+from store import secrets_table
+from store.db import Database
+
+
+async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.Application:
+    """The API on an open database and a started bus (their owner closes them)."""
+    app = web.Application(
+        middlewares=[request_context, errors], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[DB] = db
+    app[BUS] = bus
+    app[PAGE_TOKENS] = PageTokens(bytes.fromhex(await secrets_table.get_or_create(db, "page_tokens")))
+    for table in (images.routes, access.routes, operations.routes):
+        app.add_routes(table)
+    docs.setup(app)
+    return app

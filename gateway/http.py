@@ -1,0 +1,49 @@
+"""Reading requests into contract Structs and writing Structs back as JSON."""
+
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from contracts.codec import camel, decode_json, parse
+from contracts.errors import InvalidArgument
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+_encoder = msgspec.json.Encoder()
+
+
+def respond(body: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
+
+
+async def body_request(
+    request: web.Request, message_type: type[T], path: dict[str, str] | None = None
+) -> T:
+    """A JSON body plus the fields bound in the URL path (which the body may not repeat)."""
+    raw = decode_json(await request.read()) if request.can_read_body else {}
+    if not isinstance(raw, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return parse(_with_path(raw, path or {}), message_type)
+
+
+def query_request(
+    request: web.Request, message_type: type[T], path: dict[str, str] | None = None
+) -> T:
+    """Query parameters (each at most once) plus the fields bound in the URL path."""
+    raw: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        if len(values) > 1:
+            raise InvalidArgument(f"{key}: given more than once")
+        raw[key] = values[0]
+    return parse(_with_path(raw, path or {}), message_type)
+
+
+def _with_path(raw: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    for name in path:
+        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+        for spelling in {name, snake, camel(snake)}:
+            if spelling in raw:
+                raise InvalidArgument(f"{spelling}: is taken from the URL path, not the request")
+    return {**raw, **path}

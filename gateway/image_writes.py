@@ -1,0 +1,249 @@
+"""Create, update and delete: each one transaction writing state, operation and outbox rows."""
+
+import msgspec
+from aiohttp import web
+
+from contracts.base import MIN_DISK_SIZE
+from contracts.commands import CreateImage, CreateParams, DeleteImage, ImageSource, params_encoder
+from contracts.enums import ImageStatus
+from contracts.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument
+from contracts.ids import IMAGE_PREFIX, new_id
+from contracts.images import CreateImageRequest, ImageAny, UpdateImageRequest
+from contracts.names import CREATE_QUEUE, DELETE_QUEUE
+from contracts.operations import (
+    CreateImageMetadata,
+    DeleteImageMetadata,
+    Operation,
+    UpdateImageMetadata,
+)
+from gateway.context import RequestContext
+from gateway.keys import DB, SETTINGS
+from gateway.publishing import publish_committed
+from gateway.writes import command_row, existing_image, new_operation, replay
+from store import events, images, operations, outbox
+from store.clock import now_us
+from store.db import Connection, UniqueViolation
+from store.idempotency import Claim
+from store.images import ImageRecord, ImageSpec, to_image
+from store.operations import to_operation
+
+UPDATABLE = {"name", "description", "minDiskSize", "labels"}
+_DISK_ALIGN = 4 * 1024**2
+
+
+def check_disk_size(value: int) -> None:
+    if value and value < MIN_DISK_SIZE:
+        raise InvalidArgument(f"minDiskSize: must be between {MIN_DISK_SIZE} and 4398046511104")
+
+
+def _source(request: CreateImageRequest) -> ImageSource:
+    given = {
+        name: value
+        for name, value in (
+            ("imageId", request.image_id),
+            ("diskId", request.disk_id),
+            ("snapshotId", request.snapshot_id),
+            ("uri", request.uri),
+        )
+        if value
+    }
+    if len(given) != 1:
+        raise InvalidArgument(
+            "source: exactly one of imageId, diskId, snapshotId, uri must be set"
+            f" (got {', '.join(given) or 'none'})"
+        )
+    return ImageSource(
+        uri=request.uri,
+        image_id=request.image_id,
+        disk_id=request.disk_id,
+        snapshot_id=request.snapshot_id,
+    )
+
+
+def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSource:
+    source = _source(request)
+    check_disk_size(request.min_disk_size)
+    generation = request.hardware_generation
+    if generation and generation.legacy_features and generation.generation2_features:
+        raise InvalidArgument(
+            "hardwareGeneration: set at most one of legacyFeatures, generation2Features"
+        )
+    if (source.disk_id or source.snapshot_id) and not app[SETTINGS].disk_source_configured:
+        raise FailedPrecondition(
+            "diskId and snapshotId sources are not available: no disk source is configured"
+            " on this deployment (see KILN_DISK_SOURCE_DIR)"
+        )
+    return source
+
+
+def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:
+    return ImageRecord(
+        id=new_id(IMAGE_PREFIX),
+        folder_id=request.folder_id,
+        name=request.name,
+        family=request.family,
+        status=ImageStatus.CREATING,
+        created_at=now,
+        min_disk_size=request.min_disk_size,
+        spec=ImageSpec(
+            description=request.description,
+            labels=request.labels,
+            product_ids=request.product_ids,
+            os=request.os,
+            pooled=request.pooled,
+            hardware_generation=request.hardware_generation,
+        ),
+    )
+
+
+async def _check_source_image(conn: Connection, image_id: str) -> None:
+    source = await existing_image(conn, image_id)
+    if source.status is not ImageStatus.READY:
+        raise FailedPrecondition(f"source image {image_id} is {source.status.value}, not READY")
+
+
+async def _insert_image(conn: Connection, image: ImageRecord) -> None:
+    try:
+        await images.insert(conn, image)
+    except UniqueViolation:
+        raise AlreadyExists(
+            f"an image named {image.name!r} already exists in folder {image.folder_id}"
+        ) from None
+
+
+async def create_image(
+    app: web.Application, context: RequestContext, request: CreateImageRequest, key: Claim | None
+) -> Operation:
+    source = _check_create(app, request)
+    now = now_us()
+    image = _new_image(request, now)
+    op = new_operation(
+        context, operations.CREATE, image.id, "Create image",
+        CreateImageMetadata(image_id=image.id), now,
+    )
+    op.params = params_encoder.encode(
+        CreateParams(source=source, requested_min_disk_size=request.min_disk_size)
+    )
+    command = CreateImage(
+        command_id=op.id, operation_id=op.id, image_id=image.id, request_id=context.request_id
+    )
+    async with app[DB].transaction() as conn:
+        if previous := await replay(conn, key, op.id, now):
+            return previous
+        if source.image_id:
+            await _check_source_image(conn, source.image_id)
+        await _insert_image(conn, image)
+        await operations.insert(conn, op)
+        rows = [
+            await events.record(conn, image, "created", op.id),
+            await outbox.add(conn, command_row(command, CREATE_QUEUE, context), now),
+        ]
+    await publish_committed(app, rows)
+    return to_operation(op)
+
+
+def _mask(update_mask: str) -> set[str]:
+    """The paths to change; with no mask, every updatable field (unsent ones are reset)."""
+    if not update_mask.strip():
+        return set(UPDATABLE)
+    paths = {path.strip() for path in update_mask.split(",")}
+    unknown = paths - UPDATABLE
+    if unknown:
+        raise InvalidArgument(
+            f"updateMask: cannot update {', '.join(sorted(unknown))};"
+            f" updatable fields are {', '.join(sorted(UPDATABLE))}"
+        )
+    return paths
+
+
+def _updated(image: ImageRecord, request: UpdateImageRequest, paths: set[str]) -> ImageRecord:
+    changed = msgspec.structs.replace(image, spec=msgspec.structs.replace(image.spec))
+    if "name" in paths:
+        changed.name = request.name
+    if "description" in paths:
+        changed.spec.description = request.description
+    if "labels" in paths:
+        changed.spec.labels = request.labels
+    if "minDiskSize" in paths:
+        changed.min_disk_size = _min_disk_size(image, request.min_disk_size)
+    return changed
+
+
+def _min_disk_size(image: ImageRecord, requested: int) -> int:
+    """0 (unset) resets to the image's own minimum: its size rounded up to 4 MiB."""
+    check_disk_size(requested)
+    if requested and requested < image.size:
+        raise InvalidArgument(
+            f"minDiskSize: {requested} is smaller than the image's size {image.size}"
+        )
+    return requested or -(-image.size // _DISK_ALIGN) * _DISK_ALIGN
+
+
+async def update_image(
+    app: web.Application, context: RequestContext, request: UpdateImageRequest, key: Claim | None
+) -> Operation:
+    paths = _mask(request.update_mask)
+    now = now_us()
+    async with app[DB].transaction() as conn:
+        image = await existing_image(conn, request.image_id, lock=True)
+        op = new_operation(
+            context, operations.UPDATE, image.id, "Update image",
+            UpdateImageMetadata(image_id=image.id), now,
+        )
+        if previous := await replay(conn, key, op.id, now):
+            return previous
+        if image.status is ImageStatus.DELETING:
+            raise FailedPrecondition(f"image {image.id} is being deleted")
+        updated = _updated(image, request, paths)
+        try:
+            if not await images.replace(conn, updated, expected=image.status):
+                raise Aborted(f"image {image.id} changed during the update; retry")
+        except UniqueViolation:
+            raise AlreadyExists(
+                f"an image named {updated.name!r} already exists in folder {image.folder_id}"
+            ) from None
+        op.done = True
+        op.response = ImageAny(**msgspec.structs.asdict(to_image(updated)))
+        await operations.insert(conn, op)
+        rows = [await events.record(conn, updated, "updated", op.id)]
+    await publish_committed(app, rows)
+    return to_operation(op)
+
+
+async def _cancel_open_create(conn: Connection, image_id: str, now: int) -> None:
+    for op in await operations.page_for_resource(conn, image_id, None, 100):
+        if op.kind == operations.CREATE and not op.done:
+            await operations.request_cancel(conn, op.id, now)
+
+
+async def delete_image(
+    app: web.Application, context: RequestContext, image_id: str, key: Claim | None
+) -> Operation:
+    now = now_us()
+    async with app[DB].transaction() as conn:
+        image = await existing_image(conn, image_id, lock=True)
+        op = new_operation(
+            context, operations.DELETE, image.id, "Delete image",
+            DeleteImageMetadata(image_id=image.id), now,
+        )
+        if previous := await replay(conn, key, op.id, now):
+            return previous
+        was = image.status
+        if was is ImageStatus.DELETING:
+            raise FailedPrecondition(f"image {image.id} is already being deleted")
+        image.status = ImageStatus.DELETING
+        if not await images.replace(conn, image, expected=was):
+            raise Aborted(f"image {image.id} changed during the delete; retry")
+        if was is ImageStatus.CREATING:
+            await _cancel_open_create(conn, image.id, now)
+        await operations.insert(conn, op)
+        command = DeleteImage(
+            command_id=op.id, operation_id=op.id, image_id=image.id,
+            request_id=context.request_id,
+        )
+        rows = [
+            await events.record(conn, image, "deleting", op.id),
+            await outbox.add(conn, command_row(command, DELETE_QUEUE, context), now),
+        ]
+    await publish_committed(app, rows)
+    return to_operation(op)

@@ -1,0 +1,128 @@
+"""Image routes: the read methods here, the writes in image_writes."""
+
+from aiohttp import web
+
+from contracts.errors import InvalidArgument, NotFound
+from contracts.images import (
+    CreateImageRequest,
+    DeleteImageRequest,
+    GetImageLatestByFamilyRequest,
+    GetImageRequest,
+    ListImageOperationsRequest,
+    ListImagesRequest,
+    ListImagesResponse,
+    UpdateImageRequest,
+)
+from contracts.operations import ListImageOperationsResponse
+from gateway import image_writes
+from gateway.context import context_of
+from gateway.http import body_request, query_request, respond
+from gateway.keys import DB, PAGE_TOKENS
+from gateway.pagination import page_size, to_base36
+from gateway.query import parse_filter, parse_order
+from gateway.writes import existing_image, idempotency_claim
+from store import images, operations
+from store.images import ImageRecord, SortColumn, to_image
+from store.operations import to_operation
+
+routes = web.RouteTableDef()
+_ID_LENGTH = 20
+
+
+@routes.get("/compute/v1/images/{imageId:[^/:]+}")
+async def get_image(request: web.Request) -> web.Response:
+    parsed = query_request(request, GetImageRequest, dict(request.match_info))
+    async with request.app[DB].transaction() as conn:
+        image = await existing_image(conn, parsed.image_id)
+    return respond(to_image(image))
+
+
+@routes.get("/compute/v1/images:latestByFamily")
+async def latest_by_family(request: web.Request) -> web.Response:
+    parsed = query_request(request, GetImageLatestByFamilyRequest)
+    async with request.app[DB].transaction() as conn:
+        image = await images.latest_ready(conn, parsed.folder_id, parsed.family)
+    if image is None:
+        raise NotFound(f"no READY image of family {parsed.family!r} in folder {parsed.folder_id}")
+    return respond(to_image(image))
+
+
+def _position(image: ImageRecord, sort: SortColumn) -> str:
+    """The keyset position after `image`: its id, then its sort value (url-safe text)."""
+    if sort == "name":
+        return image.id + image.name
+    if sort == "created_at":
+        return image.id + to_base36(image.created_at)
+    return image.id
+
+
+def _after(position: str, sort: SortColumn) -> tuple[object, ...]:
+    image_id, value = position[:_ID_LENGTH], position[_ID_LENGTH:]
+    if sort == "name":
+        return (value, image_id)
+    if sort == "created_at":
+        try:
+            return (int(value, 36), image_id)
+        except ValueError:
+            raise InvalidArgument("pageToken: malformed") from None
+    return (image_id,)
+
+
+@routes.get("/compute/v1/images")
+async def list_images(request: web.Request) -> web.Response:
+    parsed = query_request(request, ListImagesRequest)
+    conditions = parse_filter(parsed.filter)
+    sort, descending = parse_order(parsed.order_by)
+    scope = f"images\n{parsed.folder_id}\n{parsed.filter}\n{parsed.order_by}"
+    tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
+    after = _after(tokens.open(scope, parsed.page_token), sort) if parsed.page_token else None
+    async with request.app[DB].transaction() as conn:
+        rows = await images.page(
+            conn, parsed.folder_id, conditions, sort, descending, after, limit + 1
+        )
+    token = tokens.issue(scope, _position(rows[limit - 1], sort)) if len(rows) > limit else ""
+    return respond(
+        ListImagesResponse(images=[to_image(r) for r in rows[:limit]], next_page_token=token)
+    )
+
+
+@routes.get("/compute/v1/images/{imageId:[^/:]+}/operations")
+async def list_operations(request: web.Request) -> web.Response:
+    parsed = query_request(request, ListImageOperationsRequest, dict(request.match_info))
+    scope = f"operations\n{parsed.image_id}"
+    tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
+    after = tokens.open(scope, parsed.page_token) if parsed.page_token else None
+    async with request.app[DB].transaction() as conn:
+        rows = await operations.page_for_resource(conn, parsed.image_id, after, limit + 1)
+        if not rows and after is None:
+            await existing_image(conn, parsed.image_id)
+    token = tokens.issue(scope, rows[limit - 1].id) if len(rows) > limit else ""
+    return respond(
+        ListImageOperationsResponse(
+            operations=[to_operation(r) for r in rows[:limit]], next_page_token=token
+        )
+    )
+
+
+@routes.post("/compute/v1/images")
+async def create_image(request: web.Request) -> web.Response:
+    context = context_of(request)
+    parsed = await body_request(request, CreateImageRequest)
+    key = idempotency_claim(request, context, parsed)
+    return respond(await image_writes.create_image(request.app, context, parsed, key))
+
+
+@routes.patch("/compute/v1/images/{imageId:[^/:]+}")
+async def update_image(request: web.Request) -> web.Response:
+    context = context_of(request)
+    parsed = await body_request(request, UpdateImageRequest, dict(request.match_info))
+    key = idempotency_claim(request, context, parsed)
+    return respond(await image_writes.update_image(request.app, context, parsed, key))
+
+
+@routes.delete("/compute/v1/images/{imageId:[^/:]+}")
+async def delete_image(request: web.Request) -> web.Response:
+    context = context_of(request)
+    parsed = query_request(request, DeleteImageRequest, dict(request.match_info))
+    key = idempotency_claim(request, context, parsed)
+    return respond(await image_writes.delete_image(request.app, context, parsed.image_id, key))

@@ -1,0 +1,86 @@
+"""What every mutating call shares: idempotency replay, operation records, command rows."""
+
+import hashlib
+
+import msgspec
+from aiohttp import web
+
+from contracts.commands import Command, command_encoder
+from contracts.errors import AlreadyExists, InvalidArgument, NotFound
+from contracts.ids import OPERATION_PREFIX, new_id
+from contracts.names import COMMANDS_EXCHANGE
+from contracts.operations import Operation, OperationMetadata
+from contracts.outbox import OutboxMessage
+from gateway.context import RequestContext
+from store import images, operations
+from store.db import Connection
+from store.idempotency import Claim, claim
+from store.images import ImageRecord
+from store.operations import OperationRecord, to_operation
+
+_encoder = msgspec.json.Encoder()
+MAX_KEY_LENGTH = 128
+
+
+def idempotency_claim(
+    request: web.Request, context: RequestContext, parsed: msgspec.Struct
+) -> Claim | None:
+    """The caller's Idempotency-Key, fingerprinted with the request it came with."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidArgument(f"Idempotency-Key: must be 1 to {MAX_KEY_LENGTH} characters")
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    digest.update(_encoder.encode(parsed))
+    return Claim(subject=context.subject, key=key, fingerprint=digest.hexdigest())
+
+
+async def replay(conn: Connection, key: Claim | None, operation_id: str, now: int) -> Operation | None:
+    """Claim the key for `operation_id`; the earlier operation if this is a repeat."""
+    if key is None:
+        return None
+    previous = await claim(conn, key, operation_id, now)
+    if previous is None:
+        return None
+    if previous.fingerprint != key.fingerprint:
+        raise AlreadyExists("Idempotency-Key was already used for a different request")
+    record = await operations.get(conn, previous.operation_id)
+    assert record is not None, "an idempotency key always names a stored operation"
+    return to_operation(record)
+
+
+def new_operation(
+    context: RequestContext, kind: str, resource_id: str, description: str,
+    metadata: OperationMetadata, now: int,
+) -> OperationRecord:
+    return OperationRecord(
+        id=new_id(OPERATION_PREFIX),
+        resource_id=resource_id,
+        kind=kind,
+        description=description,
+        created_by=context.subject,
+        created_at=now,
+        modified_at=now,
+        metadata=metadata,
+        lease_until=now + operations.PENDING_GRACE_US,
+    )
+
+
+def command_row(command: Command, queue: str, context: RequestContext) -> OutboxMessage:
+    """The outbox row that carries a command to its queue (routing key = queue name)."""
+    return OutboxMessage(
+        exchange=COMMANDS_EXCHANGE,
+        routing_key=queue,
+        message_id=command.command_id,
+        body=command_encoder.encode(command),
+        type=queue,
+        correlation_id=context.request_id,
+    )
+
+
+async def existing_image(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord:
+    image = await images.get(conn, image_id, lock=lock)
+    if image is None:
+        raise NotFound(f"image {image_id} not found")
+    return image

@@ -1,0 +1,46 @@
+"""Image events: each one numbered in its image's sequence and written to the outbox."""
+
+import msgspec
+
+from contracts.events import CONTENT_TYPE, CloudEvent, event_encoder, event_type, routing_key
+from contracts.names import EVENTS_EXCHANGE
+from contracts.outbox import OutboxMessage
+from store import outbox
+from store.clock import now_us, to_datetime
+from store.db import Connection
+from store.images import ImageRecord
+
+
+async def record(
+    conn: Connection, image: ImageRecord, name: str, operation_id: str, data: object = None
+) -> OutboxMessage:
+    """Advance the image's event sequence and queue the event, in the caller's transaction.
+
+    The event id is derived from the image and its sequence number, so a redelivered or
+    republished event keeps its id.
+    """
+    image.event_seq += 1
+    await conn.execute(
+        "UPDATE images SET event_seq = ? WHERE id = ?", image.event_seq, image.id
+    )
+    now = now_us()
+    event = CloudEvent(
+        id=f"{image.id}-{image.event_seq}",
+        type=event_type(name),
+        subject=image.id,
+        time=to_datetime(now),
+        sequence=str(image.event_seq),
+        correlationid=operation_id,
+        folderid=image.folder_id,
+        data=msgspec.to_builtins(data) if data is not None else None,
+    )
+    message = OutboxMessage(
+        exchange=EVENTS_EXCHANGE,
+        routing_key=routing_key(name, image.folder_id),
+        message_id=event.id,
+        body=event_encoder.encode(event),
+        content_type=CONTENT_TYPE,
+        type=event.type,
+        correlation_id=operation_id,
+    )
+    return await outbox.add(conn, message, now)
