@@ -1,0 +1,1 @@
+"""The `kiln` command: run the gateway and workers, together (`kiln dev`) or apart."""

@@ -1,0 +1,74 @@
+"""`kiln dev | gateway | worker`: every setting is a flag and a `KILN_*` variable."""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from kiln import runtime
+from kiln.settings import Settings, SettingsError, build, env_name
+
+# (setting, help) for every option; each reads its KILN_<SETTING> variable too.
+OPTIONS: list[tuple[str, str]] = [
+    ("data_dir", "Directory for the embedded database and blobs (default ./.kiln)."),
+    ("database_url", "sqlite:///path or postgresql://… (default: SQLite in the data dir)."),
+    ("broker_url", "amqp://… for RabbitMQ, or memory:// (kiln dev's default)."),
+    ("storage_url", "file:///path for image blobs (default: blobs/ in the data dir)."),
+    ("http_host", "Address the gateway listens on (default 127.0.0.1)."),
+    ("http_port", "Port the gateway listens on (default 8080)."),
+    ("import_allowed_hosts", "Comma-separated hosts or CIDRs exempt from the private-address block."),
+    ("import_root", "Directory below which file:// image sources are allowed (default: none)."),
+    ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),
+    ("disk_source_dir", "Directory of disk/snapshot files that diskId/snapshotId name."),
+    ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
+    ("worker_prefetch", "Commands a worker runs at once (default 16)."),
+    ("log_format", "console or json (default: console for dev, json otherwise)."),
+]
+
+
+def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, help_text in reversed(OPTIONS):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(flag, name, envvar=env_name(name), default=None, help=help_text)(
+            command
+        )
+    return command
+
+
+def _settings(values: dict[str, Any], **defaults: Any) -> Settings:
+    try:
+        return build(values, **defaults)
+    except SettingsError as exc:
+        raise click.UsageError(f"bad setting {exc}") from None
+
+
+@click.group()
+def main() -> None:
+    """Kiln: a self-hosted, event-driven Compute Cloud Image API."""
+
+
+@main.command()
+@settings_options
+def dev(**values: Any) -> None:
+    """Gateway and workers in one process on SQLite and an in-process bus."""
+    settings = _settings(values, broker_url="memory://", log_format="console")
+    asyncio.run(runtime.run_dev(settings))
+
+
+@main.command()
+@settings_options
+def gateway(**values: Any) -> None:
+    """The HTTP API only (run workers with `kiln worker`)."""
+    settings = _settings(values)
+    runtime.require_shared(settings)
+    asyncio.run(runtime.run_gateway(settings))
+
+
+@main.command()
+@settings_options
+def worker(**values: Any) -> None:
+    """A worker: consumes commands, imports images, re-drives stalled operations."""
+    settings = _settings(values)
+    runtime.require_shared(settings)
+    asyncio.run(runtime.run_worker(settings))
