@@ -1,11 +1,13 @@
-"""Fixtures shared by every test package: a fresh database on each backend."""
+"""Fixtures shared by every test package: a fresh database on each backend, a fresh
+RabbitMQ vhost. Real-service fixtures fail (never skip) when the service is missing."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
+from support.rabbit import BROKER, rabbitmqctl, temporary_vhost
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -29,3 +31,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'kiln.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def vhost() -> AsyncIterator[str]:
+    async with temporary_vhost() as name:
+        yield name
+
+
+@pytest.fixture
+def rabbit_url(vhost: str) -> str:
+    return f"{BROKER}/{vhost}"
+
+
+@pytest.fixture
+def ctl() -> Callable[..., Awaitable[str]]:
+    """rabbitmqctl, for tests that inspect the broker."""
+    return rabbitmqctl

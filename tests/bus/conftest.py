@@ -6,43 +6,15 @@ without them those tests fail, they are never skipped.
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from support.rabbit import BROKER, temporary_vhost
 
 from bus import Bus, Delivery, MemoryBus, RabbitBus
 
-BROKER = "amqp://guest:guest@127.0.0.1:5672"
 WAIT = 2.0  # seconds a test waits for something that must happen
 QUIET = 0.3  # seconds a test watches for something that must not happen
-
-
-async def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl quietly; its stdout, or RuntimeError when it fails."""
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        "-q",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {err.decode() or out.decode()}")
-    return out.decode()
-
-
-@contextlib.asynccontextmanager
-async def temporary_vhost() -> AsyncIterator[str]:
-    """A fresh vhost for one test, deleted afterwards."""
-    name = f"kiln-test-{uuid.uuid4().hex}"
-    await rabbitmqctl("add_vhost", name)
-    try:
-        await rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        await rabbitmqctl("delete_vhost", name)
 
 
 @contextlib.asynccontextmanager
@@ -56,27 +28,10 @@ async def started(bus: Bus) -> AsyncIterator[Bus]:
 
 
 @pytest.fixture
-async def vhost() -> AsyncIterator[str]:
-    async with temporary_vhost() as name:
-        yield name
-
-
-@pytest.fixture
-def rabbit_url(vhost: str) -> str:
-    return f"{BROKER}/{vhost}"
-
-
-@pytest.fixture
 async def rabbit(rabbit_url: str) -> AsyncIterator[RabbitBus]:
     bus = RabbitBus(rabbit_url)
     async with started(bus):
         yield bus
-
-
-@pytest.fixture
-def ctl() -> Callable[..., Awaitable[str]]:
-    """rabbitmqctl, for tests that inspect the broker."""
-    return rabbitmqctl
 
 
 @pytest.fixture(params=["memory", "rabbit"])
