@@ -2,7 +2,10 @@
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator
 
 import click
@@ -32,6 +35,7 @@ def require_shared(settings: Settings) -> None:
 
 def worker_config(settings: Settings) -> WorkerConfig:
     return WorkerConfig(
+        worker_id=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
         blob_root=settings.blob_root,
         allowed_hosts=settings.import_allowed_hosts,
         import_root=settings.import_root,
