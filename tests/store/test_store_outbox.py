@@ -1,0 +1,154 @@
+"""The outbox, and image events queued in it."""
+
+from contracts.enums import ImageStatus
+from contracts.events import CONTENT_TYPE, event_decoder
+from contracts.names import EVENTS_EXCHANGE
+from contracts.outbox import OutboxMessage
+from store import Database, events, images, outbox
+from store.images import ImageRecord
+
+T0 = 1_700_000_000_000_000
+FAR_FUTURE = 2**62
+
+
+def message(number: int, body: bytes = b'{"imageId": "img1"}') -> OutboxMessage:
+    return OutboxMessage(
+        exchange="kiln.commands",
+        routing_key="kiln.image.create",
+        message_id=f"msg{number}",
+        body=body,
+        type="kiln.image.create",
+        correlation_id=f"opr{number}",
+    )
+
+
+async def unsent(db: Database, created_before: int = FAR_FUTURE, limit: int = 1000) -> list[str]:
+    async with db.transaction() as conn:
+        return [sent.message_id for sent in await outbox.unsent(conn, created_before, limit)]
+
+
+async def test_add_assigns_increasing_seq_and_keeps_the_message(db: Database) -> None:
+    binary = bytes(range(256))
+    async with db.transaction() as conn:
+        added = [await outbox.add(conn, message(n), T0 + n) for n in range(3)]
+        added.append(await outbox.add(conn, message(3, binary), T0 + 3))
+    async with db.transaction() as conn:
+        added.append(await outbox.add(conn, message(4), T0 + 4))
+        stored = await outbox.unsent(conn, FAR_FUTURE, 10)
+
+    seqs = [sent.seq for sent in added]
+    assert seqs == sorted(set(seqs)) and seqs[0] > 0
+    assert [sent.message_id for sent in added] == [f"msg{n}" for n in range(5)]
+    assert added[3].body == binary
+    assert stored == added
+
+
+async def test_unsent_respects_created_before_order_and_limit(db: Database) -> None:
+    async with db.transaction() as conn:
+        for number, created_at in enumerate([T0 + 30, T0 + 10, T0 + 20, T0 + 40]):
+            await outbox.add(conn, message(number), created_at)
+
+    assert await unsent(db, T0 + 31) == ["msg0", "msg1", "msg2"]  # seq order, not age
+    assert await unsent(db, T0 + 30) == ["msg1", "msg2"]
+    assert await unsent(db, T0 + 31, limit=2) == ["msg0", "msg1"]
+    assert await unsent(db, T0) == []
+
+
+async def test_mark_sent_and_backlog(db: Database) -> None:
+    async with db.transaction() as conn:
+        added = [await outbox.add(conn, message(n), T0) for n in range(4)]
+        assert await outbox.backlog(conn) == 4
+
+    async with db.transaction() as conn:
+        await outbox.mark_sent(conn, [added[0].seq, added[2].seq], T0 + 1)
+        await outbox.mark_sent(conn, [], T0 + 1)
+        assert await outbox.backlog(conn) == 2
+
+    assert await unsent(db) == ["msg1", "msg3"]
+
+
+async def test_mark_sent_in_chunks(db: Database) -> None:
+    async with db.transaction() as conn:
+        seqs = [(await outbox.add(conn, message(n, b"{}"), T0)).seq for n in range(1201)]
+        await outbox.mark_sent(conn, seqs[:-1], T0 + 1)
+        assert await outbox.backlog(conn) == 1
+
+    assert await unsent(db) == ["msg1200"]
+
+
+def image(image_id: str = "img1", folder_id: str = "fld1") -> ImageRecord:
+    return ImageRecord(
+        id=image_id,
+        folder_id=folder_id,
+        name=f"ubuntu-{image_id}",
+        status=ImageStatus.CREATING,
+        created_at=T0,
+    )
+
+
+async def test_record_numbers_the_event_and_queues_it(db: Database) -> None:
+    record = image()
+    async with db.transaction() as conn:
+        await images.insert(conn, record)
+        await images.insert(conn, image("img2"))
+        first = await events.record(conn, record, "created", "opr1", {"imageId": "img1"})
+        second = await events.record(conn, record, "updated", "opr2")
+
+    async with db.transaction() as conn:
+        stored = await images.get(conn, "img1")
+        other = await images.get(conn, "img2")
+        queued = await outbox.unsent(conn, FAR_FUTURE, 10)
+
+    assert stored is not None and stored.event_seq == 2 == record.event_seq
+    assert other is not None and other.event_seq == 0
+    assert queued == [first, second] and first.seq < second.seq
+    assert first.exchange == EVENTS_EXCHANGE
+    assert first.routing_key == "compute.image.created.fld1"
+    assert second.routing_key == "compute.image.updated.fld1"
+    assert (first.message_id, second.message_id) == ("img1-1", "img1-2")
+    assert (first.content_type, first.type) == (CONTENT_TYPE, "compute.image.created")
+    assert (first.correlation_id, second.correlation_id) == ("opr1", "opr2")
+
+    event = event_decoder.decode(first.body)
+    assert (event.id, event.type, event.subject) == ("img1-1", "compute.image.created", "img1")
+    assert (event.sequence, event.correlationid, event.folderid) == ("1", "opr1", "fld1")
+    assert event.specversion == "1.0" and event.time.tzinfo is not None
+    assert event.data == {"imageId": "img1"}
+    later = event_decoder.decode(second.body)
+    assert (later.id, later.sequence, later.correlationid, later.data) == (
+        "img1-2",
+        "2",
+        "opr2",
+        None,
+    )
+
+
+async def test_record_continues_from_the_stored_sequence(db: Database) -> None:
+    async with db.transaction() as conn:
+        await images.insert(conn, image())
+        await events.record(conn, image(), "created", "opr1")
+
+    async with db.transaction() as conn:
+        fresh = await images.get(conn, "img1", lock=True)
+        assert fresh is not None
+        queued = await events.record(conn, fresh, "updated", "opr2")
+
+    assert queued.message_id == "img1-2"
+    assert event_decoder.decode(queued.body).sequence == "2"
+
+
+async def test_record_is_rolled_back_with_its_transaction(db: Database) -> None:
+    async with db.transaction() as conn:
+        await images.insert(conn, image())
+
+    try:
+        async with db.transaction() as conn:
+            await events.record(conn, image(), "created", "opr1")
+            raise LookupError
+    except LookupError:
+        pass
+
+    async with db.transaction() as conn:
+        stored = await images.get(conn, "img1")
+        assert stored is not None and stored.event_seq == 0
+        assert await outbox.backlog(conn) == 0
