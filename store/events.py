@@ -19,10 +19,11 @@ async def record(
     The event id is derived from the image and its sequence number, so a redelivered or
     republished event keeps its id.
     """
-    image.event_seq += 1
-    await conn.execute(
-        "UPDATE images SET event_seq = ? WHERE id = ?", image.event_seq, image.id
+    row = await conn.fetchrow(
+        "UPDATE images SET event_seq = event_seq + 1 WHERE id = ? RETURNING event_seq", image.id
     )
+    assert row is not None, "events are recorded for stored images"
+    image.event_seq = int(row["event_seq"])
     now = now_us()
     event = CloudEvent(
         id=f"{image.id}-{image.event_seq}",

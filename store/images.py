@@ -95,9 +95,15 @@ def _from_row(row: Row) -> ImageRecord:
     )
 
 
-def _values(record: ImageRecord) -> tuple[Any, ...]:
+_MUTABLE = (
+    "folder_id", "name", "family", "status", "created_at", "size", "storage_size",
+    "min_disk_size", "blob_digest", "spec",
+)
+
+
+def _mutable_values(record: ImageRecord) -> tuple[Any, ...]:
+    """Every column but `id` and `event_seq`, in `_MUTABLE` order."""
     return (
-        record.id,
         record.folder_id,
         record.name,
         record.family,
@@ -107,25 +113,27 @@ def _values(record: ImageRecord) -> tuple[Any, ...]:
         record.storage_size,
         record.min_disk_size,
         record.blob_digest,
-        record.event_seq,
         _spec_encoder.encode(record.spec).decode(),
     )
 
 
 async def insert(conn: Connection, record: ImageRecord) -> None:
+    marks = ", ".join("?" for _ in range(len(_MUTABLE) + 2))
     await conn.execute(
-        f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        *_values(record),
+        f"INSERT INTO images (id, event_seq, {', '.join(_MUTABLE)}) VALUES ({marks})",
+        record.id,
+        record.event_seq,
+        *_mutable_values(record),
     )
 
 
 async def replace(conn: Connection, record: ImageRecord, expected: ImageStatus) -> bool:
-    """Write the record if its stored status is still `expected` (compare-and-set)."""
+    """Write the record if its stored status is still `expected` (compare-and-set).
+    `event_seq` is left alone: only `events.record` advances it, in the database."""
+    assignments = ", ".join(f"{column} = ?" for column in _MUTABLE)
     changed = await conn.execute(
-        "UPDATE images SET id = ?, folder_id = ?, name = ?, family = ?, status = ?,"
-        " created_at = ?, size = ?, storage_size = ?, min_disk_size = ?, blob_digest = ?,"
-        " event_seq = ?, spec = ? WHERE id = ? AND status = ?",
-        *_values(record),
+        f"UPDATE images SET {assignments} WHERE id = ? AND status = ?",
+        *_mutable_values(record),
         record.id,
         expected.value,
     )

@@ -66,6 +66,8 @@ class PostgresDatabase:
         try:
             async with conn.transaction():
                 yield PostgresConnection(conn)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
         finally:
             await self._pool.release(conn)
 

