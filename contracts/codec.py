@@ -6,6 +6,7 @@ enums by name or number, and `null` as unset. Anything unknown is refused, namin
 
 import enum
 import functools
+import json
 import re
 from typing import Any, TypeVar
 
@@ -17,7 +18,6 @@ from contracts.errors import InvalidArgument
 
 T = TypeVar("T", bound=msgspec.Struct)
 
-_json_decoder = msgspec.json.Decoder()
 _CAMEL = re.compile(r"_([a-z0-9])")
 
 
@@ -26,13 +26,30 @@ def camel(name: str) -> str:
 
 
 def decode_json(body: bytes) -> Any:
-    """Raw JSON value of a request body, refusing malformed JSON, bad UTF-8 and deep nesting."""
+    """Raw JSON value of a request body, refusing malformed JSON, bad UTF-8, deep nesting,
+    NaN/Infinity and an object holding one key twice (as proto3 JSON parsers do).
+
+    msgspec cannot report duplicate keys, so requests are read with the standard parser;
+    they are small, and the typed conversion after this is msgspec's."""
     try:
-        return _json_decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidArgument("request body is nested too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidArgument(f"{key}: key given twice in one object")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse(value: Any, message_type: type[T], path: str = "") -> T:
