@@ -127,10 +127,10 @@ async def _change_bindings(
         kind = operations.UPDATE_ACCESS
     now = now_us()
     async with app[DB].transaction() as conn:
-        image = await existing_image(conn, resource_id, lock=True)
         op = new_operation(context, kind, resource_id, "Change image access bindings", metadata, now)
         if previous := await replay(conn, key, op.id, now):
             return previous
+        image = await existing_image(conn, resource_id, lock=True)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {resource_id} is being deleted")
         deltas = compute(await bindings.all_for(conn, resource_id))

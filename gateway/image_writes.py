@@ -185,13 +185,13 @@ async def update_image(
     paths = _mask(request.update_mask)
     now = now_us()
     async with app[DB].transaction() as conn:
-        image = await existing_image(conn, request.image_id, lock=True)
         op = new_operation(
-            context, operations.UPDATE, image.id, "Update image",
-            UpdateImageMetadata(image_id=image.id), now,
+            context, operations.UPDATE, request.image_id, "Update image",
+            UpdateImageMetadata(image_id=request.image_id), now,
         )
         if previous := await replay(conn, key, op.id, now):
             return previous
+        image = await existing_image(conn, request.image_id, lock=True)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is being deleted")
         updated = _updated(image, request, paths)
@@ -221,13 +221,13 @@ async def delete_image(
 ) -> Operation:
     now = now_us()
     async with app[DB].transaction() as conn:
-        image = await existing_image(conn, image_id, lock=True)
         op = new_operation(
-            context, operations.DELETE, image.id, "Delete image",
-            DeleteImageMetadata(image_id=image.id), now,
+            context, operations.DELETE, image_id, "Delete image",
+            DeleteImageMetadata(image_id=image_id), now,
         )
         if previous := await replay(conn, key, op.id, now):
             return previous
+        image = await existing_image(conn, image_id, lock=True)
         was = image.status
         if was is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is already being deleted")
