@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from kiln import runtime
+from kiln.commands import register as register_client_commands
 from kiln.settings import Settings, SettingsError, build, env_name
 
 # (setting, help) for every option; each reads its KILN_<SETTING> variable too.
@@ -72,3 +73,6 @@ def worker(**values: Any) -> None:
     settings = _settings(values)
     runtime.require_shared(settings)
     asyncio.run(runtime.run_worker(settings))
+
+
+register_client_commands(main)

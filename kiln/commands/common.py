@@ -1,0 +1,108 @@
+"""What every client command shares: --url/--token/--json, running the client, failing well."""
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import click
+
+from contracts.access import AccessBinding, Subject
+from contracts.operations import Operation
+from kiln.client import KilnClient, KilnError
+from kiln.commands.render import Output
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+ClientAction = Callable[..., Awaitable[None]]
+
+
+def fail(error: KilnError) -> NoReturn:
+    """The error's code and message on stderr, and a non-zero exit."""
+    where = f" (request {error.request_id})" if error.request_id else ""
+    click.echo(f"error: {error.code_name}: {error.message}{where}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def run_client(action: ClientAction, url: str, token: str | None, **kwargs: Any) -> None:
+    async def session() -> None:
+        async with KilnClient(url, token) as client:
+            await action(client, **kwargs)
+
+    try:
+        asyncio.run(session())
+    except KilnError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def client_command(
+    group: click.Group | None, name: str
+) -> Callable[[ClientAction], click.Command]:
+    """A command (on `group`, if given) running `action(client, out=…, **options)` with the
+    shared --url, --token and --json options."""
+
+    def decorate(action: ClientAction) -> click.Command:
+        @click.option("--url", envvar="KILN_URL", default=DEFAULT_URL, show_default=True,
+                      help="Kiln API base URL (env KILN_URL).")
+        @click.option("--token", envvar="KILN_TOKEN", default=None,
+                      help="Bearer token (env KILN_TOKEN).")
+        @click.option("--json", "as_json", is_flag=True,
+                      help="Print the API's JSON instead of a table.")
+        @functools.wraps(action)
+        def command(url: str, token: str | None, as_json: bool, **options: Any) -> None:
+            run_client(action, url, token, out=Output(as_json), **options)
+
+        return (group.command if group else click.command)(name)(command)
+
+    return decorate
+
+
+def wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--timeout", type=float, default=None,
+                           help="With --wait: give up after this many seconds.")(command)
+    return click.option("--wait", "wait", is_flag=True,
+                        help="Follow the operation until it is done.")(command)
+
+
+def key_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    key = click.option("--idempotency-key", default=None,
+                       help="Reuse this key to make a repeated command safe (default: new).")
+    return key(command)
+
+
+def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+def parse_binding(text: str) -> AccessBinding:
+    """ROLE:SUBJECT_TYPE:SUBJECT_ID, e.g. compute.images.user:system:allAuthenticatedUsers."""
+    role, _, rest = text.partition(":")
+    kind, _, subject = rest.partition(":")
+    if not (role and kind and subject):
+        raise click.BadParameter(f"{text!r}: expected ROLE:SUBJECT_TYPE:SUBJECT_ID")
+    return AccessBinding(role_id=role, subject=Subject(id=subject, type=kind))
+
+
+async def settle(
+    client: KilnClient, out: Output, operation: Operation, wait: bool, timeout: float | None
+) -> None:
+    """Show the operation (followed to done with --wait); a failed one exits non-zero."""
+    if wait:
+        operation = await client.wait_done(operation, timeout)
+    out.operation(operation)
+    if operation.error is not None:
+        error = operation.error
+        request_id = next((d.request_id for d in error.details if d.request_id), "")
+        raise KilnError.from_status(error.code, f"operation {operation.id}: {error.message}",
+                                    request_id)
