@@ -1,0 +1,249 @@
+"""Test helpers for the worker tests: a stand-in for the gateway's write path, an event log fed
+by a `kiln.events` subscriber, and waiting on conditions with a deadline."""
+
+import asyncio
+import collections
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from bus.base import Bus, Delivery
+from bus.outbox import publish_outbox
+from contracts.commands import (
+    CreateImage,
+    CreateParams,
+    DeleteImage,
+    ImageSource,
+    command_encoder,
+    params_encoder,
+)
+from contracts.enums import ImageStatus
+from contracts.events import CloudEvent, event_decoder
+from contracts.ids import IMAGE_PREFIX, OPERATION_PREFIX, new_id
+from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE, DELETE_QUEUE, EVENTS_EXCHANGE
+from contracts.operations import CreateImageMetadata, DeleteImageMetadata, OperationMetadata
+from contracts.outbox import OutboxMessage
+from store import events, images, operations, outbox
+from store.clock import now_us
+from store.db import Database
+from store.images import ImageRecord, ImageSpec
+from store.operations import OperationRecord
+from worker.service import Worker
+
+WAIT = 8.0  # seconds a test waits for something that must happen
+MiB = 1 << 20
+HITS = web.AppKey("hits", collections.Counter)
+STREAMING = web.AppKey("streaming", asyncio.Event)
+RELEASE = web.AppKey("release", asyncio.Event)
+
+WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
+class Source:
+    """The HTTP image source: `/img/<name>` serves a file, `/slow/<name>` sends 64 KiB of it and
+    then stalls until the test (or teardown) releases it."""
+
+    def __init__(self, app: web.Application, port: int) -> None:
+        self.hits: collections.Counter[str] = app[HITS]
+        self.streaming: asyncio.Event = app[STREAMING]
+        self.release: asyncio.Event = app[RELEASE]
+        self.port = port
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Poll `check` (a function, or a coroutine function) until it gives something truthy;
+    fail the test after `timeout` seconds."""
+
+    async def value() -> Any:
+        result = check()
+        return await result if inspect.isawaitable(result) else result
+
+    async with asyncio.timeout(timeout):
+        while not (result := await value()):
+            await asyncio.sleep(0.02)
+    return result
+
+
+class GatewayDouble:
+    """Test double of the gateway's writes: the same rows, in one transaction each, then the
+    outbox rows published and marked sent (unless `publish=False`, to leave them to the relay)."""
+
+    def __init__(self, db: Database, bus: Bus, folder_id: str = "b1gtestfolder") -> None:
+        self.db = db
+        self.bus = bus
+        self.folder_id = folder_id
+
+    async def create(
+        self,
+        *,
+        requested_min_disk_size: int = 0,
+        spec: ImageSpec | None = None,
+        publish: bool = True,
+        lease_owner: str | None = None,
+        lease_seconds: float = 300.0,
+        **source: str,
+    ) -> tuple[str, str]:
+        """A create from `uri=`, `image_id=`, `disk_id=` or `snapshot_id=`: (image id, op id)."""
+        now = now_us()
+        image = ImageRecord(
+            id=new_id(IMAGE_PREFIX),
+            folder_id=self.folder_id,
+            status=ImageStatus.CREATING,
+            created_at=now,
+            spec=spec or ImageSpec(),
+        )
+        params = CreateParams(
+            source=ImageSource(**source), requested_min_disk_size=requested_min_disk_size
+        )
+        op = self._operation(
+            operations.CREATE, image.id, CreateImageMetadata(image_id=image.id), now
+        )
+        op.params = params_encoder.encode(params)
+        op.lease_owner, op.lease_until = lease_owner, now + int(lease_seconds * 1e6)
+        command = CreateImage(
+            command_id=op.id, operation_id=op.id, image_id=image.id, request_id="req-test"
+        )
+        async with self.db.transaction() as conn:
+            await images.insert(conn, image)
+            await operations.insert(conn, op)
+            rows = [
+                await events.record(conn, image, "created", op.id),
+                await outbox.add(conn, _command_row(command, CREATE_QUEUE), now),
+            ]
+        if publish:
+            await self.publish(rows)
+        return image.id, op.id
+
+    async def delete(self, image_id: str) -> str:
+        """Image to DELETING (cancelling an open create), a delete operation and its command."""
+        now = now_us()
+        op = self._operation(
+            operations.DELETE, image_id, DeleteImageMetadata(image_id=image_id), now
+        )
+        command = DeleteImage(
+            command_id=op.id, operation_id=op.id, image_id=image_id, request_id="req-test"
+        )
+        async with self.db.transaction() as conn:
+            image = await images.get(conn, image_id, lock=True)
+            assert image is not None and image.status is not ImageStatus.DELETING
+            was, image.status = image.status, ImageStatus.DELETING
+            assert await images.replace(conn, image, expected=was)
+            if was is ImageStatus.CREATING:
+                for other in await operations.page_for_resource(conn, image_id, None, 100):
+                    if other.kind == operations.CREATE and not other.done:
+                        await operations.request_cancel(conn, other.id, now)
+            await operations.insert(conn, op)
+            rows = [
+                await events.record(conn, image, "deleting", op.id),
+                await outbox.add(conn, _command_row(command, DELETE_QUEUE), now),
+            ]
+        await self.publish(rows)
+        return op.id
+
+    async def request_cancel(self, operation_id: str) -> None:
+        """The part of a cancel that a worker holding the lease acts on."""
+        async with self.db.transaction() as conn:
+            assert await operations.request_cancel(conn, operation_id, now_us())
+
+    async def publish(self, rows: list[OutboxMessage]) -> None:
+        await publish_outbox(self.bus, rows)
+        async with self.db.transaction() as conn:
+            await outbox.mark_sent(conn, [row.seq for row in rows], now_us())
+
+    async def operation(self, operation_id: str) -> OperationRecord:
+        async with self.db.transaction() as conn:
+            op = await operations.get(conn, operation_id)
+        assert op is not None
+        return op
+
+    async def image(self, image_id: str) -> ImageRecord | None:
+        async with self.db.transaction() as conn:
+            return await images.get(conn, image_id)
+
+    def _operation(
+        self, kind: str, image_id: str, metadata: OperationMetadata, now: int
+    ) -> OperationRecord:
+        return OperationRecord(
+            id=new_id(OPERATION_PREFIX),
+            resource_id=image_id,
+            kind=kind,
+            description=kind,
+            created_by="test-subject",
+            created_at=now,
+            modified_at=now,
+            metadata=metadata,
+            lease_until=now + operations.PENDING_GRACE_US,
+        )
+
+
+def _command_row(command: CreateImage | DeleteImage, queue: str) -> OutboxMessage:
+    return OutboxMessage(
+        exchange=COMMANDS_EXCHANGE,
+        routing_key=queue,
+        message_id=command.command_id,
+        body=command_encoder.encode(command),
+        type=queue,
+        correlation_id=command.request_id,
+    )
+
+
+class Received(msgspec.Struct, frozen=True):
+    routing_key: str
+    event: CloudEvent
+
+
+class EventLog:
+    """Every event published to `kiln.events`, deduplicated by event id (delivery is
+    at-least-once), in arrival order."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._seen: set[str] = set()
+        self._changed = asyncio.Condition()
+
+    async def attach(self, bus: Bus) -> None:
+        await bus.subscribe(EVENTS_EXCHANGE, ["#"], self._on_event)
+
+    async def _on_event(self, delivery: Delivery) -> None:
+        event = event_decoder.decode(delivery.body)
+        async with self._changed:
+            if event.id not in self._seen:
+                self._seen.add(event.id)
+                self.received.append(Received(delivery.routing_key, event))
+            self._changed.notify_all()
+
+    def of(self, image_id: str) -> list[CloudEvent]:
+        """One image's events, in sequence order."""
+        found = [r.event for r in self.received if r.event.subject == image_id]
+        return sorted(found, key=lambda event: int(event.sequence))
+
+    def types(self, image_id: str) -> list[str]:
+        return [event.type for event in self.of(image_id)]
+
+    async def wait_for(self, type_: str, correlation_id: str, timeout: float = WAIT) -> CloudEvent:
+        """The first event of `type_` for an operation, waiting up to `timeout` seconds."""
+
+        def match() -> CloudEvent | None:
+            return next(
+                (
+                    r.event
+                    for r in self.received
+                    if r.event.type == type_ and r.event.correlationid == correlation_id
+                ),
+                None,
+            )
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: match() is not None)
+        found = match()
+        assert found is not None
+        return found
+
+    async def operation_done(self, operation_id: str) -> CloudEvent:
+        return await self.wait_for("compute.operation.done", operation_id)

@@ -1,0 +1,59 @@
+"""The worker's settings: one typed object, built once by the caller and passed down."""
+
+from pathlib import Path
+
+import msgspec
+
+from worker.fetch import FetchPolicy
+
+GiB = 1 << 30
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Times are seconds.
+
+    `lease_seconds` is how long a running operation's lease lasts, renewed every `renew_every`
+    (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
+    re-published command may wait for a worker before the reconciler re-drives it again.
+    `relay_after` is how old an unsent outbox row must be before the relay publishes it.
+    """
+
+    worker_id: str
+    blob_root: Path
+    allowed_hosts: tuple[str, ...] = ()
+    import_root: Path | None = None
+    max_bytes: int = 256 * GiB
+    disk_source_dir: Path | None = None
+    idle_timeout: float = 30.0
+    fetch_retries: int = 3
+    prefetch: int = 16
+    lease_seconds: float = 30.0
+    renew_every: float = 10.0
+    pending_grace: float = 300.0
+    reconcile_every: float = 15.0
+    relay_every: float = 2.0
+    relay_after: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.renew_every >= self.lease_seconds:
+            raise ValueError(
+                f"renew_every ({self.renew_every} s) must be shorter than"
+                f" lease_seconds ({self.lease_seconds} s)"
+            )
+        if self.prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {self.prefetch}")
+
+    def fetch_policy(self) -> FetchPolicy:
+        """The limits of one fetch from an image source."""
+        return FetchPolicy(
+            max_bytes=self.max_bytes,
+            allowed_hosts=self.allowed_hosts,
+            import_root=self.import_root,
+            idle_timeout=self.idle_timeout,
+            retries=self.fetch_retries,
+        )
+
+
+def seconds_us(seconds: float) -> int:
+    """Seconds as the store's integer microseconds."""
+    return int(seconds * 1_000_000)

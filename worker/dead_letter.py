@@ -1,0 +1,50 @@
+"""The dead-letter consumer: a command that kept failing ends its operation in ERROR, so a
+poison message stops in the dead-letter queue instead of looping and no image stays
+CREATING or DELETING because of it."""
+
+import msgspec
+import structlog
+
+from bus.base import Delivery
+from contracts.commands import command_decoder
+from contracts.errors import Code
+from worker.handlers import bound
+from worker.settle import Settler
+from worker.transitions import OperationFailed, failed
+
+log = structlog.get_logger(__name__)
+
+DEAD_LETTERED = "command failed repeatedly and was dead-lettered"
+_PREVIEW = 200  # bytes of an undecodable body kept in the log
+
+
+class DeadLetterHandler:
+    def __init__(self, settle: Settler) -> None:
+        self._settle = settle
+
+    async def __call__(self, delivery: Delivery) -> None:
+        origin = {
+            "dead_letter_queue": delivery.headers.get("x-first-death-queue", ""),
+            "dead_letter_reason": delivery.headers.get("x-first-death-reason", ""),
+            "message_id": delivery.message_id,
+        }
+        try:
+            command = command_decoder.decode(delivery.body)
+        except msgspec.DecodeError as exc:
+            # Nothing to settle: the log keeps what arrived, for an operator.
+            log.error(
+                "dead_letter.undecodable",
+                error=str(exc),
+                body=delivery.body[:_PREVIEW].decode("utf-8", "replace"),
+                **origin,
+            )
+            return
+        with bound(command):
+            failure = OperationFailed(
+                operation_id=command.operation_id,
+                image_id=command.image_id,
+                code=int(Code.INTERNAL),
+                message=DEAD_LETTERED,
+            )
+            result = await self._settle(failed, failure)
+            log.error("dead_letter.settled", applied=result.applied, **origin)

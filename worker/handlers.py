@@ -1,0 +1,166 @@
+"""Command handlers: carry out a create or a delete once, under a lease, however often the
+command is delivered."""
+
+import contextlib
+from collections.abc import Iterator
+from typing import TypeVar
+
+import msgspec
+import structlog
+
+from bus.base import Bus, Delivery, Reject, Retry
+from bus.topology import DELIVERY_LIMIT
+from contracts.commands import (
+    Command,
+    CreateImage,
+    CreateParams,
+    DeleteImage,
+    command_decoder,
+    create_params_decoder,
+)
+from contracts.errors import Code
+from store import operations
+from store.db import Database, StoreError
+from store.operations import OperationRecord
+from worker.blobs import BlobStore
+from worker.config import WorkerConfig
+from worker.errors import ImportRefused, SourceUnavailable
+from worker.leases import Interruption, LeaseKeeper
+from worker.settle import Settler
+from worker.sources import DiskSource, Imported, Importer
+from worker.transitions import (
+    CancelImport,
+    ImportDone,
+    OperationFailed,
+    ReleaseImage,
+    StartImport,
+    cancelled,
+    deleted,
+    failed,
+    import_started,
+    ready,
+)
+
+log = structlog.get_logger(__name__)
+
+C = TypeVar("C", bound=Command)
+
+
+def decode_command(delivery: Delivery, kind: type[C]) -> C:
+    """The command a delivery carries; a body that is not one is rejected (dead-lettered)."""
+    try:
+        command = command_decoder.decode(delivery.body)
+    except msgspec.DecodeError as exc:
+        raise Reject(f"undecodable command: {exc}") from exc
+    if not isinstance(command, kind):
+        raise Reject(f"expected {kind.__name__}, got {type(command).__name__}")
+    return command
+
+
+@contextlib.contextmanager
+def bound(command: Command) -> Iterator[None]:
+    """Bind the command's ids to every log line written while handling it."""
+    with structlog.contextvars.bound_contextvars(
+        operation_id=command.operation_id,
+        image_id=command.image_id,
+        request_id=command.request_id,
+    ):
+        yield
+
+
+class CommandHandlers:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        config: WorkerConfig,
+        blobs: BlobStore,
+        disks: DiskSource | None,
+    ) -> None:
+        self._db = db
+        self._leases = LeaseKeeper(db, config)
+        self._settle = Settler(db, bus, blobs)
+        self._importer = Importer(db, blobs, config.fetch_policy(), disks)
+
+    async def handle_create(self, delivery: Delivery) -> None:
+        command = decode_command(delivery, CreateImage)
+        with bound(command):
+            op = await self._claim(command)
+            if op is None:
+                return
+            try:
+                await self._create(command, op, delivery.delivery_count)
+            finally:
+                await self._give_back(op.id)
+
+    async def handle_delete(self, delivery: Delivery) -> None:
+        command = decode_command(delivery, DeleteImage)
+        with bound(command):
+            op = await self._claim(command)
+            if op is None:
+                return
+            try:
+                request = ReleaseImage(operation_id=op.id, image_id=command.image_id)
+                result = await self._settle(deleted, request)
+                log.info("image.deleted", applied=result.applied, released=result.release)
+            finally:
+                await self._give_back(op.id)
+
+    async def _claim(self, command: Command) -> OperationRecord | None:
+        """The command's operation, leased to us; None when there is nothing to do here."""
+        async with self._db.transaction() as conn:
+            op = await operations.get(conn, command.operation_id)
+        if op is None:
+            log.warning("command.unknown_operation")
+            return None
+        if op.done:
+            log.info("command.already_done")
+            return None
+        if not await self._leases.take(op.id):
+            # A live worker carries it out; if that worker dies the reconciler re-drives it.
+            log.info("command.lease_held")
+            return None
+        return op
+
+    async def _create(self, command: CreateImage, op: OperationRecord, deliveries: int) -> None:
+        ids = {"operation_id": op.id, "image_id": command.image_id}
+        started = await self._settle(import_started, StartImport(**ids))
+        if not started.applied or started.cancelled:
+            return
+        try:
+            outcome = await self._leases.hold(op.id, self._importer.run(_params(op)))
+        except ImportRefused as exc:
+            refused = OperationFailed(**ids, code=int(exc.code), message=exc.message)
+            await self._settle(failed, refused)
+            return
+        except SourceUnavailable as exc:
+            unavailable = OperationFailed(**ids, code=int(Code.UNAVAILABLE), message=str(exc))
+            await self._retry_or_fail(unavailable, deliveries)
+            return
+        if outcome is Interruption.CANCELLED:
+            await self._settle(cancelled, CancelImport(**ids))
+        elif isinstance(outcome, Imported):
+            result = await self._settle(ready, ImportDone(**ids, result=outcome))
+            log.info("image.import_settled", ready=result.applied and not result.cancelled)
+
+    async def _retry_or_fail(self, failure: OperationFailed, deliveries: int) -> None:
+        """Redeliver the command while deliveries remain; on the last one, end in ERROR."""
+        if deliveries <= DELIVERY_LIMIT:
+            raise Retry(failure.message)
+        message = f"source unavailable after {deliveries} attempts: {failure.message}"
+        await self._settle(failed, msgspec.structs.replace(failure, message=message))
+
+    async def _give_back(self, operation_id: str) -> None:
+        """Release the lease of an operation we leave open (no-op once it is done)."""
+        try:
+            await self._leases.give_back(operation_id)
+        except StoreError as exc:
+            log.warning("lease.release_failed", error=str(exc))
+
+
+def _params(op: OperationRecord) -> CreateParams:
+    try:
+        return create_params_decoder.decode(op.params)
+    except msgspec.DecodeError as exc:
+        message = f"the create's stored parameters are invalid: {exc}"
+        raise ImportRefused(Code.INTERNAL, message) from exc

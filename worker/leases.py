@@ -1,0 +1,128 @@
+"""Operation leases: a running operation is held by one worker, which renews its lease while it
+works and notices a cancel when it does."""
+
+import asyncio
+import enum
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import structlog
+
+from store import operations
+from store.clock import now_us
+from store.db import Connection, Database
+from worker.config import WorkerConfig, seconds_us
+from worker.errors import WorkerError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class Interruption(enum.Enum):
+    """Why work under a lease was stopped before it finished."""
+
+    CANCELLED = "cancel requested"
+    FINISHED = "operation finished elsewhere"
+    LOST = "lease taken by another worker"
+
+
+# The two statements below belong with the other lease queries in store/operations.py.
+
+
+async def release(conn: Connection, operation_id: str, owner: str, until: int) -> bool:
+    """Give an open operation back to the queue: no owner, re-driven after `until`."""
+    changed = await conn.execute(
+        "UPDATE operations SET lease_owner = NULL, lease_until = ?"
+        " WHERE id = ? AND done = 0 AND lease_owner = ?",
+        until,
+        operation_id,
+        owner,
+    )
+    return changed == 1
+
+
+async def defer(conn: Connection, operation_id: str, expected_until: int, until: int) -> bool:
+    """Compare-and-set an expired lease to pending until `until`; False if someone moved it."""
+    changed = await conn.execute(
+        "UPDATE operations SET lease_owner = NULL, lease_until = ?"
+        " WHERE id = ? AND done = 0 AND lease_until = ?",
+        until,
+        operation_id,
+        expected_until,
+    )
+    return changed == 1
+
+
+class LeaseKeeper:
+    """Takes, renews and gives back the leases of one worker."""
+
+    def __init__(self, db: Database, config: WorkerConfig) -> None:
+        self._db = db
+        self._owner = config.worker_id
+        self._lease_us = seconds_us(config.lease_seconds)
+        self._grace_us = seconds_us(config.pending_grace)
+        self._renew_every = config.renew_every
+
+    async def take(self, operation_id: str) -> bool:
+        """Claim the operation unless another worker holds a live lease on it."""
+        now = now_us()
+        async with self._db.transaction() as conn:
+            return await operations.take_lease(
+                conn, operation_id, self._owner, now, now + self._lease_us
+            )
+
+    async def give_back(self, operation_id: str) -> None:
+        """Release our lease on an operation left open, so any worker may take it at once."""
+        async with self._db.transaction() as conn:
+            if await release(conn, operation_id, self._owner, now_us() + self._grace_us):
+                log.info("lease.released")
+
+    async def hold(self, operation_id: str, work: Coroutine[Any, Any, T]) -> T | Interruption:
+        """Run `work` while renewing the lease; stop it when the operation is cancelled,
+        finished elsewhere, or taken over. Its exceptions propagate."""
+        task = asyncio.create_task(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._renew_every)
+                if done:
+                    return task.result()
+                reason = await self._renew(operation_id)
+                if reason is not None:
+                    log.info("lease.interrupted", reason=reason.value)
+                    return await _stop(task, reason)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _renew(self, operation_id: str) -> Interruption | None:
+        now = now_us()
+        try:
+            async with self._db.transaction() as conn:
+                op = await operations.get(conn, operation_id)
+                if op is None or op.done:
+                    return Interruption.FINISHED
+                if op.cancel_requested:
+                    return Interruption.CANCELLED
+                until = now + self._lease_us
+                if not await operations.take_lease(conn, op.id, self._owner, now, until):
+                    return Interruption.LOST
+        except Exception:
+            # Keep working: the lease lasts several renewal periods, the next one may succeed.
+            log.exception("lease.renew_failed")
+        return None
+
+
+async def _stop(task: "asyncio.Task[T]", reason: Interruption) -> T | Interruption:
+    """Cancel `task`; if it finished first, its result, so the caller can settle it."""
+    task.cancel()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        return reason
+    except WorkerError:
+        return reason

@@ -1,0 +1,98 @@
+"""The reconciler: re-drives every open worker operation whose lease ran out, so no image stays
+CREATING or DELETING forever after a worker died or a command was lost."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import structlog
+
+from bus.base import Bus
+from contracts.commands import Command, CreateImage, DeleteImage, command_encoder
+from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE, DELETE_QUEUE
+from contracts.outbox import OutboxMessage
+from store import operations, outbox
+from store.clock import now_us
+from store.db import Database
+from store.operations import OperationRecord
+from worker.config import WorkerConfig, seconds_us
+from worker.leases import defer
+from worker.outbox import publish_committed
+
+log = structlog.get_logger(__name__)
+
+BATCH = 200
+TEMP_MAX_AGE = 3600.0  # seconds: older temporary blob files belong to no running import
+_COMMANDS: dict[str, tuple[type[Command], str]] = {
+    operations.CREATE: (CreateImage, CREATE_QUEUE),
+    operations.DELETE: (DeleteImage, DELETE_QUEUE),
+}
+
+
+def command_row(op: OperationRecord) -> OutboxMessage:
+    """The operation's command again, with the id it was first sent with."""
+    kind, queue = _COMMANDS[op.kind]
+    command = kind(command_id=op.id, operation_id=op.id, image_id=op.resource_id)
+    return OutboxMessage(
+        exchange=COMMANDS_EXCHANGE,
+        routing_key=queue,
+        message_id=command.command_id,
+        body=command_encoder.encode(command),
+        type=queue,
+    )
+
+
+def sweep_temporary(tmp_dir: Path, max_age: float = TEMP_MAX_AGE) -> int:
+    """Remove temporary blob files older than `max_age` seconds (left by a killed import)."""
+    cutoff, removed = time.time() - max_age, 0
+    for path in tmp_dir.glob("blob-*.part"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+class Reconciler:
+    def __init__(
+        self, db: Database, bus: Bus, config: WorkerConfig, tmp_dir: Path | None = None
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._every = config.reconcile_every
+        self._grace_us = seconds_us(config.pending_grace)
+        self._tmp_dir = tmp_dir
+
+    async def run(self) -> None:
+        """Sweep orphaned temporary files once, then reconcile every period until cancelled."""
+        if self._tmp_dir is not None:
+            removed = await asyncio.to_thread(sweep_temporary, self._tmp_dir)
+            log.info("reconciler.swept", temporary_files=removed)
+        while True:
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconciler.failed")
+            await asyncio.sleep(self._every)
+
+    async def reconcile_once(self) -> int:
+        """Re-publish the command of every expired worker operation; how many were re-driven."""
+        now, rows = now_us(), []
+        async with self._db.transaction() as conn:
+            for op in await operations.expired(conn, now, BATCH):
+                if op.kind not in _COMMANDS:
+                    continue
+                # Compare-and-set: of several reconcilers, one re-drives the operation.
+                if await defer(conn, op.id, op.lease_until, now + self._grace_us):
+                    rows.append(await outbox.add(conn, command_row(op), now))
+                    log.warning(
+                        "reconciler.redrive",
+                        operation_id=op.id,
+                        image_id=op.resource_id,
+                        kind=op.kind,
+                        lease_owner=op.lease_owner,
+                    )
+        await publish_committed(self._db, self._bus, rows)
+        return len(rows)

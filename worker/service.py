@@ -1,0 +1,93 @@
+"""The worker process's core: command consumers, the dead-letter consumer, the reconciler and
+the outbox relay, started together and stopped in order."""
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from bus.base import Bus, Handler, Subscription
+from contracts.names import CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
+from store.db import Database
+from worker.blobs import BlobStore, FileBlobStore
+from worker.config import WorkerConfig
+from worker.dead_letter import DeadLetterHandler
+from worker.handlers import CommandHandlers
+from worker.outbox import OutboxRelay
+from worker.reconciler import Reconciler
+from worker.settle import Settler
+from worker.sources import DirectoryDiskSource, DiskSource
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    """Used alike by `kiln dev` (MemoryBus, SQLite) and `kiln worker` (RabbitMQ, PostgreSQL).
+
+    The caller owns the database and the bus: it opens them before `start` and closes them
+    after `stop`.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        config: WorkerConfig,
+        *,
+        blobs: BlobStore | None = None,
+        disks: DiskSource | None = None,
+    ) -> None:
+        self.config = config
+        self.blobs = blobs or FileBlobStore(config.blob_root)
+        if disks is None and config.disk_source_dir is not None:
+            disks = DirectoryDiskSource(config.disk_source_dir)
+        self._bus = bus
+        self.handlers = CommandHandlers(db, bus, config, self.blobs, disks)
+        self.dead_letters = DeadLetterHandler(Settler(db, bus, self.blobs))
+        tmp_dir = self.blobs.root / "tmp" if isinstance(self.blobs, FileBlobStore) else None
+        self.reconciler = Reconciler(db, bus, config, tmp_dir)
+        self.relay = OutboxRelay(db, bus, every=config.relay_every, after=config.relay_after)
+        self._subscriptions: list[Subscription] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._subscriptions)
+
+    async def start(self) -> None:
+        """Consume the command and dead-letter queues, then start the background loops."""
+        if self.running:
+            return
+        consumers: list[tuple[str, Handler]] = [
+            (CREATE_QUEUE, self.handlers.handle_create),
+            (DELETE_QUEUE, self.handlers.handle_delete),
+            (DEAD_LETTER_QUEUE, self.dead_letters),
+        ]
+        try:
+            for queue, handler in consumers:
+                subscription = await self._bus.consume(
+                    queue, handler, prefetch=self.config.prefetch
+                )
+                self._subscriptions.append(subscription)
+        except BaseException:
+            await self.stop(timeout=0)
+            raise
+        self._tasks = [
+            asyncio.create_task(self.reconciler.run(), name="kiln-reconciler"),
+            asyncio.create_task(self.relay.run(), name="kiln-outbox-relay"),
+        ]
+        log.info("worker.started", worker_id=self.config.worker_id, prefetch=self.config.prefetch)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop intake, give in-flight commands `timeout` seconds to finish (the rest are
+        cancelled and redelivered), then stop the reconciler and the relay."""
+        subscriptions, self._subscriptions = self._subscriptions, []
+        await asyncio.gather(*(s.stop(timeout) for s in subscriptions))
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        log.info("worker.stopped", worker_id=self.config.worker_id)

@@ -1,0 +1,63 @@
+"""Run one transition in its own transaction, then do what may only follow the commit:
+delete bytes no image uses any more, and publish the transition's outbox rows."""
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+import tenacity
+
+from bus.base import Bus
+from store.db import Connection, Database
+from worker.blobs import BlobStore
+from worker.outbox import publish_committed
+from worker.transitions import Transition
+
+log = structlog.get_logger(__name__)
+
+In = TypeVar("In")  # a transition's input
+TransitionFn = Callable[[Connection, In], Awaitable[Transition]]
+
+# A transaction can lose a deadlock or a serialization race against the gateway; transitions
+# are compare-and-set, so running one again is safe.
+ATTEMPTS = 3
+
+
+class Settler:
+    def __init__(self, db: Database, bus: Bus, blobs: BlobStore) -> None:
+        self._db = db
+        self._bus = bus
+        self._blobs = blobs
+
+    async def __call__(self, transition: TransitionFn[In], data: In) -> Transition:
+        result = await self._commit(transition, data)
+        if result.release:
+            await self._release(result.release)
+        await publish_committed(self._db, self._bus, result.messages)
+        return result
+
+    async def _commit(self, transition: TransitionFn[In], data: In) -> Transition:
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(ATTEMPTS),
+            wait=tenacity.wait_random(0.05, 0.3),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self._db.transaction() as conn:
+                    return await transition(conn, data)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _release(self, digest: str) -> None:
+        try:
+            await self._blobs.delete(digest)
+        except OSError as exc:
+            log.error("blob.release_failed", digest=digest, error=str(exc))
+            return
+        log.info("blob.released", digest=digest)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("transition.retry", attempt=state.attempt_number, error=repr(error))

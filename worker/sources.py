@@ -1,0 +1,133 @@
+"""Where a create takes its bytes from: a URL, another image, or an operator's disk source."""
+
+import re
+from pathlib import Path
+from typing import Literal, Protocol
+
+import msgspec
+import structlog
+
+from contracts.commands import CreateParams
+from contracts.enums import ImageStatus
+from contracts.errors import Code
+from store import images
+from store.db import Database
+from store.images import ImageSpec
+from worker.blobs import BlobStore
+from worker.errors import ImportRefused
+from worker.fetch import FetchPolicy
+from worker.pipeline import import_from_url
+
+log = structlog.get_logger(__name__)
+
+DiskKind = Literal["disk", "snapshot"]
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+
+
+class ResolvedSource(msgspec.Struct, frozen=True, kw_only=True):
+    """A URL to import from; a `file://` URL is allowed below `import_root`."""
+
+    url: str
+    import_root: Path | None = None
+
+
+class DiskSource(Protocol):
+    """Resolves a diskId or snapshotId to something the import pipeline can read."""
+
+    async def resolve(self, kind: DiskKind, source_id: str) -> ResolvedSource:
+        """Raises ImportRefused when there is no such disk or snapshot."""
+        ...
+
+
+class DirectoryDiskSource:
+    """Disks and snapshots are the files `<root>/<id>`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    async def resolve(self, kind: DiskKind, source_id: str) -> ResolvedSource:
+        if not _SAFE_ID.fullmatch(source_id) or ".." in source_id:
+            raise ImportRefused(Code.INVALID_ARGUMENT, f"{kind} id {source_id!r} is malformed")
+        path = self.root / source_id
+        if not path.is_file():
+            raise ImportRefused(Code.NOT_FOUND, f"{kind} {source_id} not found")
+        return ResolvedSource(url=path.as_uri(), import_root=self.root)
+
+
+class Imported(msgspec.Struct, frozen=True, kw_only=True):
+    """What an import produced: the image's bytes, sizes and, for a copy, what it inherits."""
+
+    digest: str
+    size: int
+    storage_size: int
+    requested_min_disk_size: int = 0
+    copied_from: str = ""
+    inherit: ImageSpec | None = None
+
+
+class Importer:
+    """Carries out one create's import; raises ImportRefused or SourceUnavailable."""
+
+    def __init__(
+        self, db: Database, blobs: BlobStore, policy: FetchPolicy, disks: DiskSource | None
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._policy = policy
+        self._disks = disks
+
+    async def run(self, params: CreateParams) -> Imported:
+        source, requested = params.source, params.requested_min_disk_size
+        if source.image_id:
+            return await self._copy(source.image_id, requested)
+        if source.disk_id:
+            return await self._from_disk("disk", source.disk_id, requested)
+        if source.snapshot_id:
+            return await self._from_disk("snapshot", source.snapshot_id, requested)
+        if source.uri:
+            return await self._fetch(source.uri, self._policy, requested)
+        raise ImportRefused(Code.INVALID_ARGUMENT, "the create names no source")
+
+    async def _fetch(self, url: str, policy: FetchPolicy, requested: int) -> Imported:
+        result = await import_from_url(url, policy, self._blobs)
+        return Imported(
+            digest=result.digest,
+            size=result.virtual_size,
+            storage_size=result.stored_bytes,
+            requested_min_disk_size=requested,
+        )
+
+    async def _from_disk(self, kind: DiskKind, source_id: str, requested: int) -> Imported:
+        if self._disks is None:
+            raise ImportRefused(
+                Code.FAILED_PRECONDITION, f"no disk source is configured: cannot import a {kind}"
+            )
+        resolved = await self._disks.resolve(kind, source_id)
+        policy = msgspec.structs.replace(self._policy, import_root=resolved.import_root)
+        return await self._fetch(resolved.url, policy, requested)
+
+    async def _copy(self, image_id: str, requested: int) -> Imported:
+        """Share the source's stored bytes: nothing is copied."""
+        async with self._db.transaction() as conn:
+            source = await images.get(conn, image_id)
+        if source is None:
+            raise ImportRefused(Code.NOT_FOUND, f"source image {image_id} not found")
+        if source.status is not ImageStatus.READY or not source.blob_digest:
+            raise ImportRefused(
+                Code.FAILED_PRECONDITION,
+                f"source image {image_id} is {source.status.value}, not READY",
+            )
+        log.info("image.copy", source_image_id=image_id, digest=source.blob_digest)
+        spec = source.spec
+        return Imported(
+            digest=source.blob_digest,
+            size=source.size,
+            storage_size=source.storage_size,
+            requested_min_disk_size=max(requested, source.min_disk_size),
+            copied_from=source.id,
+            inherit=ImageSpec(
+                os=spec.os,
+                product_ids=spec.product_ids,
+                hardware_generation=spec.hardware_generation,
+            ),
+        )
