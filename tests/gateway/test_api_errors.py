@@ -1,0 +1,201 @@
+"""Every failure answers the contract's error shape with the right status, never a 5xx for
+bad input; request ids travel from X-Request-Id into the error details."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+
+from tests.gateway.conftest import FOLDER, URI, Api, Reply
+
+REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
+HTTP_OF_CODE = {1: 499, 3: 400, 5: 404, 6: 409, 9: 400, 10: 409, 12: 501, 13: 500, 14: 503}
+
+
+def assert_error_shape(reply: Reply, case: object = "") -> None:
+    assert reply.headers["Content-Type"].startswith("application/json"), case
+    body = reply.json
+    assert set(body) == {"code", "message", "details"}, (case, body)
+    assert isinstance(body["code"], int) and body["message"], (case, body)
+    assert HTTP_OF_CODE[body["code"]] == reply.status, (case, reply.status, body)
+    assert body["details"] == [
+        {"@type": REQUEST_INFO, "requestId": reply.headers["X-Request-Id"]}
+    ], (case, body)
+
+
+async def _body_targets(api: Api) -> list[tuple[str, str]]:
+    image_id = await api.new_image()
+    return [
+        ("POST", "/compute/v1/images"),
+        ("PATCH", f"/compute/v1/images/{image_id}"),
+        ("POST", f"/compute/v1/images/{image_id}:setAccessBindings"),
+        ("POST", f"/compute/v1/images/{image_id}:updateAccessBindings"),
+    ]
+
+
+async def test_malformed_bodies_are_400_in_the_error_shape(api: Api) -> None:
+    bodies = [
+        b"{",
+        b"not json",
+        b"[]",
+        b'[{"folderId": "f"}]',
+        b'"a string"',
+        b"42",
+        b"null",
+        b"true",
+        b'{"folderId": "\xff\xfe"}',
+        b'{"folderId": "f", "uri": "u"} trailing',
+        b'{"folderId": NaN}',
+        b'{"minDiskSize": Infinity}',
+        b'{"folderId": "a\x00b"',
+        b"{'folderId': 'single quotes'}",
+        b'{"labels": {"a": {"b": {}}}}',
+        b'{"minDiskSize": 1' + b"0" * 5000 + b"}",
+        b'{"minDiskSize": 1e400}',
+        b"[" * 30000,
+        b'{"a":' * 10000,
+        b"[" * 30000 + b"]" * 30000,
+    ]
+    for method, path in await _body_targets(api):
+        for body in bodies:
+            reply = await api.call(
+                method, path, data=body, headers={"Content-Type": "application/json"}
+            )
+            case = (method, path, body[:40])
+            assert reply.status == 400, (case, reply.body)
+            assert_error_shape(reply, case)
+
+
+async def test_deeply_nested_json_beyond_the_body_limit(api: Api) -> None:
+    reply = await api.call("POST", "/compute/v1/images", data=b"[" * 100_000)
+
+    assert 400 <= reply.status < 500, reply.body
+    assert_error_shape(reply)
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    """A streamed body: sent chunked, with no Content-Length up front."""
+    for start in range(0, len(body), 8192):
+        yield body[start : start + 8192]
+
+
+async def test_a_body_over_the_limit_is_refused(api: Api) -> None:
+    body = f'{{"folderId": "{FOLDER}", "uri": "{URI}", "description": "{"d" * 70_000}"}}'
+
+    reply = await api.call("POST", "/compute/v1/images", data=body)
+    chunked = await api.call("POST", "/compute/v1/images", data=_chunks(body.encode()))
+
+    for r in (reply, chunked):
+        assert 400 <= r.status < 500, r.body
+        assert_error_shape(r)
+        assert "65536" in r.message
+    assert (await api.list()).json == {}
+
+
+async def test_unknown_paths_are_404_in_the_error_shape(api: Api) -> None:
+    for path in (
+        "/",
+        "/nope",
+        "/compute/v1/disks",
+        "/compute/v2/images",
+        "/compute/v1/images/a/b/c",
+        "/compute/v1/images/x:frobnicate",
+        "/operations",
+        "/operations/x/y",
+    ):
+        reply = await api.call("GET", path)
+        assert reply.status == 404, (path, reply.body)
+        assert reply.code == 5
+        assert_error_shape(reply, path)
+
+
+async def test_wrong_verbs_answer_the_error_shape(api: Api) -> None:
+    image_id = await api.new_image()
+    cases = [
+        ("PUT", f"/compute/v1/images/{image_id}"),
+        ("POST", f"/compute/v1/images/{image_id}"),
+        ("DELETE", "/compute/v1/images"),
+        ("PATCH", "/compute/v1/images"),
+        ("POST", "/compute/v1/images:latestByFamily"),
+        ("GET", f"/compute/v1/images/{image_id}:setAccessBindings"),
+        ("POST", f"/compute/v1/images/{image_id}:listAccessBindings"),
+        ("DELETE", "/operations/opr1"),
+        ("POST", "/operations/opr1"),
+    ]
+    for method, path in cases:
+        reply = await api.call(method, path)
+        assert 400 <= reply.status < 600 and reply.status not in (500, 503), (method, path)
+        assert_error_shape(reply, (method, path))
+    assert (await api.image(image_id))["status"] == "CREATING"
+
+
+async def test_the_request_id_is_echoed_and_used_in_details(api: Api) -> None:
+    given = str(uuid.uuid4())
+
+    failed = await api.call("GET", "/compute/v1/images/img-x", headers={"X-Request-Id": given})
+    ok = await api.call(
+        "GET", "/compute/v1/images", params={"folderId": FOLDER}, headers={"X-Request-Id": "req-2"}
+    )
+    generated = await api.get("img-x")
+    unusable = await api.call(
+        "GET", "/compute/v1/images/img-x", headers={"X-Request-Id": "has space\tand tab"}
+    )
+    unknown_path = await api.call("GET", "/nope", headers={"X-Request-Id": "req-3"})
+
+    assert failed.headers["X-Request-Id"] == given
+    assert failed.json["details"][0]["requestId"] == given
+    assert ok.status == 200 and ok.headers["X-Request-Id"] == "req-2"
+    assert generated.headers["X-Request-Id"]
+    assert generated.json["details"][0]["requestId"] == generated.headers["X-Request-Id"]
+    assert unusable.headers["X-Request-Id"] != "has space\tand tab"
+    assert unusable.json["details"][0]["requestId"] == unusable.headers["X-Request-Id"]
+    assert unknown_path.json["details"][0]["requestId"] == "req-3"
+
+
+async def test_error_codes_match_their_http_status(api: Api) -> None:
+    image_id = await api.new_image(name="taken")
+    await api.delete(image_id)
+    replies = [
+        await api.get("img-missing"),  # 5
+        await api.create(name="taken"),  # 6
+        await api.delete(image_id),  # 9
+        await api.create(name="Bad"),  # 3
+        await api.call("PUT", f"/compute/v1/images/{image_id}"),  # 12
+    ]
+
+    assert [r.json["code"] for r in replies] == [5, 6, 9, 3, 12]
+    for reply in replies:
+        assert_error_shape(reply)
+
+
+async def test_a_lone_surrogate_escape_is_refused(api: Api) -> None:
+    bodies = [
+        b'{"folderId": "\\ud800", "uri": "https://x"}',
+        b'{"folderId": "f", "uri": "https://x", "description": "\\udc00"}',
+        b'{"folderId": "f", "uri": "https://x", "productIds": ["\\ud800"]}',
+    ]
+    for body in bodies:
+        reply = await api.call("POST", "/compute/v1/images", data=body)
+
+        assert reply.status == 400, (body, reply.body)
+        assert_error_shape(reply, body)
+    assert (await api.list()).json == {}
+
+
+async def test_a_nul_character_never_causes_a_5xx(api: Api) -> None:
+    calls = [
+        ("GET", "/compute/v1/images/img%00x", None, None),
+        ("GET", "/compute/v1/images", {"folderId": "a\x00b"}, None),
+        ("GET", "/compute/v1/images", {"folderId": FOLDER, "filter": 'name = "a\x00"'}, None),
+        ("GET", "/compute/v1/images:latestByFamily", {"folderId": "a\x00", "family": "abc"}, None),
+        ("GET", "/operations/opr%00x", None, None),
+        ("POST", "/compute/v1/images", None, {"folderId": "a\x00b", "uri": URI}),
+        ("POST", "/compute/v1/images", None, {"folderId": FOLDER, "imageId": "img\x00"}),
+    ]
+    statuses = []
+    for method, path, params, body in calls:
+        reply = await api.call(method, path, params=params, json_body=body)
+        statuses.append((path, reply.status))
+        if reply.status >= 400:
+            assert_error_shape(reply, path)
+
+    assert all(status < 500 for _, status in statuses), statuses
