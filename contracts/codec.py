@@ -18,6 +18,8 @@ from contracts.errors import InvalidArgument
 
 T = TypeVar("T", bound=msgspec.Struct)
 
+_json_decoder = msgspec.json.Decoder()
+
 _CAMEL = re.compile(r"_([a-z0-9])")
 
 
@@ -29,11 +31,12 @@ def decode_json(body: bytes) -> Any:
     """Raw JSON value of a request body, refusing malformed JSON, bad UTF-8, deep nesting,
     NaN/Infinity and an object holding one key twice (as proto3 JSON parsers do).
 
-    msgspec cannot report duplicate keys, so requests are read with the standard parser;
-    they are small, and the typed conversion after this is msgspec's."""
+    msgspec is the strict gate (UTF-8, lone surrogate escapes); it cannot report duplicate
+    keys, so the standard parser reads the body a second time for that. Bodies are small."""
     try:
+        _json_decoder.decode(body)
         return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, msgspec.DecodeError) as exc:
         raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidArgument("request body is nested too deeply") from None
@@ -96,6 +99,9 @@ def _normalize(value: Any, info: mi.Type, path: str) -> Any:
         return [_normalize(item, info.item_type, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(info, mi.EnumType) and isinstance(value, int) and not isinstance(value, bool):
         return _enum_name(info.cls, value, path)
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL text cannot hold NUL; no field of the contract needs it.
+        raise InvalidArgument(f"{path.removeprefix('$.')}: contains a NUL character")
     return value
 
 

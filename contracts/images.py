@@ -21,6 +21,13 @@ from contracts.base import (
 from contracts.enums import ImageStatus, OsType, PciTopology
 
 IMAGE_TYPE = "type.googleapis.com/yandex.cloud.compute.v1.Image"
+DISK_SIZE_ALIGNMENT = 4 * 1024**2
+
+
+def min_disk_size(requested: int, virtual_size: int) -> int:
+    """An image's minDiskSize: max(requested, virtual size), rounded up to 4 MiB."""
+    wanted = max(requested, virtual_size)
+    return -(-wanted // DISK_SIZE_ALIGNMENT) * DISK_SIZE_ALIGNMENT
 
 
 class Nvidia(Message):

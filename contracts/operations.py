@@ -45,6 +45,11 @@ class Status(msgspec.Struct, rename="camel", kw_only=True):
     details: list[RequestInfo] = []
 
 
+def cancelled_status() -> Status:
+    """The error a cancelled operation ends with."""
+    return Status(code=1, message="operation cancelled")
+
+
 OperationMetadata = (
     CreateImageMetadata
     | UpdateImageMetadata

@@ -140,7 +140,10 @@ async def _change_bindings(
         op.done = True
         op.response = AccessBindingsOperationResult(effective_deltas=deltas)
         await operations.insert(conn, op)
-        rows = [await events.record(conn, image, "access_bindings_changed", op.id)]
+        rows = [
+            await events.record(conn, image, "access_bindings_changed", op.id, op.response),
+            await events.operation_done(conn, image, op),
+        ]
     await publish_committed(app, rows)
     return to_operation(op)
 

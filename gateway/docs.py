@@ -14,4 +14,6 @@ def setup(app: web.Application) -> None:
         return web.Response(body=body, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+    # swagger-ui-py resolves its config URL below its own prefix.
+    app.router.add_get("/docs/openapi.json", openapi)
     api_doc(app, config_rel_url="/openapi.json", url_prefix="/docs", title="Kiln Image API")

@@ -8,7 +8,7 @@ from contracts.commands import CreateImage, CreateParams, DeleteImage, ImageSour
 from contracts.enums import ImageStatus
 from contracts.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
-from contracts.images import CreateImageRequest, ImageAny, UpdateImageRequest
+from contracts.images import CreateImageRequest, ImageAny, UpdateImageRequest, min_disk_size
 from contracts.names import CREATE_QUEUE, DELETE_QUEUE
 from contracts.operations import (
     CreateImageMetadata,
@@ -28,7 +28,6 @@ from store.images import ImageRecord, ImageSpec, to_image
 from store.operations import to_operation
 
 UPDATABLE = {"name", "description", "minDiskSize", "labels"}
-_DISK_ALIGN = 4 * 1024**2
 
 
 def check_disk_size(value: int) -> None:
@@ -135,7 +134,7 @@ async def create_image(
         await _insert_image(conn, image)
         await operations.insert(conn, op)
         rows = [
-            await events.record(conn, image, "created", op.id),
+            await events.record(conn, image, "created", op.id, to_image(image)),
             await outbox.add(conn, command_row(command, CREATE_QUEUE, context), now),
         ]
     await publish_committed(app, rows)
@@ -170,13 +169,13 @@ def _updated(image: ImageRecord, request: UpdateImageRequest, paths: set[str]) -
 
 
 def _min_disk_size(image: ImageRecord, requested: int) -> int:
-    """0 (unset) resets to the image's own minimum: its size rounded up to 4 MiB."""
+    """0 (unset) resets to the image's own minimum; either way rounded up to 4 MiB."""
     check_disk_size(requested)
     if requested and requested < image.size:
         raise InvalidArgument(
             f"minDiskSize: {requested} is smaller than the image's size {image.size}"
         )
-    return requested or -(-image.size // _DISK_ALIGN) * _DISK_ALIGN
+    return min_disk_size(requested, image.size)
 
 
 async def update_image(
@@ -205,15 +204,17 @@ async def update_image(
         op.done = True
         op.response = ImageAny(**msgspec.structs.asdict(to_image(updated)))
         await operations.insert(conn, op)
-        rows = [await events.record(conn, updated, "updated", op.id)]
+        rows = [
+            await events.record(conn, updated, "updated", op.id, to_image(updated)),
+            await events.operation_done(conn, updated, op),
+        ]
     await publish_committed(app, rows)
     return to_operation(op)
 
 
 async def _cancel_open_create(conn: Connection, image_id: str, now: int) -> None:
-    for op in await operations.page_for_resource(conn, image_id, None, 100):
-        if op.kind == operations.CREATE and not op.done:
-            await operations.request_cancel(conn, op.id, now)
+    for op in await operations.open_of_kind(conn, image_id, operations.CREATE):
+        await operations.request_cancel(conn, op.id, now)
 
 
 async def delete_image(
@@ -242,7 +243,7 @@ async def delete_image(
             request_id=context.request_id,
         )
         rows = [
-            await events.record(conn, image, "deleting", op.id),
+            await events.record(conn, image, "deleting", op.id, to_image(image)),
             await outbox.add(conn, command_row(command, DELETE_QUEUE, context), now),
         ]
     await publish_committed(app, rows)

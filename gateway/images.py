@@ -40,6 +40,8 @@ async def get_image(request: web.Request) -> web.Response:
 @routes.get("/compute/v1/images:latestByFamily")
 async def latest_by_family(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageLatestByFamilyRequest)
+    if not parsed.family:
+        raise InvalidArgument("family: required (the image family to look up)")
     async with request.app[DB].transaction() as conn:
         image = await images.latest_ready(conn, parsed.folder_id, parsed.family)
     if image is None:
@@ -47,12 +49,16 @@ async def latest_by_family(request: web.Request) -> web.Response:
     return respond(to_image(image))
 
 
+def _keyset(row_id: str, created_at: int) -> str:
+    return row_id + to_base36(created_at)
+
+
 def _position(image: ImageRecord, sort: SortColumn) -> str:
     """The keyset position after `image`: its id, then its sort value (url-safe text)."""
     if sort == "name":
         return image.id + image.name
     if sort == "created_at":
-        return image.id + to_base36(image.created_at)
+        return _keyset(image.id, image.created_at)
     return image.id
 
 
@@ -91,12 +97,16 @@ async def list_operations(request: web.Request) -> web.Response:
     parsed = query_request(request, ListImageOperationsRequest, dict(request.match_info))
     scope = f"operations\n{parsed.image_id}"
     tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
-    after = tokens.open(scope, parsed.page_token) if parsed.page_token else None
+    after = None
+    if parsed.page_token:
+        created_at, operation_id = _after(tokens.open(scope, parsed.page_token), "created_at")
+        after = (int(created_at), str(operation_id))
     async with request.app[DB].transaction() as conn:
         rows = await operations.page_for_resource(conn, parsed.image_id, after, limit + 1)
         if not rows and after is None:
             await existing_image(conn, parsed.image_id)
-    token = tokens.issue(scope, rows[limit - 1].id) if len(rows) > limit else ""
+    more = len(rows) > limit
+    token = tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
     return respond(
         ListImageOperationsResponse(
             operations=[to_operation(r) for r in rows[:limit]], next_page_token=token

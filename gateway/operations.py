@@ -1,24 +1,27 @@
 """The Operation service: get, and cancel (GET or POST, as the contract's sources disagree)."""
 
+import msgspec
 from aiohttp import web
 
 from contracts.enums import ImageStatus
-from contracts.errors import Code, FailedPrecondition, NotFound
-from contracts.operations import GetOperationRequest, Status
+from contracts.errors import FailedPrecondition, NotFound
+from contracts.operations import GetOperationRequest, cancelled_status
+from contracts.outbox import OutboxMessage
 from gateway.http import query_request, respond
 from gateway.keys import DB
 from gateway.publishing import publish_committed
 from store import bindings, events, images, operations
 from store.clock import now_us
 from store.db import Connection
+from store.images import ImageRecord, to_image
 from store.operations import OperationRecord, to_operation
 
 routes = web.RouteTableDef()
-CANCELLED = Status(code=int(Code.CANCELLED), message="operation cancelled")
+CANCELLED = cancelled_status()
 
 
-async def _existing(conn: Connection, operation_id: str) -> OperationRecord:
-    record = await operations.get(conn, operation_id, lock=True)
+async def _existing(conn: Connection, operation_id: str, *, lock: bool = False) -> OperationRecord:
+    record = await operations.get(conn, operation_id, lock=lock)
     if record is None:
         raise NotFound(f"operation {operation_id} not found")
     return record
@@ -32,16 +35,21 @@ async def get_operation(request: web.Request) -> web.Response:
     return respond(to_operation(record))
 
 
-async def _cancel_unclaimed_create(conn: Connection, record: OperationRecord, now: int) -> list:
+async def _cancel_unclaimed_create(
+    conn: Connection, record: OperationRecord, image: ImageRecord | None, now: int
+) -> list[OutboxMessage]:
     """No worker holds the create: end it here. The image never got bytes; remove it."""
     await operations.finish(conn, record.id, now, error=CANCELLED)
-    image = await images.get(conn, record.resource_id, lock=True)
     if image is None or image.status is not ImageStatus.CREATING:
         return []
-    row = await events.record(conn, image, "deleted", record.id)
+    done = msgspec.structs.replace(record, done=True, modified_at=now, error=CANCELLED)
+    rows = [
+        await events.operation_done(conn, image, done),
+        await events.record(conn, image, "deleted", record.id, to_image(image)),
+    ]
     await images.delete(conn, image.id, expected=ImageStatus.CREATING)
     await bindings.remove_all(conn, image.id)
-    return [row]
+    return rows
 
 
 @routes.route("*", "/operations/{operationId:[^/:]+}:cancel")
@@ -55,9 +63,13 @@ async def cancel_operation(request: web.Request) -> web.Response:
         if not record.done:
             if record.kind != operations.CREATE:
                 raise FailedPrecondition(f"operation {record.id} ({record.kind}) cannot be cancelled")
-            await operations.request_cancel(conn, record.id, now)
-            if record.lease_owner is None or record.lease_until < now:
-                rows = await _cancel_unclaimed_create(conn, record, now)
-            record = await _existing(conn, record.id)
+            # Image before operation: the lock order every transition uses.
+            image = await images.get(conn, record.resource_id, lock=True)
+            record = await _existing(conn, record.id, lock=True)
+            if not record.done:
+                await operations.request_cancel(conn, record.id, now)
+                if record.lease_owner is None or record.lease_until < now:
+                    rows = await _cancel_unclaimed_create(conn, record, image, now)
+                record = await _existing(conn, record.id)
     await publish_committed(request.app, rows)
     return respond(to_operation(record))

@@ -9,6 +9,7 @@ from store import outbox
 from store.clock import now_us, to_datetime
 from store.db import Connection
 from store.images import ImageRecord
+from store.operations import OperationRecord, to_operation
 
 
 async def record(
@@ -45,3 +46,11 @@ async def record(
         correlation_id=operation_id,
     )
     return await outbox.add(conn, message, now)
+
+
+OPERATION_DONE = "compute.operation.done"
+
+
+async def operation_done(conn: Connection, image: ImageRecord, op: OperationRecord) -> OutboxMessage:
+    """Announce a finished operation, sequenced with its image's events."""
+    return await record(conn, image, OPERATION_DONE, op.id, to_operation(op))

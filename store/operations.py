@@ -177,21 +177,27 @@ async def expired(conn: Connection, now: int, limit: int) -> list[OperationRecor
 
 
 async def page_for_resource(
-    conn: Connection, resource_id: str, after: str | None, limit: int
+    conn: Connection, resource_id: str, after: tuple[int, str] | None, limit: int
 ) -> list[OperationRecord]:
-    """A resource's operations, newest first (ids are time-ordered)."""
-    if after is None:
-        rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM operations WHERE resource_id = ? ORDER BY id DESC LIMIT ?",
-            resource_id,
-            limit,
-        )
-    else:
-        rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM operations WHERE resource_id = ? AND id < ?"
-            " ORDER BY id DESC LIMIT ?",
-            resource_id,
-            after,
-            limit,
-        )
+    """A resource's operations, newest first; `after` is the last row's (created_at, id)."""
+    where, args = "resource_id = ?", [resource_id]
+    if after is not None:
+        where += " AND (created_at, id) < (?, ?)"
+        args.extend(after)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM operations WHERE {where}"
+        " ORDER BY created_at DESC, id DESC LIMIT ?",
+        *args,
+        limit,
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def open_of_kind(conn: Connection, resource_id: str, kind: str) -> list[OperationRecord]:
+    """A resource's operations of one kind that are not done yet."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM operations WHERE resource_id = ? AND kind = ? AND done = 0",
+        resource_id,
+        kind,
+    )
     return [_from_row(row) for row in rows]

@@ -54,7 +54,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             lease_owner TEXT,
             lease_until BIGINT NOT NULL DEFAULT 0
         );
-        CREATE INDEX operations_by_resource ON operations (resource_id, id);
+        CREATE INDEX operations_by_resource ON operations (resource_id, created_at, id);
         CREATE INDEX operations_open_by_lease ON operations (lease_until) WHERE done = 0;
 
         CREATE TABLE access_bindings (

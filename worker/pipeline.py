@@ -9,7 +9,6 @@ from worker.inspect import StreamInspector
 
 log = structlog.get_logger(__name__)
 
-MIN_DISK_ALIGN = 4 << 20
 
 
 class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,9 +37,3 @@ async def import_from_url(url: str, policy: FetchPolicy, blobs: BlobStore) -> Im
         stored_bytes=blob.size,
         format=inspection.format,
     )
-
-
-def min_disk_size(requested: int, virtual_size: int) -> int:
-    """max(requested, virtual_size) rounded up to a whole number of 4 MiB."""
-    size = max(requested, virtual_size)
-    return -(-size // MIN_DISK_ALIGN) * MIN_DISK_ALIGN

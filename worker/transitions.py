@@ -7,21 +7,19 @@ import structlog
 
 from contracts.enums import ImageStatus
 from contracts.errors import Code
-from contracts.images import ImageAny
-from contracts.operations import Empty, OperationResponse, Status
+from contracts.images import ImageAny, min_disk_size
+from contracts.operations import Empty, OperationResponse, Status, cancelled_status
 from contracts.outbox import OutboxMessage
 from store import bindings, events, images, operations
 from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, ImageSpec, to_image
-from store.operations import OperationRecord, to_operation
-from worker.pipeline import min_disk_size
+from store.operations import OperationRecord
 from worker.sources import Imported
 
 log = structlog.get_logger(__name__)
 
-OPERATION_DONE = "compute.operation.done"
-CANCELLED = Status(code=int(Code.CANCELLED), message="operation cancelled")
+CANCELLED = cancelled_status()
 
 
 class Transition(msgspec.Struct, kw_only=True):
@@ -208,12 +206,11 @@ async def _finish(
     if image is None:
         return []
     done = msgspec.structs.replace(op, done=True, modified_at=now, response=response, error=error)
-    return [await events.record(conn, image, OPERATION_DONE, op.id, to_operation(done))]
+    return [await events.operation_done(conn, image, done)]
 
 
 async def _open_creates(conn: Connection, image_id: str) -> list[OperationRecord]:
-    ops = await operations.page_for_resource(conn, image_id, None, 100)
-    return [op for op in ops if op.kind == operations.CREATE and not op.done]
+    return await operations.open_of_kind(conn, image_id, operations.CREATE)
 
 
 async def _remove(conn: Connection, image: ImageRecord) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from contracts.images import min_disk_size
 from worker.blobs import FileBlobStore, FileBlobWriter
 from worker.fetch import FetchPolicy
-from worker.pipeline import import_from_url, min_disk_size
+from worker.pipeline import import_from_url
 
 MiB = 1 << 20
 

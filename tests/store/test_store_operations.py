@@ -233,7 +233,7 @@ async def test_page_for_resource_newest_first(db: Database) -> None:
         seen.extend(record.id for record in page)
         if len(page) < 3:
             break
-        after = page[-1].id
+        after = (page[-1].created_at, page[-1].id)
 
     assert seen == sorted(ids, reverse=True)
     async with db.transaction() as conn:
