@@ -24,6 +24,8 @@ OPTIONS: list[tuple[str, str]] = [
     ("disk_source_dir", "Directory of disk/snapshot files that diskId/snapshotId name."),
     ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
     ("worker_prefetch", "Commands a worker runs at once (default 16)."),
+    ("worker_lease_seconds", "Lease of a running operation, renewed every third of it (default 30)."),
+    ("worker_reconcile_seconds", "How often a worker re-drives stalled operations (default 15)."),
     ("log_format", "console or json (default: console for dev, json otherwise)."),
 ]
 

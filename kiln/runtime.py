@@ -42,6 +42,9 @@ def worker_config(settings: Settings) -> WorkerConfig:
         max_bytes=settings.import_max_bytes,
         disk_source_dir=settings.disk_source_dir,
         prefetch=settings.worker_prefetch,
+        lease_seconds=settings.worker_lease_seconds,
+        renew_every=settings.worker_lease_seconds / 3,
+        reconcile_every=settings.worker_reconcile_seconds,
     )
 
 
