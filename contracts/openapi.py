@@ -15,32 +15,96 @@ from contracts.operations import (
 _REF = "#/components/schemas/{name}"
 # (verb, path, operationId, request type, where its fields go, response type)
 METHODS: list[tuple[str, str, str, type, str, type]] = [
-    ("get", "/compute/v1/images/{imageId}", "Image_Get",
-     images.GetImageRequest, "query", images.Image),
-    ("get", "/compute/v1/images:latestByFamily", "Image_GetLatestByFamily",
-     images.GetImageLatestByFamilyRequest, "query", images.Image),
-    ("get", "/compute/v1/images", "Image_List",
-     images.ListImagesRequest, "query", images.ListImagesResponse),
-    ("post", "/compute/v1/images", "Image_Create",
-     images.CreateImageRequest, "body", Operation),
-    ("patch", "/compute/v1/images/{imageId}", "Image_Update",
-     images.UpdateImageRequest, "body", Operation),
-    ("delete", "/compute/v1/images/{imageId}", "Image_Delete",
-     images.DeleteImageRequest, "query", Operation),
-    ("get", "/compute/v1/images/{imageId}/operations", "Image_ListOperations",
-     images.ListImageOperationsRequest, "query", ListImageOperationsResponse),
-    ("get", "/compute/v1/images/{resourceId}:listAccessBindings", "Image_ListAccessBindings",
-     access.ListAccessBindingsRequest, "query", access.ListAccessBindingsResponse),
-    ("post", "/compute/v1/images/{resourceId}:setAccessBindings", "Image_SetAccessBindings",
-     access.SetAccessBindingsRequest, "body", Operation),
-    ("post", "/compute/v1/images/{resourceId}:updateAccessBindings",
-     "Image_UpdateAccessBindings", access.UpdateAccessBindingsRequest, "body", Operation),
-    ("get", "/operations/{operationId}", "Operation_Get",
-     GetOperationRequest, "query", Operation),
-    ("get", "/operations/{operationId}:cancel", "Operation_Cancel",
-     GetOperationRequest, "query", Operation),
-    ("post", "/operations/{operationId}:cancel", "Operation_CancelPost",
-     GetOperationRequest, "query", Operation),
+    (
+        "get",
+        "/compute/v1/images/{imageId}",
+        "Image_Get",
+        images.GetImageRequest,
+        "query",
+        images.Image,
+    ),
+    (
+        "get",
+        "/compute/v1/images:latestByFamily",
+        "Image_GetLatestByFamily",
+        images.GetImageLatestByFamilyRequest,
+        "query",
+        images.Image,
+    ),
+    (
+        "get",
+        "/compute/v1/images",
+        "Image_List",
+        images.ListImagesRequest,
+        "query",
+        images.ListImagesResponse,
+    ),
+    ("post", "/compute/v1/images", "Image_Create", images.CreateImageRequest, "body", Operation),
+    (
+        "patch",
+        "/compute/v1/images/{imageId}",
+        "Image_Update",
+        images.UpdateImageRequest,
+        "body",
+        Operation,
+    ),
+    (
+        "delete",
+        "/compute/v1/images/{imageId}",
+        "Image_Delete",
+        images.DeleteImageRequest,
+        "query",
+        Operation,
+    ),
+    (
+        "get",
+        "/compute/v1/images/{imageId}/operations",
+        "Image_ListOperations",
+        images.ListImageOperationsRequest,
+        "query",
+        ListImageOperationsResponse,
+    ),
+    (
+        "get",
+        "/compute/v1/images/{resourceId}:listAccessBindings",
+        "Image_ListAccessBindings",
+        access.ListAccessBindingsRequest,
+        "query",
+        access.ListAccessBindingsResponse,
+    ),
+    (
+        "post",
+        "/compute/v1/images/{resourceId}:setAccessBindings",
+        "Image_SetAccessBindings",
+        access.SetAccessBindingsRequest,
+        "body",
+        Operation,
+    ),
+    (
+        "post",
+        "/compute/v1/images/{resourceId}:updateAccessBindings",
+        "Image_UpdateAccessBindings",
+        access.UpdateAccessBindingsRequest,
+        "body",
+        Operation,
+    ),
+    ("get", "/operations/{operationId}", "Operation_Get", GetOperationRequest, "query", Operation),
+    (
+        "get",
+        "/operations/{operationId}:cancel",
+        "Operation_Cancel",
+        GetOperationRequest,
+        "query",
+        Operation,
+    ),
+    (
+        "post",
+        "/operations/{operationId}:cancel",
+        "Operation_CancelPost",
+        GetOperationRequest,
+        "query",
+        Operation,
+    ),
 ]
 
 
@@ -74,8 +138,10 @@ def _body(message_type: type, path: str, schemas: dict[str, Any]) -> dict[str, A
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _operation(row: tuple[str, str, str, type, str, type], schemas: dict[str, Any]) -> dict[str, Any]:
-    verb, path, operation_id, request_type, placement, response_type = row
+def _operation(
+    row: tuple[str, str, str, type, str, type], schemas: dict[str, Any]
+) -> dict[str, Any]:
+    _, path, operation_id, request_type, placement, response_type = row
     spec: dict[str, Any] = {
         "operationId": operation_id,
         "responses": {

@@ -36,8 +36,14 @@ from store.operations import to_operation
 routes = web.RouteTableDef()
 ROLES = frozenset(
     {
-        "viewer", "editor", "admin", "compute.viewer", "compute.editor", "compute.admin",
-        "compute.images.user", "compute.auditor",
+        "viewer",
+        "editor",
+        "admin",
+        "compute.viewer",
+        "compute.editor",
+        "compute.admin",
+        "compute.images.user",
+        "compute.auditor",
     }
 )
 SUBJECT_TYPES = frozenset({"userAccount", "serviceAccount", "federatedUser", "system"})
@@ -127,7 +133,9 @@ async def _change_bindings(
         kind = operations.UPDATE_ACCESS
     now = now_us()
     async with app[DB].transaction() as conn:
-        op = new_operation(context, kind, resource_id, "Change image access bindings", metadata, now)
+        op = new_operation(
+            context, kind, resource_id, "Change image access bindings", metadata, now
+        )
         if previous := await replay(conn, key, op.id, now):
             return previous
         image = await existing_image(conn, resource_id, lock=True)

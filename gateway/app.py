@@ -20,7 +20,9 @@ async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.A
     app[SETTINGS] = settings
     app[DB] = db
     app[BUS] = bus
-    app[PAGE_TOKENS] = PageTokens(bytes.fromhex(await secrets_table.get_or_create(db, "page_tokens")))
+    app[PAGE_TOKENS] = PageTokens(
+        bytes.fromhex(await secrets_table.get_or_create(db, "page_tokens"))
+    )
     for table in (images.routes, access.routes, operations.routes):
         app.add_routes(table)
     docs.setup(app)

@@ -117,8 +117,12 @@ async def create_image(
     now = now_us()
     image = _new_image(request, now)
     op = new_operation(
-        context, operations.CREATE, image.id, "Create image",
-        CreateImageMetadata(image_id=image.id), now,
+        context,
+        operations.CREATE,
+        image.id,
+        "Create image",
+        CreateImageMetadata(image_id=image.id),
+        now,
     )
     op.params = params_encoder.encode(
         CreateParams(source=source, requested_min_disk_size=request.min_disk_size)
@@ -185,8 +189,12 @@ async def update_image(
     now = now_us()
     async with app[DB].transaction() as conn:
         op = new_operation(
-            context, operations.UPDATE, request.image_id, "Update image",
-            UpdateImageMetadata(image_id=request.image_id), now,
+            context,
+            operations.UPDATE,
+            request.image_id,
+            "Update image",
+            UpdateImageMetadata(image_id=request.image_id),
+            now,
         )
         if previous := await replay(conn, key, op.id, now):
             return previous
@@ -223,8 +231,12 @@ async def delete_image(
     now = now_us()
     async with app[DB].transaction() as conn:
         op = new_operation(
-            context, operations.DELETE, image_id, "Delete image",
-            DeleteImageMetadata(image_id=image_id), now,
+            context,
+            operations.DELETE,
+            image_id,
+            "Delete image",
+            DeleteImageMetadata(image_id=image_id),
+            now,
         )
         if previous := await replay(conn, key, op.id, now):
             return previous
@@ -239,7 +251,9 @@ async def delete_image(
             await _cancel_open_create(conn, image.id, now)
         await operations.insert(conn, op)
         command = DeleteImage(
-            command_id=op.id, operation_id=op.id, image_id=image.id,
+            command_id=op.id,
+            operation_id=op.id,
+            image_id=image.id,
             request_id=context.request_id,
         )
         rows = [

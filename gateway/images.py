@@ -106,7 +106,9 @@ async def list_operations(request: web.Request) -> web.Response:
         if not rows and after is None:
             await existing_image(conn, parsed.image_id)
     more = len(rows) > limit
-    token = tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
+    token = (
+        tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
+    )
     return respond(
         ListImageOperationsResponse(
             operations=[to_operation(r) for r in rows[:limit]], next_page_token=token

@@ -62,7 +62,9 @@ async def cancel_operation(request: web.Request) -> web.Response:
         record = await _existing(conn, parsed.operation_id)
         if not record.done:
             if record.kind != operations.CREATE:
-                raise FailedPrecondition(f"operation {record.id} ({record.kind}) cannot be cancelled")
+                raise FailedPrecondition(
+                    f"operation {record.id} ({record.kind}) cannot be cancelled"
+                )
             # Image before operation: the lock order every transition uses.
             image = await images.get(conn, record.resource_id, lock=True)
             record = await _existing(conn, record.id, lock=True)

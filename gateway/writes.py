@@ -36,7 +36,9 @@ def idempotency_claim(
     return Claim(subject=context.subject, key=key, fingerprint=digest.hexdigest())
 
 
-async def replay(conn: Connection, key: Claim | None, operation_id: str, now: int) -> Operation | None:
+async def replay(
+    conn: Connection, key: Claim | None, operation_id: str, now: int
+) -> Operation | None:
     """Claim the key for `operation_id`; the earlier operation if this is a repeat."""
     if key is None:
         return None
@@ -51,8 +53,12 @@ async def replay(conn: Connection, key: Claim | None, operation_id: str, now: in
 
 
 def new_operation(
-    context: RequestContext, kind: str, resource_id: str, description: str,
-    metadata: OperationMetadata, now: int,
+    context: RequestContext,
+    kind: str,
+    resource_id: str,
+    description: str,
+    metadata: OperationMetadata,
+    now: int,
 ) -> OperationRecord:
     return OperationRecord(
         id=new_id(OPERATION_PREFIX),

@@ -18,13 +18,19 @@ OPTIONS: list[tuple[str, str]] = [
     ("storage_url", "file:///path for image blobs (default: blobs/ in the data dir)."),
     ("http_host", "Address the gateway listens on (default 127.0.0.1)."),
     ("http_port", "Port the gateway listens on (default 8080)."),
-    ("import_allowed_hosts", "Comma-separated hosts or CIDRs exempt from the private-address block."),
+    (
+        "import_allowed_hosts",
+        "Comma-separated hosts or CIDRs exempt from the private-address block.",
+    ),
     ("import_root", "Directory below which file:// image sources are allowed (default: none)."),
     ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),
     ("disk_source_dir", "Directory of disk/snapshot files that diskId/snapshotId name."),
     ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
     ("worker_prefetch", "Commands a worker runs at once (default 16)."),
-    ("worker_lease_seconds", "Lease of a running operation, renewed every third of it (default 30)."),
+    (
+        "worker_lease_seconds",
+        "Lease of a running operation, renewed every third of it (default 30).",
+    ),
     ("worker_reconcile_seconds", "How often a worker re-drives stalled operations (default 15)."),
     ("log_format", "console or json (default: console for dev, json otherwise)."),
 ]

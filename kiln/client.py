@@ -31,15 +31,26 @@ from contracts.operations import ListImageOperationsResponse, Operation, Operati
 from kiln.client_http import KilnError, Transport
 
 __all__ = [
-    "AccessBinding", "AccessBindingDelta", "CreateImageRequest", "Image", "KilnClient",
-    "KilnError", "Operation", "UpdateImageRequest",
+    "AccessBinding",
+    "AccessBindingDelta",
+    "CreateImageRequest",
+    "Image",
+    "KilnClient",
+    "KilnError",
+    "Operation",
+    "UpdateImageRequest",
 ]
 
 T = TypeVar("T")
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t)
-    for t in (Image, Operation, ListImagesResponse, ListImageOperationsResponse,
-              ListAccessBindingsResponse)
+    for t in (
+        Image,
+        Operation,
+        ListImagesResponse,
+        ListImageOperationsResponse,
+        ListAccessBindingsResponse,
+    )
 }
 _encoder = msgspec.json.Encoder()
 IMAGES = "/compute/v1/images"
@@ -70,12 +81,24 @@ def _key(idempotency_key: str | None) -> str:
 
 class KilnClient:
     def __init__(
-        self, base_url: str, token: str | None = None, *, concurrency: int = 64,
-        retries: int = 5, timeout: float = 30.0, backoff: float = 0.2, max_backoff: float = 10.0,
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        concurrency: int = 64,
+        retries: int = 5,
+        timeout: float = 30.0,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
     ) -> None:
         self._http = Transport(
-            base_url, token, concurrency=concurrency, retries=retries, timeout=timeout,
-            backoff=backoff, max_backoff=max_backoff,
+            base_url,
+            token,
+            concurrency=concurrency,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            max_backoff=max_backoff,
         )
 
     @property
@@ -87,7 +110,9 @@ class KilnClient:
         return self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close()
@@ -107,8 +132,12 @@ class KilnClient:
     # Images
 
     async def create_image(
-        self, request: CreateImageRequest | None = None, /, *,
-        idempotency_key: str | None = None, **fields: Any,
+        self,
+        request: CreateImageRequest | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
     ) -> Operation:
         """From a request Struct, or from its fields: `create_image(folder_id=…, uri=…)`."""
         if request is not None and fields:
@@ -120,12 +149,22 @@ class KilnClient:
         return await self._get(f"{IMAGES}/{quote(image_id, safe='')}", Image)
 
     async def list_images(
-        self, folder_id: str, *, page_size: int = 0, page_token: str = "", filter: str = "",
+        self,
+        folder_id: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter: str = "",
         order_by: str = "",
     ) -> ListImagesResponse:
         return await self._get(
-            IMAGES, ListImagesResponse, folder_id=folder_id, page_size=page_size,
-            page_token=page_token, filter=filter, order_by=order_by,
+            IMAGES,
+            ListImagesResponse,
+            folder_id=folder_id,
+            page_size=page_size,
+            page_token=page_token,
+            filter=filter,
+            order_by=order_by,
         )
 
     async def iter_images(
@@ -148,8 +187,12 @@ class KilnClient:
         )
 
     async def update_image(
-        self, image: str | UpdateImageRequest, update_mask: str | Iterable[str] | None = None,
-        *, idempotency_key: str | None = None, **fields: Any,
+        self,
+        image: str | UpdateImageRequest,
+        update_mask: str | Iterable[str] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
     ) -> Operation:
         """`update_image(id, description="…")` changes only the fields given (the mask is
         built from them); pass `update_mask` to reset fields, or a whole UpdateImageRequest."""
@@ -196,7 +239,10 @@ class KilnClient:
                 return
 
     async def set_access_bindings(
-        self, image_id: str, bindings: Iterable[AccessBinding], *,
+        self,
+        image_id: str,
+        bindings: Iterable[AccessBinding],
+        *,
         idempotency_key: str | None = None,
     ) -> Operation:
         """Replace all of the image's bindings with `bindings` (empty: remove them all)."""
@@ -205,7 +251,10 @@ class KilnClient:
         return await self._mutate("POST", path, _body(request, "resourceId"), idempotency_key)
 
     async def update_access_bindings(
-        self, image_id: str, deltas: Iterable[AccessBindingDelta], *,
+        self,
+        image_id: str,
+        deltas: Iterable[AccessBindingDelta],
+        *,
         idempotency_key: str | None = None,
     ) -> Operation:
         request = UpdateAccessBindingsRequest(
@@ -224,8 +273,12 @@ class KilnClient:
         return _decode(await self._http.call("POST", path), Operation)
 
     async def wait_done(
-        self, operation: Operation | str, timeout: float | None = None, *,
-        poll: float = 0.05, max_poll: float = 2.0,
+        self,
+        operation: Operation | str,
+        timeout: float | None = None,
+        *,
+        poll: float = 0.05,
+        max_poll: float = 2.0,
     ) -> Operation:
         """The operation once `done` (successful or not), polled with growing, jittered pauses.
         Raises KilnError(DEADLINE_EXCEEDED) if it is still running after `timeout` seconds."""

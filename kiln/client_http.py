@@ -13,9 +13,16 @@ from contracts.errors import HTTP_STATUS, Code
 
 # The HTTP status of an error body that is not the contract's (a proxy's HTML page, say).
 _CODE_OF_STATUS = {
-    400: Code.INVALID_ARGUMENT, 401: Code.UNAUTHENTICATED, 403: Code.PERMISSION_DENIED,
-    404: Code.NOT_FOUND, 409: Code.ABORTED, 429: Code.RESOURCE_EXHAUSTED, 499: Code.CANCELLED,
-    500: Code.INTERNAL, 501: Code.UNIMPLEMENTED, 503: Code.UNAVAILABLE,
+    400: Code.INVALID_ARGUMENT,
+    401: Code.UNAUTHENTICATED,
+    403: Code.PERMISSION_DENIED,
+    404: Code.NOT_FOUND,
+    409: Code.ABORTED,
+    429: Code.RESOURCE_EXHAUSTED,
+    499: Code.CANCELLED,
+    500: Code.INTERNAL,
+    501: Code.UNIMPLEMENTED,
+    503: Code.UNAVAILABLE,
     504: Code.DEADLINE_EXCEEDED,
 }
 _REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
@@ -30,8 +37,13 @@ class KilnError(Exception):
     """
 
     def __init__(
-        self, code: int, message: str, http_status: int = 0, request_id: str = "",
-        *, retry_after: float | None = None,
+        self,
+        code: int,
+        message: str,
+        http_status: int = 0,
+        request_id: str = "",
+        *,
+        retry_after: float | None = None,
     ) -> None:
         self.code: int = Code(code) if code in Code._value2member_map_ else code
         self.message = message
@@ -113,8 +125,15 @@ class Transport:
     """Opened once per client; every call goes through `call`."""
 
     def __init__(
-        self, base_url: str, token: str | None, *, concurrency: int, retries: int,
-        timeout: float, backoff: float, max_backoff: float,
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        concurrency: int,
+        retries: int,
+        timeout: float,
+        backoff: float,
+        max_backoff: float,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -144,8 +163,13 @@ class Transport:
             self._session = None
 
     async def call(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-        body: bytes | None = None, idempotency_key: str | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        idempotency_key: str | None = None,
     ) -> bytes:
         """The response body of a 2xx answer; a KilnError otherwise (after the retries)."""
         headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -157,7 +181,11 @@ class Transport:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _once(
-        self, method: str, path: str, params: Mapping[str, str] | None, body: bytes | None,
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
         headers: dict[str, str],
     ) -> bytes:
         url = self.base_url + path

@@ -104,9 +104,13 @@ async def until_signalled() -> None:
 
 async def run_dev(settings: Settings) -> None:
     logs.configure(settings.log_format)
-    async with infrastructure(settings) as (db, bus):
-        async with working(settings, db, bus), serving(settings, db, bus):
-            await until_signalled()
+    # Leaving the block closes the HTTP server first, then drains the worker.
+    async with (
+        infrastructure(settings) as (db, bus),
+        working(settings, db, bus),
+        serving(settings, db, bus),
+    ):
+        await until_signalled()
 
 
 async def run_gateway(settings: Settings) -> None:

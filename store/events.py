@@ -51,6 +51,8 @@ async def record(
 OPERATION_DONE = "compute.operation.done"
 
 
-async def operation_done(conn: Connection, image: ImageRecord, op: OperationRecord) -> OutboxMessage:
+async def operation_done(
+    conn: Connection, image: ImageRecord, op: OperationRecord
+) -> OutboxMessage:
     """Announce a finished operation, sequenced with its image's events."""
     return await record(conn, image, OPERATION_DONE, op.id, to_operation(op))

@@ -96,8 +96,16 @@ def _from_row(row: Row) -> ImageRecord:
 
 
 _MUTABLE = (
-    "folder_id", "name", "family", "status", "created_at", "size", "storage_size",
-    "min_disk_size", "blob_digest", "spec",
+    "folder_id",
+    "name",
+    "family",
+    "status",
+    "created_at",
+    "size",
+    "storage_size",
+    "min_disk_size",
+    "blob_digest",
+    "spec",
 )
 
 
@@ -187,7 +195,7 @@ async def page(
     keys = ["id"] if sort == "id" else [sort, "id"]
     if after is not None:
         where.append(f"({', '.join(keys)}) {compare} ({', '.join('?' for _ in keys)})")
-        args.extend(after[-len(keys):])
+        args.extend(after[-len(keys) :])
     order = ", ".join(f"{key} {direction}" for key in keys)
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM images WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",

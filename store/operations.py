@@ -149,9 +149,7 @@ async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
     return changed == 1
 
 
-async def take_lease(
-    conn: Connection, operation_id: str, owner: str, now: int, until: int
-) -> bool:
+async def take_lease(conn: Connection, operation_id: str, owner: str, now: int, until: int) -> bool:
     """Claim an open operation whose lease is free, expired, or already ours."""
     changed = await conn.execute(
         "UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id = ? AND done = 0"

@@ -54,9 +54,7 @@ async def mark_sent(conn: Connection, seqs: Sequence[int], now: int) -> None:
     for start in range(0, len(seqs), 500):
         chunk = seqs[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
-        await conn.execute(
-            f"UPDATE outbox SET sent_at = ? WHERE seq IN ({marks})", now, *chunk
-        )
+        await conn.execute(f"UPDATE outbox SET sent_at = ? WHERE seq IN ({marks})", now, *chunk)
 
 
 async def backlog(conn: Connection) -> int:

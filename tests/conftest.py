@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from support.rabbit import BROKER, rabbitmqctl, temporary_vhost
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

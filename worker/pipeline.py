@@ -10,7 +10,6 @@ from worker.inspect import StreamInspector
 log = structlog.get_logger(__name__)
 
 
-
 class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
     digest: str
     virtual_size: int

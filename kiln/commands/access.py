@@ -31,8 +31,14 @@ async def list_(client: KilnClient, out: Output, *, image_id: str) -> None:
 @key_option
 @wait_options
 async def set_(
-    client: KilnClient, out: Output, *, image_id: str, bindings: tuple[str, ...],
-    idempotency_key: str | None, wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    *,
+    image_id: str,
+    bindings: tuple[str, ...],
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
     """Replace all bindings with those given (none: remove them all)."""
     wanted = [parse_binding(text) for text in bindings]
@@ -41,13 +47,20 @@ async def set_(
 
 
 async def _change(
-    client: KilnClient, out: Output, action: AccessBindingAction, image_id: str,
-    bindings: tuple[str, ...], idempotency_key: str | None, wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    action: AccessBindingAction,
+    image_id: str,
+    bindings: tuple[str, ...],
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
     if not bindings:
         raise click.UsageError("give at least one ROLE:SUBJECT_TYPE:SUBJECT_ID")
-    deltas = [AccessBindingDelta(action=action, access_binding=parse_binding(text))
-              for text in bindings]
+    deltas = [
+        AccessBindingDelta(action=action, access_binding=parse_binding(text)) for text in bindings
+    ]
     operation = await client.update_access_bindings(
         image_id, deltas, idempotency_key=idempotency_key
     )
@@ -60,12 +73,19 @@ async def _change(
 @key_option
 @wait_options
 async def add(
-    client: KilnClient, out: Output, *, image_id: str, bindings: tuple[str, ...],
-    idempotency_key: str | None, wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    *,
+    image_id: str,
+    bindings: tuple[str, ...],
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
     """Add bindings (those already present are left alone)."""
-    await _change(client, out, AccessBindingAction.ADD, image_id, bindings, idempotency_key,
-                  wait, timeout)
+    await _change(
+        client, out, AccessBindingAction.ADD, image_id, bindings, idempotency_key, wait, timeout
+    )
 
 
 @client_command(group, "remove")
@@ -74,9 +94,16 @@ async def add(
 @key_option
 @wait_options
 async def remove(
-    client: KilnClient, out: Output, *, image_id: str, bindings: tuple[str, ...],
-    idempotency_key: str | None, wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    *,
+    image_id: str,
+    bindings: tuple[str, ...],
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
     """Remove bindings (those absent are ignored)."""
-    await _change(client, out, AccessBindingAction.REMOVE, image_id, bindings, idempotency_key,
-                  wait, timeout)
+    await _change(
+        client, out, AccessBindingAction.REMOVE, image_id, bindings, idempotency_key, wait, timeout
+    )

@@ -40,19 +40,24 @@ def run_client(action: ClientAction, url: str, token: str | None, **kwargs: Any)
         sys.exit(EXIT_INTERRUPTED)
 
 
-def client_command(
-    group: click.Group | None, name: str
-) -> Callable[[ClientAction], click.Command]:
+def client_command(group: click.Group | None, name: str) -> Callable[[ClientAction], click.Command]:
     """A command (on `group`, if given) running `action(client, out=…, **options)` with the
     shared --url, --token and --json options."""
 
     def decorate(action: ClientAction) -> click.Command:
-        @click.option("--url", envvar="KILN_URL", default=DEFAULT_URL, show_default=True,
-                      help="Kiln API base URL (env KILN_URL).")
-        @click.option("--token", envvar="KILN_TOKEN", default=None,
-                      help="Bearer token (env KILN_TOKEN).")
-        @click.option("--json", "as_json", is_flag=True,
-                      help="Print the API's JSON instead of a table.")
+        @click.option(
+            "--url",
+            envvar="KILN_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="Kiln API base URL (env KILN_URL).",
+        )
+        @click.option(
+            "--token", envvar="KILN_TOKEN", default=None, help="Bearer token (env KILN_TOKEN)."
+        )
+        @click.option(
+            "--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table."
+        )
         @functools.wraps(action)
         def command(url: str, token: str | None, as_json: bool, **options: Any) -> None:
             run_client(action, url, token, out=Output(as_json), **options)
@@ -63,15 +68,20 @@ def client_command(
 
 
 def wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option("--timeout", type=float, default=None,
-                           help="With --wait: give up after this many seconds.")(command)
-    return click.option("--wait", "wait", is_flag=True,
-                        help="Follow the operation until it is done.")(command)
+    command = click.option(
+        "--timeout", type=float, default=None, help="With --wait: give up after this many seconds."
+    )(command)
+    return click.option(
+        "--wait", "wait", is_flag=True, help="Follow the operation until it is done."
+    )(command)
 
 
 def key_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    key = click.option("--idempotency-key", default=None,
-                       help="Reuse this key to make a repeated command safe (default: new).")
+    key = click.option(
+        "--idempotency-key",
+        default=None,
+        help="Reuse this key to make a repeated command safe (default: new).",
+    )
     return key(command)
 
 
@@ -104,5 +114,6 @@ async def settle(
     if operation.error is not None:
         error = operation.error
         request_id = next((d.request_id for d in error.details if d.request_id), "")
-        raise KilnError.from_status(error.code, f"operation {operation.id}: {error.message}",
-                                    request_id)
+        raise KilnError.from_status(
+            error.code, f"operation {operation.id}: {error.message}", request_id
+        )

@@ -11,8 +11,13 @@ from kiln.commands.common import client_command, key_option, parse_labels, settl
 from kiln.commands.render import Output
 
 group = click.Group("images", help="Create, read, change and delete images.")
-folder_option = click.option("--folder", "folder_id", envvar="KILN_FOLDER", required=True,
-                             help="Folder id (env KILN_FOLDER).")
+folder_option = click.option(
+    "--folder",
+    "folder_id",
+    envvar="KILN_FOLDER",
+    required=True,
+    help="Folder id (env KILN_FOLDER).",
+)
 
 
 @client_command(group, "create")
@@ -32,14 +37,23 @@ folder_option = click.option("--folder", "folder_id", envvar="KILN_FOLDER", requ
 @key_option
 @wait_options
 async def create(
-    client: KilnClient, out: Output, *, labels: tuple[str, ...], product_ids: tuple[str, ...],
-    os_type: str | None, idempotency_key: str | None, wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    *,
+    labels: tuple[str, ...],
+    product_ids: tuple[str, ...],
+    os_type: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
     **fields: Any,
 ) -> None:
     """Create an image from one source (--uri, --source-image, --disk-id or --snapshot-id)."""
     request = CreateImageRequest(
-        labels=parse_labels(labels), product_ids=list(product_ids),
-        os=Os(type=OsType(os_type)) if os_type else None, **fields,
+        labels=parse_labels(labels),
+        product_ids=list(product_ids),
+        os=Os(type=OsType(os_type)) if os_type else None,
+        **fields,
     )
     operation = await client.create_image(request, idempotency_key=idempotency_key)
     await settle(client, out, operation, wait, timeout)
@@ -54,18 +68,27 @@ async def get(client: KilnClient, out: Output, *, image_id: str) -> None:
 
 @client_command(group, "list")
 @folder_option
-@click.option("--filter", "filter_", default="", help='e.g. \'family = "ubuntu"\'.')
+@click.option("--filter", "filter_", default="", help="e.g. 'family = \"ubuntu\"'.")
 @click.option("--order-by", default="", help="id|name|createdAt [asc|desc].")
 @click.option("--page-size", type=int, default=0, help="One page of this size (default: all).")
 @click.option("--page-token", default="", help="One page, from this token.")
 async def list_(
-    client: KilnClient, out: Output, *, folder_id: str, filter_: str, order_by: str,
-    page_size: int, page_token: str,
+    client: KilnClient,
+    out: Output,
+    *,
+    folder_id: str,
+    filter_: str,
+    order_by: str,
+    page_size: int,
+    page_token: str,
 ) -> None:
     """List a folder's images (every page unless --page-size or --page-token is given)."""
     if page_size or page_token:
         page = await client.list_images(
-            folder_id, page_size=page_size, page_token=page_token, filter=filter_,
+            folder_id,
+            page_size=page_size,
+            page_token=page_token,
+            filter=filter_,
             order_by=order_by,
         )
     else:
@@ -78,15 +101,23 @@ async def list_(
 @click.argument("image_id")
 @click.option("--name", default=None)
 @click.option("--description", default=None)
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-              help="Repeatable; replaces all labels.")
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable; replaces all labels."
+)
 @click.option("--clear-labels", is_flag=True, help="Remove every label.")
 @click.option("--min-disk-size", type=int, default=None, help="Bytes; 0 resets to the size.")
 @key_option
 @wait_options
 async def update(
-    client: KilnClient, out: Output, *, image_id: str, labels: tuple[str, ...],
-    clear_labels: bool, idempotency_key: str | None, wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    *,
+    image_id: str,
+    labels: tuple[str, ...],
+    clear_labels: bool,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
     **given: Any,
 ) -> None:
     """Change the fields given; the others stay as they are."""
@@ -104,8 +135,13 @@ async def update(
 @key_option
 @wait_options
 async def delete(
-    client: KilnClient, out: Output, *, image_id: str, idempotency_key: str | None,
-    wait: bool, timeout: float | None,
+    client: KilnClient,
+    out: Output,
+    *,
+    image_id: str,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
     """Delete an image."""
     operation = await client.delete_image(image_id, idempotency_key=idempotency_key)

@@ -47,8 +47,12 @@ class ImportView:
     def __enter__(self) -> Self:
         if self.err.is_terminal:
             self._progress = Progress(
-                TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"), console=self.err, refresh_per_second=4,
+                TextColumn("importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                console=self.err,
+                refresh_per_second=4,
             )
             self._task = self._progress.add_task("import", total=self.tally.total, stats="")
             self._progress.start()
@@ -104,16 +108,25 @@ def build_report(manifest: Manifest, records: dict[int, LineRecord]) -> ImportRe
         error = None
         if record is not None and status == FAILED:
             error = ErrorReport(record.error_code, record.error_message)
-        lines.append(LineReport(
-            line=line.number, name=line.name, status=status,
-            image_id=record.image_id if record else "",
-            operation_id=record.operation_id if record else "",
-            idempotency_key=line.key, error=error,
-        ))
+        lines.append(
+            LineReport(
+                line=line.number,
+                name=line.name,
+                status=status,
+                image_id=record.image_id if record else "",
+                operation_id=record.operation_id if record else "",
+                idempotency_key=line.key,
+                error=error,
+            )
+        )
     count = {s: sum(1 for r in lines if r.status == s) for s in (READY, FAILED)}
     return ImportReport(
-        manifest=str(manifest.path), total=len(lines), ready=count[READY], failed=count[FAILED],
-        unfinished=len(lines) - count[READY] - count[FAILED], lines=lines,
+        manifest=str(manifest.path),
+        total=len(lines),
+        ready=count[READY],
+        failed=count[FAILED],
+        unfinished=len(lines) - count[READY] - count[FAILED],
+        lines=lines,
     )
 
 
@@ -123,15 +136,20 @@ def write_report(report: ImportReport, path: Path) -> None:
 
 def print_summary(console: Console, report: ImportReport) -> None:
     table = Table("STATUS", "LINES", title="import summary", title_justify="left", box=None)
-    for status, count in (("ready", report.ready), ("failed", report.failed),
-                          ("not finished", report.unfinished), ("total", report.total)):
+    for status, count in (
+        ("ready", report.ready),
+        ("failed", report.failed),
+        ("not finished", report.unfinished),
+        ("total", report.total),
+    ):
         table.add_row(status, str(count))
     console.print(table)
     failures = [line for line in report.lines if line.error is not None]
     if not failures:
         return
-    errors = Table("LINE", "NAME", "CODE", "MESSAGE", title="failures", title_justify="left",
-                   box=None)
+    errors = Table(
+        "LINE", "NAME", "CODE", "MESSAGE", title="failures", title_justify="left", box=None
+    )
     for line in failures[:FAILURES_SHOWN]:
         assert line.error is not None
         errors.add_row(str(line.line), line.name, line.error.code, line.error.message)

@@ -125,10 +125,16 @@ class Importer:
         if operation_id is None:
             assert line.request is not None
             operation = await self._client.create_image(line.request, idempotency_key=line.key)
-            self._state.record(LineRecord(
-                line=line.number, key=line.key, status=CREATING, name=line.name,
-                operation_id=operation.id, image_id=getattr(operation.metadata, "image_id", ""),
-            ))
+            self._state.record(
+                LineRecord(
+                    line=line.number,
+                    key=line.key,
+                    status=CREATING,
+                    name=line.name,
+                    operation_id=operation.id,
+                    image_id=getattr(operation.metadata, "image_id", ""),
+                )
+            )
         else:
             operation = operation_id
         self.tally.creating += 1
@@ -138,16 +144,26 @@ class Importer:
             self.tally.creating -= 1
 
     def _finish(
-        self, line: ManifestLine, status: str, *, image_id: str = "",
+        self,
+        line: ManifestLine,
+        status: str,
+        *,
+        image_id: str = "",
         error: tuple[str, str] = ("", ""),
     ) -> None:
         record = self._state.records.get(line.number)  # the operation it started, if any
-        self._state.record(LineRecord(
-            line=line.number, key=line.key, status=status, name=line.name,
-            operation_id=record.operation_id if record else "",
-            image_id=image_id or (record.image_id if record else ""),
-            error_code=error[0], error_message=error[1],
-        ))
+        self._state.record(
+            LineRecord(
+                line=line.number,
+                key=line.key,
+                status=status,
+                name=line.name,
+                operation_id=record.operation_id if record else "",
+                image_id=image_id or (record.image_id if record else ""),
+                error_code=error[0],
+                error_message=error[1],
+            )
+        )
         self.tally.finished_now += 1
         if status == READY:
             self.tally.ready += 1
@@ -160,9 +176,7 @@ def _resume_hint(manifest: Path, folder: str | None) -> str:
     return shlex.join(command)
 
 
-async def _run(
-    importer: Importer, manifest: Manifest, concurrency: int, view: ImportView
-) -> None:
+async def _run(importer: Importer, manifest: Manifest, concurrency: int, view: ImportView) -> None:
     loop = asyncio.get_running_loop()
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, importer.interrupt)  # main thread, POSIX only
@@ -175,17 +189,42 @@ async def _run(
 
 @client_command(None, "import")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--folder", envvar="KILN_FOLDER", default=None,
-              help="Folder for CSV lines and for JSON lines without folderId.")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True,
-              help="Lines in flight at once.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write every line's image id, status and error here (JSON).")
-@click.option("--timeout", type=float, default=3600.0, show_default=True,
-              help="Seconds to follow one line before leaving it to the next run.")
+@click.option(
+    "--folder",
+    envvar="KILN_FOLDER",
+    default=None,
+    help="Folder for CSV lines and for JSON lines without folderId.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Lines in flight at once.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write every line's image id, status and error here (JSON).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds to follow one line before leaving it to the next run.",
+)
 async def import_(
-    client: KilnClient, out: Output, *, manifest: Path, folder: str | None, concurrency: int,
-    report_path: Path | None, timeout: float,
+    client: KilnClient,
+    out: Output,
+    *,
+    manifest: Path,
+    folder: str | None,
+    concurrency: int,
+    report_path: Path | None,
+    timeout: float,
 ) -> None:
     """Create the images of MANIFEST (JSON Lines of create requests, or CSV name,uri).
 

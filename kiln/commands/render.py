@@ -57,30 +57,41 @@ def _fields(title: str, rows: Iterable[tuple[str, str]]) -> Table:
 
 def image_rows(image: Image) -> list[tuple[str, str]]:
     return [
-        ("id", image.id), ("folder", image.folder_id), ("name", image.name),
-        ("family", image.family), ("status", image.status.value),
+        ("id", image.id),
+        ("folder", image.folder_id),
+        ("name", image.name),
+        ("family", image.family),
+        ("status", image.status.value),
         ("description", image.description),
         ("labels", ", ".join(f"{k}={v}" for k, v in sorted(image.labels.items()))),
         ("size", f"{human_size(image.size)} ({image.size} bytes)"),
         ("storage size", human_size(image.storage_size)),
         ("min disk size", human_size(image.min_disk_size)),
-        ("os", image.os.type.value if image.os else ""), ("pooled", "yes" if image.pooled else ""),
-        ("product ids", ", ".join(image.product_ids)), ("created", when(image.created_at)),
+        ("os", image.os.type.value if image.os else ""),
+        ("pooled", "yes" if image.pooled else ""),
+        ("product ids", ", ".join(image.product_ids)),
+        ("created", when(image.created_at)),
     ]
 
 
 def operation_rows(op: Operation) -> list[tuple[str, str]]:
     target = getattr(op.metadata, "image_id", "") or getattr(op.metadata, "resource_id", "")
     rows = [
-        ("id", op.id), ("description", op.description), ("image", target),
-        ("done", "yes" if op.done else "no"), ("result", result_of(op)),
-        ("created", when(op.created_at)), ("modified", when(op.modified_at)),
+        ("id", op.id),
+        ("description", op.description),
+        ("image", target),
+        ("done", "yes" if op.done else "no"),
+        ("result", result_of(op)),
+        ("created", when(op.created_at)),
+        ("modified", when(op.modified_at)),
     ]
     if isinstance(op.response, Image):
         rows.append(("image status", op.response.status.value))
     if isinstance(op.response, AccessBindingsOperationResult):
-        changes = [f"{d.action.value} {binding_text(d.access_binding)}"
-                   for d in op.response.effective_deltas]
+        changes = [
+            f"{d.action.value} {binding_text(d.access_binding)}"
+            for d in op.response.effective_deltas
+        ]
         rows.append(("changes", "\n".join(changes) or "none"))
     return rows
 
@@ -116,8 +127,14 @@ class Output:
             return self.json(page)
         table = Table("ID", "NAME", "FAMILY", "STATUS", "SIZE", "CREATED", box=None)
         for image in page.images:
-            table.add_row(image.id, image.name, image.family, image.status.value,
-                          human_size(image.size), when(image.created_at))
+            table.add_row(
+                image.id,
+                image.name,
+                image.family,
+                image.status.value,
+                human_size(image.size),
+                when(image.created_at),
+            )
         self._list(table, len(page.images), "image", page.next_page_token)
 
     def operations(self, page: ListImageOperationsResponse) -> None:
@@ -125,8 +142,13 @@ class Output:
             return self.json(page)
         table = Table("ID", "DESCRIPTION", "DONE", "RESULT", "CREATED", box=None)
         for op in page.operations:
-            table.add_row(op.id, op.description, "yes" if op.done else "no", result_of(op),
-                          when(op.created_at))
+            table.add_row(
+                op.id,
+                op.description,
+                "yes" if op.done else "no",
+                result_of(op),
+                when(op.created_at),
+            )
         self._list(table, len(page.operations), "operation", page.next_page_token)
 
     def bindings(self, page: ListAccessBindingsResponse) -> None:

@@ -9,9 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from support.rabbit import BROKER, temporary_vhost
 
 from bus import Bus, Delivery, MemoryBus, RabbitBus
+from support.rabbit import BROKER, temporary_vhost
 
 WAIT = 2.0  # seconds a test waits for something that must happen
 QUIET = 0.3  # seconds a test watches for something that must not happen

@@ -37,9 +37,16 @@ async def image_server(tmp_path: Path) -> AsyncIterator[str]:
 async def kiln_dev(tmp_path: Path) -> AsyncIterator[str]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        str(KILN), "dev", "--data-dir", str(tmp_path / "data"), "--http-port", str(port),
-        "--import-allowed-hosts", "127.0.0.1",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        str(KILN),
+        "dev",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--http-port",
+        str(port),
+        "--import-allowed-hosts",
+        "127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -56,7 +56,8 @@ def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("images")
     subprocess.run(
         ["qemu-img", "create", "-f", "qcow2", str(root / "disk.qcow2"), "16M"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     handler = functools.partial(_Images, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -79,9 +80,18 @@ def kiln_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     with (data / "kiln.log").open("wb") as log:
         process = subprocess.Popen(
-            [str(KILN), "dev", "--data-dir", str(data / "data"), "--http-port", str(port),
-             "--import-allowed-hosts", "127.0.0.1"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(KILN),
+                "dev",
+                "--data-dir",
+                str(data / "data"),
+                "--http-port",
+                str(port),
+                "--import-allowed-hosts",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_until_listening(port, process)

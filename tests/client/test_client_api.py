@@ -53,8 +53,9 @@ async def test_list_pages_filter_and_order(client: KilnClient, folder: str, imag
     made = await make_images(client, folder, image_url, "c", "a", "b")
     page = await client.list_images(folder, page_size=2, order_by="name")
     assert [i.name for i in page.images] == ["a", "b"] and page.next_page_token
-    rest = await client.list_images(folder, page_size=2, order_by="name",
-                                    page_token=page.next_page_token)
+    rest = await client.list_images(
+        folder, page_size=2, order_by="name", page_token=page.next_page_token
+    )
     assert [i.name for i in rest.images] == ["c"] and not rest.next_page_token
     every = [i.name async for i in client.iter_images(folder, page_size=1, order_by="name desc")]
     assert every == ["c", "b", "a"]
@@ -119,9 +120,7 @@ async def test_access_bindings(client: KilnClient, folder: str, image_url: str) 
     assert (await client.list_access_bindings(image.id)).access_bindings == []
 
 
-async def test_cancel_a_running_create(
-    client: KilnClient, folder: str, image_server: str
-) -> None:
+async def test_cancel_a_running_create(client: KilnClient, folder: str, image_server: str) -> None:
     operation = await client.create_image(
         folder_id=folder, name="slow", uri=f"{image_server}/slow/disk.qcow2"
     )

@@ -58,7 +58,8 @@ def test_images_create_get_list_latest(kiln: Kiln, kiln_dev: str, image_url: str
     table = kiln("images", "list").stdout
     assert image["id"] in table and "beta" in table and "2 images" in table
     assert [i["name"] for i in parsed(kiln("images", "list", "--json"))["images"]] == [
-        "alpha", "beta"
+        "alpha",
+        "beta",
     ]
     page = parsed(kiln("images", "list", "--json", "--page-size", "1", "--order-by", "name desc"))
     assert [i["name"] for i in page["images"]] == ["beta"] and page["nextPageToken"]
@@ -111,12 +112,16 @@ def test_access_list_set_add_remove(kiln: Kiln, image_url: str) -> None:
     removed = parsed(kiln("access", "remove", image_id, BOB, "--json"))
     assert removed["response"]["effectiveDeltas"][0]["action"] == "REMOVE"
     assert parsed(kiln("access", "list", image_id, "--json"))["accessBindings"] == [
-        {"roleId": "compute.images.user",
-         "subject": {"id": "allAuthenticatedUsers", "type": "system"}}
+        {
+            "roleId": "compute.images.user",
+            "subject": {"id": "allAuthenticatedUsers", "type": "system"},
+        }
     ]
     kiln("access", "set", image_id, BOB, "--json")
-    assert [b["subject"]["id"] for b in parsed(kiln("access", "list", image_id, "--json"))[
-        "accessBindings"]] == ["bob"]
+    assert [
+        b["subject"]["id"]
+        for b in parsed(kiln("access", "list", image_id, "--json"))["accessBindings"]
+    ] == ["bob"]
     kiln("access", "set", image_id)
     assert parsed(kiln("access", "list", image_id, "--json")) == {}
 
@@ -126,12 +131,22 @@ def test_failures_exit_non_zero(
 ) -> None:
     fast = functools.partial(KilnClient, backoff=0.001, max_backoff=0.01)
     monkeypatch.setattr("kiln.commands.common.KilnClient", fast)
-    bad_source = kiln("images", "create", "--name", "nope", "--uri",
-                      f"{image_server}/missing.qcow2", "--wait", code=1)
+    bad_source = kiln(
+        "images",
+        "create",
+        "--name",
+        "nope",
+        "--uri",
+        f"{image_server}/missing.qcow2",
+        "--wait",
+        code=1,
+    )
     assert "error: NOT_FOUND: operation" in bad_source.stderr
     no_source = kiln("images", "create", "--name", "nosource", code=1)
     assert "error: INVALID_ARGUMENT: source: exactly one of" in no_source.stderr
-    assert "expected ROLE:SUBJECT_TYPE:SUBJECT_ID" in kiln("access", "add", "img1", "bob",
-                                                           code=2).stderr
+    assert (
+        "expected ROLE:SUBJECT_TYPE:SUBJECT_ID"
+        in kiln("access", "add", "img1", "bob", code=2).stderr
+    )
     down = kiln("images", "get", "img1", "--url", f"http://127.0.0.1:{unused_port()}", code=1)
     assert down.stderr.startswith("error: UNAVAILABLE: GET http://127.0.0.1:")

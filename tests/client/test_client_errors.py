@@ -32,9 +32,12 @@ class Flaky:
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append({"method": request.method, **{
-            name: request.headers[name] for name in FORWARDED if name in request.headers
-        }})
+        self.seen.append(
+            {
+                "method": request.method,
+                **{name: request.headers[name] for name in FORWARDED if name in request.headers},
+            }
+        )
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -48,10 +51,15 @@ class Flaky:
         if when == "before":
             return web.Response(status=status, body=body, headers={"Retry-After": "0"})
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
-        async with aiohttp.ClientSession() as session, session.request(
-            request.method, self.upstream + request.path_qs, data=await request.read(),
-            headers=headers,
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                data=await request.read(),
+                headers=headers,
+            ) as response,
+        ):
             answer = await response.read()
         if when == "after":
             return web.Response(status=status, body=body)
@@ -165,7 +173,9 @@ async def test_gives_up_after_the_retries(kiln_dev: str) -> None:
     assert len(fake.seen) == 3
     error = caught.value
     assert (error.code, error.http_status, error.message) == (
-        Code.UNAVAILABLE, 503, "HTTP 503: down"
+        Code.UNAVAILABLE,
+        503,
+        "HTTP 503: down",
     )
 
 

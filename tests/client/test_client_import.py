@@ -35,8 +35,14 @@ def state_lines(manifest: Path) -> list[dict[str, Any]]:
 
 async def start_import(manifest: Path, url: str, *options: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        str(KILN), "import", str(manifest), "--url", url, *options,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(KILN),
+        "import",
+        str(manifest),
+        "--url",
+        url,
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -52,7 +58,7 @@ async def names_in_folder(client: KilnClient, folder: str, names: list[str]) -> 
     """Every image of `names` the folder holds, asked for 40 names at a time by filter."""
     found: list[str] = []
     for start in range(0, len(names), 40):
-        chunk = ", ".join(f'"{name}"' for name in names[start:start + 40])
+        chunk = ", ".join(f'"{name}"' for name in names[start : start + 40])
         page = await client.list_images(folder, filter=f"name IN ({chunk})", page_size=1000)
         found.extend(image.name for image in page.images)
     return found
@@ -121,14 +127,24 @@ def test_csv_manifest_bad_lines_report_and_state_mismatch(
     manifest = tmp_path / "images.csv"
     manifest.write_text(f"name,uri\ncsv-a,{image_url}\ncsv-b,{image_url}\nBad Name,{image_url}\n")
     report_path = tmp_path / "report.json"
-    args = ["import", str(manifest), "--url", kiln_dev, "--folder", folder,
-            "--report", str(report_path)]
+    args = [
+        "import",
+        str(manifest),
+        "--url",
+        kiln_dev,
+        "--folder",
+        folder,
+        "--report",
+        str(report_path),
+    ]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 1, (first.stdout, first.stderr, first.exception)
     assert "failed        1" in first.stdout and "INVALID_ARGUMENT" in first.stdout
     report = json.loads(report_path.read_text())
     assert [(line["line"], line["name"], line["status"]) for line in report["lines"]] == [
-        (2, "csv-a", "ready"), (3, "csv-b", "ready"), (4, "Bad Name", "failed")
+        (2, "csv-a", "ready"),
+        (3, "csv-b", "ready"),
+        (4, "Bad Name", "failed"),
     ]
     assert report["lines"][2]["error"]["code"] == "INVALID_ARGUMENT"
     assert all(line["imageId"].startswith("img") for line in report["lines"][:2])
@@ -151,8 +167,16 @@ def test_unreachable_server_stops_intake_and_keeps_state(
     manifest = tmp_path / "images.jsonl"
     write_jsonl(manifest, "f1", ["http://127.0.0.1/x.qcow2"] * 50)
     report_path = tmp_path / "report.json"
-    args = ["import", str(manifest), "--url", f"http://127.0.0.1:{unused_port()}",
-            "--concurrency", "2", "--report", str(report_path)]
+    args = [
+        "import",
+        str(manifest),
+        "--url",
+        f"http://127.0.0.1:{unused_port()}",
+        "--concurrency",
+        "2",
+        "--report",
+        str(report_path),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
     assert "stopped submitting: UNAVAILABLE: POST http://127.0.0.1:" in result.stderr

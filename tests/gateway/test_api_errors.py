@@ -4,7 +4,6 @@ bad input; request ids travel from X-Request-Id into the error details."""
 import uuid
 from collections.abc import AsyncIterator
 
-
 from tests.gateway.conftest import FOLDER, URI, Api, Reply
 
 REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"

@@ -3,7 +3,6 @@ Operation carrying the new Image."""
 
 from typing import Any
 
-
 from tests.gateway.conftest import GIB, Api, FinishReady, Reply
 
 MIB4 = 4 * 1024**2

@@ -57,7 +57,9 @@ async def test_create_publishes_command_and_event(
 
     event = event_decoder.decode((await asyncio.wait_for(events.get(), 5)).body)
     assert (event.type, event.subject, event.sequence) == (
-        "compute.image.created", command.image_id, "1"
+        "compute.image.created",
+        command.image_id,
+        "1",
     )
 
 

@@ -128,7 +128,7 @@ async def test_rows_inserted_between_pages(
 
     seen = await walk(db, sort, descending, between_pages=insert_both)
 
-    assert seen == in_order(folder, sort, descending) + [ahead.id]
+    assert seen == [*in_order(folder, sort, descending), ahead.id]
     assert behind.id not in seen
 
 
