@@ -4,12 +4,18 @@ import msgspec
 from aiohttp import web
 
 from contracts.base import MIN_DISK_SIZE
-from contracts.commands import CreateImage, CreateParams, DeleteImage, ImageSource, params_encoder
+from contracts.commands import (
+    CreateImage,
+    CreateParams,
+    DeleteImage,
+    ImageSource,
+    command_message,
+    params_encoder,
+)
 from contracts.enums import ImageStatus
 from contracts.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
 from contracts.images import CreateImageRequest, ImageAny, UpdateImageRequest, min_disk_size
-from contracts.names import CREATE_QUEUE, DELETE_QUEUE
 from contracts.operations import (
     CreateImageMetadata,
     DeleteImageMetadata,
@@ -19,7 +25,7 @@ from contracts.operations import (
 from gateway.context import RequestContext
 from gateway.keys import DB, SETTINGS
 from gateway.publishing import publish_committed
-from gateway.writes import command_row, existing_image, new_operation, replay
+from gateway.writes import existing_image, new_operation, replay
 from store import events, images, operations, outbox
 from store.clock import now_us
 from store.db import Connection, UniqueViolation
@@ -139,7 +145,7 @@ async def create_image(
         await operations.insert(conn, op)
         rows = [
             await events.record(conn, image, "created", op.id, to_image(image)),
-            await outbox.add(conn, command_row(command, CREATE_QUEUE, context), now),
+            await outbox.add(conn, command_message(command), now),
         ]
     await publish_committed(app, rows)
     return to_operation(op)
@@ -258,7 +264,7 @@ async def delete_image(
         )
         rows = [
             await events.record(conn, image, "deleting", op.id, to_image(image)),
-            await outbox.add(conn, command_row(command, DELETE_QUEUE, context), now),
+            await outbox.add(conn, command_message(command), now),
         ]
     await publish_committed(app, rows)
     return to_operation(op)

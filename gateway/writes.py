@@ -5,12 +5,9 @@ import hashlib
 import msgspec
 from aiohttp import web
 
-from contracts.commands import Command, command_encoder
 from contracts.errors import AlreadyExists, InvalidArgument, NotFound
 from contracts.ids import OPERATION_PREFIX, new_id
-from contracts.names import COMMANDS_EXCHANGE
 from contracts.operations import Operation, OperationMetadata
-from contracts.outbox import OutboxMessage
 from gateway.context import RequestContext
 from store import images, operations
 from store.db import Connection
@@ -70,18 +67,6 @@ def new_operation(
         modified_at=now,
         metadata=metadata,
         lease_until=now + operations.PENDING_GRACE_US,
-    )
-
-
-def command_row(command: Command, queue: str, context: RequestContext) -> OutboxMessage:
-    """The outbox row that carries a command to its queue (routing key = queue name)."""
-    return OutboxMessage(
-        exchange=COMMANDS_EXCHANGE,
-        routing_key=queue,
-        message_id=command.command_id,
-        body=command_encoder.encode(command),
-        type=queue,
-        correlation_id=context.request_id,
     )
 
 

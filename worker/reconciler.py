@@ -8,8 +8,7 @@ from pathlib import Path
 import structlog
 
 from bus.base import Bus
-from contracts.commands import Command, CreateImage, DeleteImage, command_encoder
-from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE, DELETE_QUEUE
+from contracts.commands import Command, CreateImage, DeleteImage, command_message
 from contracts.outbox import OutboxMessage
 from store import operations, outbox
 from store.clock import now_us
@@ -23,23 +22,16 @@ log = structlog.get_logger(__name__)
 
 BATCH = 200
 TEMP_MAX_AGE = 3600.0  # seconds: older temporary blob files belong to no running import
-_COMMANDS: dict[str, tuple[type[Command], str]] = {
-    operations.CREATE: (CreateImage, CREATE_QUEUE),
-    operations.DELETE: (DeleteImage, DELETE_QUEUE),
+_COMMANDS: dict[str, type[Command]] = {
+    operations.CREATE: CreateImage,
+    operations.DELETE: DeleteImage,
 }
 
 
 def command_row(op: OperationRecord) -> OutboxMessage:
     """The operation's command again, with the id it was first sent with."""
-    kind, queue = _COMMANDS[op.kind]
-    command = kind(command_id=op.id, operation_id=op.id, image_id=op.resource_id)
-    return OutboxMessage(
-        exchange=COMMANDS_EXCHANGE,
-        routing_key=queue,
-        message_id=command.command_id,
-        body=command_encoder.encode(command),
-        type=queue,
-    )
+    command = _COMMANDS[op.kind](command_id=op.id, operation_id=op.id, image_id=op.resource_id)
+    return command_message(command)
 
 
 def sweep_temporary(tmp_dir: Path, max_age: float = TEMP_MAX_AGE) -> int:

@@ -8,7 +8,6 @@ import ipaddress
 import os
 import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,13 +16,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
+from support.images import HITS, IMAGES, qemu_img, serve_image
 from worker.blobs import FileBlobStore
 from worker.errors import ImportRefused
 from worker.fetch import FetchPolicy, open_source
 
 MiB = 1 << 20
-HITS = web.AppKey("hits", collections.Counter)
-IMAGES = web.AppKey("images", Path)
 
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Fetch = Callable[[str, FetchPolicy], Awaitable[bytes]]
@@ -43,11 +41,6 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         real(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
-
-
-def qemu_img(*args: str) -> None:
-    assert shutil.which("qemu-img"), "qemu-img missing: apt-get install qemu-utils"
-    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
 
 def patch(path: Path, offset: int, data: bytes) -> None:
@@ -120,14 +113,6 @@ def stored(blob_root: Path) -> Callable[[], list[Path]]:
     return lambda: sorted(p for p in blob_root.rglob("*") if p.is_file())
 
 
-async def _image(request: web.Request) -> web.StreamResponse:
-    request.app[HITS][request.path] += 1
-    path = request.app[IMAGES] / request.match_info["name"]
-    if not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(path)
-
-
 async def _status(request: web.Request) -> web.Response:
     request.app[HITS][request.path] += 1
     return web.Response(status=int(request.match_info["code"]))
@@ -173,7 +158,7 @@ async def source(images: Path, aiohttp_server: AiohttpServer) -> Source:
     app = web.Application()
     app[HITS] = collections.Counter()
     app[IMAGES] = images
-    app.router.add_get("/img/{name}", _image)
+    app.router.add_get("/img/{name}", serve_image)
     app.router.add_get("/status/{code}", _status)
     app.router.add_get("/flaky/{name}", _flaky)
     app.router.add_get("/redirect", _redirect)

@@ -8,9 +8,7 @@ import asyncio
 import collections
 import contextlib
 import os
-import shutil
 import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -26,8 +24,8 @@ from structlog.testing import LogCapture
 
 from bus import Bus, MemoryBus, RabbitBus
 from store import Database, open_database
+from support.images import HITS, IMAGES, qemu_img, serve_image
 from tests.worker.worker_testkit import (
-    HITS,
     RELEASE,
     STREAMING,
     EventLog,
@@ -41,15 +39,9 @@ from worker.service import Worker
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-IMAGES = web.AppKey("images", Path)
 
 
 # --- images and their HTTP source -------------------------------------------------------------
-
-
-def qemu_img(*args: str) -> None:
-    assert shutil.which("qemu-img"), "qemu-img missing: apt-get install qemu-utils"
-    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -61,14 +53,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     qemu_img("create", "-f", "qcow2", str(d / "empty.qcow2"), "16M")
     qemu_img("create", "-f", "qcow2", "-b", "empty.qcow2", "-F", "qcow2", str(d / "backing.qcow2"))
     return d
-
-
-async def _image(request: web.Request) -> web.StreamResponse:
-    request.app[HITS][request.path] += 1
-    path = request.app[IMAGES] / request.match_info["name"]
-    if not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(path)
 
 
 async def _slow(request: web.Request) -> web.StreamResponse:
@@ -89,7 +73,7 @@ async def source(images: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[S
     app = web.Application()
     app[HITS], app[IMAGES] = collections.Counter(), images
     app[STREAMING], app[RELEASE] = asyncio.Event(), asyncio.Event()
-    app.router.add_get("/img/{name}", _image)
+    app.router.add_get("/img/{name}", serve_image)
     app.router.add_get("/slow/{name}", _slow)
     server = await aiohttp_server(app)
     yield Source(app, server.port)  # type: ignore[arg-type]

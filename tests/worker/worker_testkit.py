@@ -17,13 +17,13 @@ from contracts.commands import (
     CreateParams,
     DeleteImage,
     ImageSource,
-    command_encoder,
+    command_message,
     params_encoder,
 )
 from contracts.enums import ImageStatus
 from contracts.events import CloudEvent, event_decoder
 from contracts.ids import IMAGE_PREFIX, OPERATION_PREFIX, new_id
-from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE, DELETE_QUEUE, EVENTS_EXCHANGE
+from contracts.names import EVENTS_EXCHANGE
 from contracts.operations import CreateImageMetadata, DeleteImageMetadata, OperationMetadata
 from contracts.outbox import OutboxMessage
 from store import events, images, operations, outbox
@@ -31,11 +31,11 @@ from store.clock import now_us
 from store.db import Database
 from store.images import ImageRecord, ImageSpec
 from store.operations import OperationRecord
+from support.images import HITS
 from worker.service import Worker
 
 WAIT = 8.0  # seconds a test waits for something that must happen
 MiB = 1 << 20
-HITS = web.AppKey("hits", collections.Counter)
 STREAMING = web.AppKey("streaming", asyncio.Event)
 RELEASE = web.AppKey("release", asyncio.Event)
 
@@ -114,7 +114,7 @@ class GatewayDouble:
             await operations.insert(conn, op)
             rows = [
                 await events.record(conn, image, "created", op.id),
-                await outbox.add(conn, _command_row(command, CREATE_QUEUE), now),
+                await outbox.add(conn, command_message(command), now),
             ]
         if publish:
             await self.publish(rows)
@@ -141,7 +141,7 @@ class GatewayDouble:
             await operations.insert(conn, op)
             rows = [
                 await events.record(conn, image, "deleting", op.id),
-                await outbox.add(conn, _command_row(command, DELETE_QUEUE), now),
+                await outbox.add(conn, command_message(command), now),
             ]
         await self.publish(rows)
         return op.id
@@ -180,17 +180,6 @@ class GatewayDouble:
             metadata=metadata,
             lease_until=now + operations.PENDING_GRACE_US,
         )
-
-
-def _command_row(command: CreateImage | DeleteImage, queue: str) -> OutboxMessage:
-    return OutboxMessage(
-        exchange=COMMANDS_EXCHANGE,
-        routing_key=queue,
-        message_id=command.command_id,
-        body=command_encoder.encode(command),
-        type=queue,
-        correlation_id=command.request_id,
-    )
 
 
 class Received(msgspec.Struct, frozen=True):
