@@ -163,6 +163,30 @@ async def take_lease(conn: Connection, operation_id: str, owner: str, now: int, 
     return changed == 1
 
 
+async def release_lease(conn: Connection, operation_id: str, owner: str, until: int) -> bool:
+    """Give an open operation back to the queue: no owner, re-driven after `until`."""
+    changed = await conn.execute(
+        "UPDATE operations SET lease_owner = NULL, lease_until = ?"
+        " WHERE id = ? AND done = 0 AND lease_owner = ?",
+        until,
+        operation_id,
+        owner,
+    )
+    return changed == 1
+
+
+async def defer_lease(conn: Connection, operation_id: str, expected_until: int, until: int) -> bool:
+    """Compare-and-set an expired lease to pending until `until`; False if someone moved it."""
+    changed = await conn.execute(
+        "UPDATE operations SET lease_owner = NULL, lease_until = ?"
+        " WHERE id = ? AND done = 0 AND lease_until = ?",
+        until,
+        operation_id,
+        expected_until,
+    )
+    return changed == 1
+
+
 async def expired(conn: Connection, now: int, limit: int) -> list[OperationRecord]:
     """Open operations whose lease ran out (or that were never leased, after `now`)."""
     rows = await conn.fetch(

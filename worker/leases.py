@@ -10,7 +10,7 @@ import structlog
 
 from store import operations
 from store.clock import now_us
-from store.db import Connection, Database
+from store.db import Database
 from worker.config import WorkerConfig, seconds_us
 from worker.errors import WorkerError
 
@@ -25,33 +25,6 @@ class Interruption(enum.Enum):
     CANCELLED = "cancel requested"
     FINISHED = "operation finished elsewhere"
     LOST = "lease taken by another worker"
-
-
-# The two statements below belong with the other lease queries in store/operations.py.
-
-
-async def release(conn: Connection, operation_id: str, owner: str, until: int) -> bool:
-    """Give an open operation back to the queue: no owner, re-driven after `until`."""
-    changed = await conn.execute(
-        "UPDATE operations SET lease_owner = NULL, lease_until = ?"
-        " WHERE id = ? AND done = 0 AND lease_owner = ?",
-        until,
-        operation_id,
-        owner,
-    )
-    return changed == 1
-
-
-async def defer(conn: Connection, operation_id: str, expected_until: int, until: int) -> bool:
-    """Compare-and-set an expired lease to pending until `until`; False if someone moved it."""
-    changed = await conn.execute(
-        "UPDATE operations SET lease_owner = NULL, lease_until = ?"
-        " WHERE id = ? AND done = 0 AND lease_until = ?",
-        until,
-        operation_id,
-        expected_until,
-    )
-    return changed == 1
 
 
 class LeaseKeeper:
@@ -75,7 +48,9 @@ class LeaseKeeper:
     async def give_back(self, operation_id: str) -> None:
         """Release our lease on an operation left open, so any worker may take it at once."""
         async with self._db.transaction() as conn:
-            if await release(conn, operation_id, self._owner, now_us() + self._grace_us):
+            if await operations.release_lease(
+                conn, operation_id, self._owner, now_us() + self._grace_us
+            ):
                 log.info("lease.released")
 
     async def hold(self, operation_id: str, work: Coroutine[Any, Any, T]) -> T | Interruption:

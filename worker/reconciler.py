@@ -15,7 +15,6 @@ from store.clock import now_us
 from store.db import Database
 from store.operations import OperationRecord
 from worker.config import WorkerConfig, seconds_us
-from worker.leases import defer
 from worker.outbox import publish_committed
 
 log = structlog.get_logger(__name__)
@@ -77,7 +76,7 @@ class Reconciler:
                 if op.kind not in _COMMANDS:
                     continue
                 # Compare-and-set: of several reconcilers, one re-drives the operation.
-                if await defer(conn, op.id, op.lease_until, now + self._grace_us):
+                if await operations.defer_lease(conn, op.id, op.lease_until, now + self._grace_us):
                     rows.append(await outbox.add(conn, command_row(op), now))
                     log.warning(
                         "reconciler.redrive",
