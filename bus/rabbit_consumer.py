@@ -23,6 +23,8 @@ log = structlog.get_logger(__name__)
 
 # The broker refusing a declaration will refuse it again: retrying cannot help.
 _REFUSALS = (ChannelAccessRefused, ChannelNotFoundEntity, ChannelPreconditionFailed)
+# How long shutdown waits for one broker call (cancel, close) before giving up on it.
+BROKER_CALL_SECONDS = 5.0
 
 
 @contextlib.contextmanager
@@ -102,12 +104,16 @@ class RabbitSubscription:
         if self._stopping:
             return
         self._stopping = True
+        # A robust channel waits for a lost connection to come back before it cancels or
+        # closes; bound those waits so shutdown ends while the broker is unreachable.
         if self._consumer_tag is not None:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await self._queue.cancel(self._consumer_tag)
+            with contextlib.suppress(TimeoutError, *CONNECTION_EXCEPTIONS):
+                async with asyncio.timeout(BROKER_CALL_SECONDS):
+                    await self._queue.cancel(self._consumer_tag)
         await self._in_flight.drain(timeout)
-        with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-            await self._channel.close()
+        with contextlib.suppress(TimeoutError, *CONNECTION_EXCEPTIONS):
+            async with asyncio.timeout(BROKER_CALL_SECONDS):
+                await self._channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:
