@@ -1,0 +1,76 @@
+"""Fault tests run real `kiln gateway` / `kiln worker` processes on PostgreSQL (a database per
+test) and RabbitMQ (a vhost per test), importing distinct qcow2 images from a throttled local
+HTTP server."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from support.amqp_tap import EventTap
+from support.image_source import ImageSource, make_qcow2_images
+from support.kiln_processes import Deployment
+
+IMAGE_COUNT = 30
+
+# Short enough that a dead worker's leases run out within a test, long enough for renewals
+# (every third of the lease) to keep up under load.
+LEASE_SECONDS = 2.0
+RECONCILE_SECONDS = 0.5
+PREFETCH = 8
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The directory of the test images and their names, each with content of its own."""
+    directory = tmp_path_factory.mktemp("fault-images")
+    return directory, make_qcow2_images(directory, IMAGE_COUNT)
+
+
+@pytest.fixture
+def image_names(images: tuple[Path, list[str]]) -> list[str]:
+    return images[1]
+
+
+@pytest.fixture
+async def source(images: tuple[Path, list[str]]) -> AsyncIterator[ImageSource]:
+    served = ImageSource(images[0])
+    await served.start()
+    yield served
+    await served.close()
+
+
+@pytest.fixture
+async def deployment(
+    tmp_path: Path, postgres_url: str, rabbit_url: str
+) -> AsyncIterator[Deployment]:
+    kiln = Deployment(
+        tmp_path,
+        database_url=postgres_url,
+        broker_url=rabbit_url,
+        worker_lease_seconds=LEASE_SECONDS,
+        worker_reconcile_seconds=RECONCILE_SECONDS,
+        worker_prefetch=PREFETCH,
+    )
+    try:
+        yield kiln
+    finally:
+        # Every process is gone before the database and the vhost are dropped.
+        unclean = await kiln.close()
+    assert unclean == [], "processes that did not stop cleanly at the end of the test"
+
+
+@pytest.fixture
+async def events(rabbit_url: str) -> AsyncIterator[EventTap]:
+    """Not started: a test starts it once a gateway has declared the topology."""
+    tap = EventTap(rabbit_url)
+    yield tap
+    await tap.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        yield session
