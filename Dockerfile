@@ -10,4 +10,6 @@ COPY worker worker
 COPY kiln kiln
 RUN pip install --no-cache-dir .
 ENV KILN_HTTP_HOST=0.0.0.0 KILN_LOG_FORMAT=json
+# 8080: the gateway's API, /metrics and probes; 9090: a worker's /metrics and probes.
+EXPOSE 8080 9090
 ENTRYPOINT ["kiln"]

@@ -91,6 +91,10 @@ class Bus(Protocol):
         """Run `handler` for messages of a declared queue, at most `prefetch` at once."""
         ...
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages ready (not handed to a consumer) in each declared queue, by name."""
+        ...
+
     async def subscribe(
         self,
         exchange: str,

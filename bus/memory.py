@@ -107,6 +107,11 @@ class MemoryBus:
         subscription = MemorySubscription(self._broker, target, handler, prefetch, private=False)
         return self._track(subscription)
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each declared queue."""
+        self._check_open()
+        return {spec.name: self._broker.queues[spec.name].depth for spec in QUEUES}
+
     async def subscribe(
         self,
         exchange: str,

@@ -59,6 +59,11 @@ class MemoryQueue:
         self.spec = spec
         self._items: asyncio.Queue[Envelope] = asyncio.Queue()
 
+    @property
+    def depth(self) -> int:
+        """Messages waiting for a consumer."""
+        return self._items.qsize()
+
     def put(self, envelope: Envelope) -> None:
         """Enqueue `envelope`."""
         self._items.put_nowait(envelope)

@@ -109,6 +109,23 @@ class RabbitBus:
 
         return await self._start_consumer(declare, handler, prefetch)
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Ready messages in each declared queue, by passive declarations on a channel of
+        their own (a refused declaration closes its channel, never the publishing one)."""
+        connection = self._require_connection()
+        with transient("count queued messages"):
+            async with asyncio.timeout(self._timeout):
+                channel = await connection.channel(publisher_confirms=False)
+                try:
+                    depths = {}
+                    for spec in QUEUES:
+                        queue = await channel.declare_queue(spec.name, passive=True)
+                        depths[spec.name] = queue.declaration_result.message_count or 0
+                    return depths
+                finally:
+                    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                        await channel.close()
+
     async def subscribe(
         self,
         exchange: str,

@@ -24,6 +24,7 @@ from contracts.operations import Operation
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
+from gateway.metrics import operation_started
 from gateway.pagination import page_size
 from gateway.publishing import publish_committed
 from gateway.writes import existing_image, idempotency_claim, new_operation, replay
@@ -152,6 +153,7 @@ async def _change_bindings(
             await events.record(conn, image, "access_bindings_changed", op.id, op.response),
             await events.operation_done(conn, image, op),
         ]
+    operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)
 

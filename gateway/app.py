@@ -3,8 +3,9 @@
 from aiohttp import web
 
 from bus.base import Bus
-from gateway import access, docs, images, operations
+from gateway import access, docs, events_stream, health, images, operations
 from gateway.keys import BUS, DB, PAGE_TOKENS, SETTINGS
+from gateway.metrics import observe_requests
 from gateway.middleware import errors, request_context
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
@@ -15,7 +16,8 @@ from store.db import Database
 async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.Application:
     """The API on an open database and a started bus (their owner closes them)."""
     app = web.Application(
-        middlewares=[request_context, errors], client_max_size=settings.max_body_bytes
+        middlewares=[request_context, observe_requests, errors],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[DB] = db
@@ -26,4 +28,6 @@ async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.A
     for table in (images.routes, access.routes, operations.routes):
         app.add_routes(table)
     docs.setup(app)
+    events_stream.setup(app)  # /kiln/v1/events (Server-Sent Events)
+    health.setup(app)  # /healthz, /readyz, /metrics
     return app

@@ -24,6 +24,7 @@ from contracts.operations import (
 )
 from gateway.context import RequestContext
 from gateway.keys import DB, SETTINGS
+from gateway.metrics import operation_started
 from gateway.publishing import publish_committed
 from gateway.writes import existing_image, new_operation, replay
 from store import events, images, operations, outbox
@@ -147,6 +148,7 @@ async def create_image(
             await events.record(conn, image, "created", op.id, to_image(image)),
             await outbox.add(conn, command_message(command), now),
         ]
+    operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)
 
@@ -222,6 +224,7 @@ async def update_image(
             await events.record(conn, updated, "updated", op.id, to_image(updated)),
             await events.operation_done(conn, updated, op),
         ]
+    operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)
 
@@ -266,5 +269,6 @@ async def delete_image(
             await events.record(conn, image, "deleting", op.id, to_image(image)),
             await outbox.add(conn, command_message(command), now),
         ]
+    operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)

@@ -1,8 +1,11 @@
 """Typed application state: every piece the handlers share, one AppKey each."""
 
+import asyncio
+
 from aiohttp import web
 
 from bus.base import Bus
+from gateway.event_feed import EventFeed
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
 from store.db import Database
@@ -11,3 +14,6 @@ DB = web.AppKey("db", Database)
 BUS = web.AppKey("bus", Bus)
 PAGE_TOKENS = web.AppKey("page_tokens", PageTokens)
 SETTINGS = web.AppKey("settings", GatewaySettings)
+# Set when shutdown starts: readiness fails at once, before anything stops.
+DRAINING = web.AppKey("draining", asyncio.Event)
+EVENT_FEED = web.AppKey("event_feed", EventFeed)

@@ -4,7 +4,8 @@ import msgspec
 from aiohttp import web
 
 from contracts.enums import ImageStatus
-from contracts.errors import FailedPrecondition, NotFound
+from contracts.errors import Code, FailedPrecondition, NotFound
+from contracts.metrics import operation_finished
 from contracts.operations import GetOperationRequest, cancelled_status
 from contracts.outbox import OutboxMessage
 from gateway.http import query_request, respond
@@ -57,7 +58,7 @@ async def cancel_operation(request: web.Request) -> web.Response:
     if request.method not in ("GET", "POST"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
     parsed = query_request(request, GetOperationRequest, dict(request.match_info))
-    now, rows = now_us(), []
+    now, rows, ended_here = now_us(), [], False
     async with request.app[DB].transaction() as conn:
         record = await _existing(conn, parsed.operation_id)
         if not record.done:
@@ -72,6 +73,9 @@ async def cancel_operation(request: web.Request) -> web.Response:
                 await operations.request_cancel(conn, record.id, now)
                 if record.lease_owner is None or record.lease_until < now:
                     rows = await _cancel_unclaimed_create(conn, record, image, now)
+                    ended_here = True
                 record = await _existing(conn, record.id)
+    if ended_here:
+        operation_finished(operations.CREATE, Code.CANCELLED)
     await publish_committed(request.app, rows)
     return respond(to_operation(record))

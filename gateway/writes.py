@@ -3,6 +3,7 @@
 import hashlib
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from contracts.errors import AlreadyExists, InvalidArgument, NotFound
@@ -44,6 +45,7 @@ async def replay(
         return None
     if previous.fingerprint != key.fingerprint:
         raise AlreadyExists("Idempotency-Key was already used for a different request")
+    structlog.contextvars.bind_contextvars(operation_id=previous.operation_id)
     record = await operations.get(conn, previous.operation_id)
     assert record is not None, "an idempotency key always names a stored operation"
     return to_operation(record)
@@ -57,7 +59,8 @@ def new_operation(
     metadata: OperationMetadata,
     now: int,
 ) -> OperationRecord:
-    return OperationRecord(
+    """A new operation of this request; its id is bound to the request's log lines."""
+    record = OperationRecord(
         id=new_id(OPERATION_PREFIX),
         resource_id=resource_id,
         kind=kind,
@@ -67,7 +70,10 @@ def new_operation(
         modified_at=now,
         metadata=metadata,
         lease_until=now + operations.PENDING_GRACE_US,
+        request_id=context.request_id,
     )
+    structlog.contextvars.bind_contextvars(operation_id=record.id)
+    return record
 
 
 async def existing_image(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord:

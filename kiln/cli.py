@@ -15,7 +15,10 @@ OPTIONS: list[tuple[str, str]] = [
     ("data_dir", "Directory for the embedded database and blobs (default ./.kiln)."),
     ("database_url", "sqlite:///path or postgresql://… (default: SQLite in the data dir)."),
     ("broker_url", "amqp://… for RabbitMQ, or memory:// (kiln dev's default)."),
-    ("storage_url", "file:///path for image blobs (default: blobs/ in the data dir)."),
+    (
+        "storage_url",
+        "file:///path or s3://bucket/prefix for image blobs (default: blobs/ in the data dir).",
+    ),
     ("http_host", "Address the gateway listens on (default 127.0.0.1)."),
     ("http_port", "Port the gateway listens on (default 8080)."),
     (
@@ -33,6 +36,20 @@ OPTIONS: list[tuple[str, str]] = [
     ),
     ("worker_reconcile_seconds", "How often a worker re-drives stalled operations (default 15)."),
     ("log_format", "console or json (default: console for dev, json otherwise)."),
+    (
+        "worker_http_port",
+        "Port of a worker's /metrics, /healthz, /readyz (default 9090; 0: none; kiln dev: none).",
+    ),
+    (
+        "shutdown_grace_seconds",
+        "Seconds between readiness turning false and the gateway closing (default 0).",
+    ),
+    ("s3_endpoint_url", "S3-compatible endpoint, e.g. http://minio:9000 (default: AWS)."),
+    ("s3_region", "Region of the S3 bucket (default us-east-1)."),
+    ("s3_access_key_id", "S3 access key id (default: botocore's credential chain)."),
+    ("s3_secret_access_key", "S3 secret access key (default: botocore's credential chain)."),
+    ("s3_addressing_style", "path or virtual S3 addressing (default path)."),
+    ("s3_part_size", "Bytes per multipart upload part, 5 MiB to 5 GiB (default 8 MiB)."),
 ]
 
 

@@ -8,6 +8,8 @@ Mutating calls carry an `Idempotency-Key` (a fresh uuid4 unless one is given) an
 retries transient failures with the same key, so a retry never does the work twice.
 """
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
@@ -28,7 +30,10 @@ from contracts.codec import camel
 from contracts.errors import Code
 from contracts.images import CreateImageRequest, Image, ListImagesResponse, UpdateImageRequest
 from contracts.operations import ListImageOperationsResponse, Operation, OperationResponse
+from kiln.client_events import StreamEvent
+from kiln.client_events import events as follow_events
 from kiln.client_http import KilnError, Transport
+from kiln.client_waits import OperationWaits
 
 __all__ = [
     "AccessBinding",
@@ -38,6 +43,7 @@ __all__ = [
     "KilnClient",
     "KilnError",
     "Operation",
+    "StreamEvent",
     "UpdateImageRequest",
 ]
 
@@ -79,6 +85,10 @@ def _key(idempotency_key: str | None) -> str:
     return idempotency_key or str(uuid.uuid4())
 
 
+def _not_done(operation_id: str, timeout: float | None) -> str:
+    return f"operation {operation_id} is not done after {timeout} s"
+
+
 class KilnClient:
     def __init__(
         self,
@@ -100,6 +110,7 @@ class KilnClient:
             backoff=backoff,
             max_backoff=max_backoff,
         )
+        self._waits = OperationWaits(self._http)
 
     @property
     def base_url(self) -> str:
@@ -118,6 +129,7 @@ class KilnClient:
         await self.close()
 
     async def close(self) -> None:
+        await self._waits.close()
         await self._http.close()
 
     async def _get(self, path: str, result: type[T], **query: str | int) -> T:
@@ -143,7 +155,9 @@ class KilnClient:
         if request is not None and fields:
             raise TypeError("create_image takes a request or its fields, not both")
         request = request or CreateImageRequest(**fields)
-        return await self._mutate("POST", IMAGES, _body(request), idempotency_key)
+        operation = await self._mutate("POST", IMAGES, _body(request), idempotency_key)
+        self._waits.remember(getattr(operation.metadata, "image_id", ""), request.folder_id)
+        return operation
 
     async def get_image(self, image_id: str) -> Image:
         return await self._get(f"{IMAGES}/{quote(image_id, safe='')}", Image)
@@ -280,22 +294,43 @@ class KilnClient:
         poll: float = 0.05,
         max_poll: float = 2.0,
     ) -> Operation:
-        """The operation once `done` (successful or not), polled with growing, jittered pauses.
+        """The operation once `done` (successful or not): followed on the server's event stream
+        when it has one, polled with growing, jittered pauses otherwise.
         Raises KilnError(DEADLINE_EXCEEDED) if it is still running after `timeout` seconds."""
         if isinstance(operation, Operation) and operation.done:
             return operation
         operation_id = operation if isinstance(operation, str) else operation.id
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                if isinstance(operation, str):
+                    operation = await self.get_operation(operation)
+                done = await self._waits.wait(operation, self.get_operation, self.get_image)
+        except TimeoutError:
+            raise KilnError(Code.DEADLINE_EXCEEDED, _not_done(operation_id, timeout)) from None
+        if done is not None:
+            return done
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return await self._poll_done(operation_id, timeout, left, poll, max_poll)
+
+    async def _poll_done(
+        self,
+        operation_id: str,
+        timeout: float | None,
+        left: float | None,
+        poll: float,
+        max_poll: float,
+    ) -> Operation:
         polling = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_result(lambda op: not op.done),
             wait=tenacity.wait_exponential(multiplier=poll, exp_base=1.5, max=max_poll)
             + tenacity.wait_random(0, poll),
-            stop=tenacity.stop_never if timeout is None else tenacity.stop_before_delay(timeout),
+            stop=tenacity.stop_never if left is None else tenacity.stop_before_delay(left),
         )
         try:
             done: Operation = await polling(self.get_operation, operation_id)
         except tenacity.RetryError:
-            message = f"operation {operation_id} is not done after {timeout} s"
-            raise KilnError(Code.DEADLINE_EXCEEDED, message) from None
+            raise KilnError(Code.DEADLINE_EXCEEDED, _not_done(operation_id, timeout)) from None
         return done
 
     async def wait(
@@ -308,3 +343,14 @@ class KilnClient:
             request_id = next((d.request_id for d in done.error.details if d.request_id), "")
             raise KilnError.from_status(done.error.code, done.error.message, request_id)
         return done.response
+
+    # Events (an extension: /kiln/v1/events)
+
+    def events(
+        self, folder_id: str, type: str | None = None, last_event_id: int | str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """The folder's events as they happen (after `last_event_id`, a position, when given:
+        replayed from the server's log first). Reconnects after a drop, resuming after the
+        last position seen; `type` filters (`ready,failed` or full CloudEvent types)."""
+        after = int(last_event_id) if last_event_id not in (None, "") else None
+        return follow_events(self._http, folder_id, type or "", after)

@@ -15,12 +15,17 @@ from aiohttp import web
 from bus import connect_bus
 from bus.base import Bus
 from gateway.app import create_app
+from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
 from kiln import logs
-from kiln.settings import Settings
+from kiln.settings import Settings, env_name
 from store import open_database
 from store.db import Database
+from worker.blob_stores import opened_blob_store
+from worker.blobs import BlobStore
+from worker.blobs_s3 import S3Settings
 from worker.config import WorkerConfig
+from worker.http import create_side_app
 from worker.service import Worker
 
 log = structlog.get_logger(__name__)
@@ -48,6 +53,28 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
+def s3_settings(settings: Settings) -> S3Settings:
+    return S3Settings(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+        addressing_style=settings.s3_addressing_style,
+        part_size=settings.s3_part_size,
+    )
+
+
+def check_capacity(settings: Settings, blobs: BlobStore) -> None:
+    """The largest import must fit in one blob of the store (an object store's multipart limit)."""
+    limit: int | None = getattr(blobs, "max_blob_size", None)
+    if limit is not None and settings.import_max_bytes > limit:
+        raise click.UsageError(
+            f"bad setting {env_name('import_max_bytes')}: {settings.import_max_bytes} bytes is"
+            f" more than the blob store holds in one blob ({limit} bytes); raise"
+            f" {env_name('s3_part_size')} or lower {env_name('import_max_bytes')}"
+        )
+
+
 def gateway_settings(settings: Settings) -> GatewaySettings:
     return GatewaySettings(
         max_body_bytes=settings.max_body_bytes,
@@ -71,25 +98,70 @@ async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bu
 
 
 @contextlib.asynccontextmanager
+async def blob_store(settings: Settings) -> AsyncIterator[BlobStore]:
+    """The blob store the storage URL names, checked against the largest import."""
+    async with opened_blob_store(settings.storage, s3_settings(settings)) as blobs:
+        check_capacity(settings, blobs)
+        yield blobs
+
+
+@contextlib.asynccontextmanager
 async def serving(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[None]:
+    """The gateway. On the way out: readiness fails at once, then after the grace period the
+    listener closes, requests in flight finish (up to DRAIN_SECONDS) and connections close."""
     app = await create_app(gateway_settings(settings), db, bus)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}")
     try:
         yield
     finally:
+        app[DRAINING].set()
+        log.info("gateway.draining", grace_seconds=settings.shutdown_grace_seconds)
+        await asyncio.sleep(settings.shutdown_grace_seconds)
+        await runner.cleanup()
+        log.info("gateway.stopped")
+
+
+@contextlib.asynccontextmanager
+async def side_port(
+    settings: Settings, db: Database, bus: Bus, worker: Worker
+) -> AsyncIterator[asyncio.Event]:
+    """A worker's /metrics, /healthz and /readyz (none when the port is 0); yields the event
+    that shutdown sets to fail readiness."""
+    draining = asyncio.Event()
+    if not settings.worker_http_port:
+        yield draining
+        return
+    app = create_side_app(db, bus, draining, lambda: worker.running)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    host, port = settings.http_host, settings.worker_http_port
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise click.UsageError(
+            f"bad setting {env_name('worker_http_port')}: cannot listen on {host}:{port}"
+            f" ({exc.strerror}); give each worker of a host its own port, or 0 for none"
+        ) from None
+    log.info("worker.http_listening", url=f"http://{host}:{port}")
+    try:
+        yield draining
+    finally:
         await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
-async def working(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[None]:
-    worker = Worker(db, bus, worker_config(settings))
+async def working(worker: Worker, draining: asyncio.Event | None = None) -> AsyncIterator[None]:
+    """Run `worker`; on the way out, fail readiness, then stop intake and drain."""
     await worker.start()
     try:
         yield
     finally:
+        if draining is not None:
+            draining.set()
         await worker.stop(DRAIN_SECONDS)
 
 
@@ -102,24 +174,47 @@ async def until_signalled() -> None:
     log.info("shutting down")
 
 
-async def run_dev(settings: Settings) -> None:
-    logs.configure(settings.log_format)
-    # Leaving the block closes the HTTP server first, then drains the worker.
+@contextlib.asynccontextmanager
+async def dev_process(settings: Settings) -> AsyncIterator[None]:
+    """Gateway and worker in one process; the gateway's port serves /metrics and the probes.
+    Leaving closes the HTTP server first, then drains the worker."""
     async with (
         infrastructure(settings) as (db, bus),
-        working(settings, db, bus),
+        blob_store(settings) as blobs,
+        working(Worker(db, bus, worker_config(settings), blobs=blobs)),
         serving(settings, db, bus),
     ):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(settings: Settings) -> AsyncIterator[None]:
+    async with infrastructure(settings) as (db, bus), serving(settings, db, bus):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def worker_process(settings: Settings) -> AsyncIterator[Worker]:
+    """A worker and its side port; leaving fails readiness, drains, then closes the port."""
+    async with infrastructure(settings) as (db, bus), blob_store(settings) as blobs:
+        worker = Worker(db, bus, worker_config(settings), blobs=blobs)
+        async with side_port(settings, db, bus, worker) as draining, working(worker, draining):
+            yield worker
+
+
+async def run_dev(settings: Settings) -> None:
+    logs.configure(settings.log_format)
+    async with dev_process(settings):
         await until_signalled()
 
 
 async def run_gateway(settings: Settings) -> None:
     logs.configure(settings.log_format)
-    async with infrastructure(settings) as (db, bus), serving(settings, db, bus):
+    async with gateway_process(settings):
         await until_signalled()
 
 
 async def run_worker(settings: Settings) -> None:
     logs.configure(settings.log_format)
-    async with infrastructure(settings) as (db, bus), working(settings, db, bus):
+    async with worker_process(settings):
         await until_signalled()

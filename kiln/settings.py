@@ -5,8 +5,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from worker.blobs_s3 import MAX_PART, MIN_PART
+
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+OptionalPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]  # 0: not served
 Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PartSize = Annotated[int, msgspec.Meta(ge=MIN_PART, le=MAX_PART)]
 
 
 class SettingsError(Exception):
@@ -29,15 +34,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     worker_reconcile_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     log_format: Literal["console", "json"] = "json"
+    worker_http_port: OptionalPort = 9090
+    shutdown_grace_seconds: Seconds = 0.0
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_addressing_style: Literal["path", "virtual"] = "path"
+    s3_part_size: PartSize = 8 * 1024**2
 
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'kiln.db'}"
 
     @property
+    def storage(self) -> str:
+        return self.storage_url or f"file://{self.data_dir.resolve() / 'blobs'}"
+
+    @property
     def blob_root(self) -> Path:
-        url = self.storage_url or f"file://{self.data_dir.resolve() / 'blobs'}"
-        return Path(url.removeprefix("file://"))
+        """The file store's directory (meaningless for an s3:// store)."""
+        return Path(self.storage.removeprefix("file://"))
+
+    def __repr__(self) -> str:
+        """Every setting, with the S3 secret key hidden."""
+        values = {field: getattr(self, field) for field in self.__struct_fields__}
+        if self.s3_secret_access_key:
+            values["s3_secret_access_key"] = "***"
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in values.items())})"
 
 
 def env_name(field: str) -> str:
@@ -80,9 +104,14 @@ def _check_urls(settings: Settings) -> None:
     schemes = {
         "database_url": ("sqlite:///", "postgresql://", "postgres://"),
         "broker_url": ("memory://", "amqp://", "amqps://"),
-        "storage_url": ("file://",),
+        "storage_url": ("file://", "s3://"),
     }
     for field, allowed in schemes.items():
         value = getattr(settings, field)
         if value and not value.startswith(allowed):
             raise SettingsError(f"{env_name(field)}: must start with one of {', '.join(allowed)}")
+    storage = settings.storage_url
+    if storage.startswith("file://") and not storage.startswith("file:///"):
+        raise SettingsError(f"{env_name('storage_url')}: file:// needs an absolute path")
+    if storage.startswith("s3://") and not storage.removeprefix("s3://").partition("/")[0]:
+        raise SettingsError(f"{env_name('storage_url')}: s3:// needs a bucket (s3://bucket/prefix)")

@@ -5,7 +5,7 @@ import msgspec
 from contracts.events import CONTENT_TYPE, CloudEvent, event_encoder, event_type, routing_key
 from contracts.names import EVENTS_EXCHANGE
 from contracts.outbox import OutboxMessage
-from store import outbox
+from store import event_log, outbox
 from store.clock import now_us, to_datetime
 from store.db import Connection
 from store.images import ImageRecord
@@ -45,6 +45,7 @@ async def record(
         type=event.type,
         correlation_id=operation_id,
     )
+    await event_log.append(conn, image.folder_id, event.type, message.body, now)
     return await outbox.add(conn, message, now)
 
 

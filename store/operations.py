@@ -45,6 +45,7 @@ class OperationRecord(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     lease_owner: str | None = None
     lease_until: int = 0
+    request_id: str = ""  # the HTTP request that started it, carried by its commands
 
 
 def to_operation(record: OperationRecord) -> Operation:
@@ -63,7 +64,7 @@ def to_operation(record: OperationRecord) -> Operation:
 
 _COLUMNS = (
     "id, resource_id, kind, description, created_by, created_at, modified_at, done, metadata,"
-    " error, response, params, cancel_requested, lease_owner, lease_until"
+    " error, response, params, cancel_requested, lease_owner, lease_until, request_id"
 )
 
 
@@ -88,12 +89,13 @@ def _from_row(row: Row) -> OperationRecord:
         cancel_requested=bool(row["cancel_requested"]),
         lease_owner=row["lease_owner"],
         lease_until=row["lease_until"],
+        request_id=row["request_id"],
     )
 
 
 async def insert(conn: Connection, record: OperationRecord) -> None:
     await conn.execute(
-        f"INSERT INTO operations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO operations ({_COLUMNS}) VALUES ({', '.join('?' * 16)})",
         record.id,
         record.resource_id,
         record.kind,
@@ -109,6 +111,7 @@ async def insert(conn: Connection, record: OperationRecord) -> None:
         int(record.cancel_requested),
         record.lease_owner,
         record.lease_until,
+        record.request_id,
     )
 
 
@@ -150,15 +153,26 @@ async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
 
 
 async def take_lease(conn: Connection, operation_id: str, owner: str, now: int, until: int) -> bool:
-    """Claim an open operation whose lease is free, expired, or already ours."""
+    """Claim an open operation whose lease is free or expired. Not one we hold already:
+    a second copy of a command we are running must not start a second import."""
     changed = await conn.execute(
         "UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id = ? AND done = 0"
-        " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+        " AND (lease_owner IS NULL OR lease_until < ?)",
         owner,
         until,
         operation_id,
-        owner,
         now,
+    )
+    return changed == 1
+
+
+async def renew_lease(conn: Connection, operation_id: str, owner: str, until: int) -> bool:
+    """Extend a lease we hold; False once the operation is done or taken by another."""
+    changed = await conn.execute(
+        "UPDATE operations SET lease_until = ? WHERE id = ? AND done = 0 AND lease_owner = ?",
+        until,
+        operation_id,
+        owner,
     )
     return changed == 1
 

@@ -60,3 +60,9 @@ async def mark_sent(conn: Connection, seqs: Sequence[int], now: int) -> None:
 async def backlog(conn: Connection) -> int:
     row = await conn.fetchrow("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
     return int(row["n"]) if row else 0
+
+
+async def oldest_unsent(conn: Connection) -> int | None:
+    """When the oldest row not yet sent was written (microseconds), or None when all are sent."""
+    row = await conn.fetchrow("SELECT MIN(created_at) AS t FROM outbox WHERE sent_at IS NULL")
+    return int(row["t"]) if row and row["t"] is not None else None

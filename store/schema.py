@@ -92,6 +92,30 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        2,
+        # The HTTP request that started an operation, so a re-driven command keeps it.
+        "ALTER TABLE operations ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        3,
+        # The event log of the HTTP event stream (store/event_log.py): per-folder positions.
+        """
+        CREATE TABLE folder_positions (
+            folder_id TEXT PRIMARY KEY,
+            last_position BIGINT NOT NULL
+        );
+        CREATE TABLE event_log (
+            folder_id TEXT NOT NULL,
+            position BIGINT NOT NULL,
+            type TEXT NOT NULL,
+            body {blob} NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (folder_id, position)
+        );
+        CREATE INDEX event_log_by_age ON event_log (created_at);
+        """,
+    ),
 ]
 
 DIALECT = {

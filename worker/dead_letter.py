@@ -8,6 +8,7 @@ import structlog
 from bus.base import Delivery
 from contracts.commands import command_decoder
 from contracts.errors import Code
+from contracts.metrics import DEAD_LETTERED_MESSAGES
 from worker.handlers import bound
 from worker.settle import Settler
 from worker.transitions import OperationFailed, failed
@@ -28,6 +29,8 @@ class DeadLetterHandler:
             "dead_letter_reason": delivery.headers.get("x-first-death-reason", ""),
             "message_id": delivery.message_id,
         }
+        queue, reason = origin["dead_letter_queue"], origin["dead_letter_reason"]
+        DEAD_LETTERED_MESSAGES.labels(queue=queue, reason=reason).inc()
         try:
             command = command_decoder.decode(delivery.body)
         except msgspec.DecodeError as exc:

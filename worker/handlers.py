@@ -26,6 +26,7 @@ from worker.blobs import BlobStore
 from worker.config import WorkerConfig
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.leases import Interruption, LeaseKeeper
+from worker.observe import ImportAttempt
 from worker.settle import Settler
 from worker.sources import DiskSource, Imported, Importer
 from worker.transitions import (
@@ -128,7 +129,10 @@ class CommandHandlers:
         if not started.applied or started.cancelled:
             return
         try:
-            outcome = await self._leases.hold(op.id, self._importer.run(_params(op)))
+            params = _params(op)
+            with ImportAttempt(params.source) as attempt:
+                work = self._importer.run(params)
+                outcome = attempt.outcome(await self._leases.hold(op.id, work))
         except ImportRefused as exc:
             refused = OperationFailed(**ids, code=int(exc.code), message=exc.message)
             await self._settle(failed, refused)

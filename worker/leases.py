@@ -81,7 +81,7 @@ class LeaseKeeper:
                 if op.cancel_requested:
                     return Interruption.CANCELLED
                 until = now + self._lease_us
-                if not await operations.take_lease(conn, op.id, self._owner, now, until):
+                if not await operations.renew_lease(conn, op.id, self._owner, until):
                     return Interruption.LOST
         except Exception:
             # Keep working: the lease lasts several renewal periods, the next one may succeed.

@@ -3,17 +3,21 @@ CREATING or DELETING forever after a worker died or a command was lost."""
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 
 from bus.base import Bus
 from contracts.commands import Command, CreateImage, DeleteImage, command_message
+from contracts.metrics import RECONCILER_REDRIVES
 from contracts.outbox import OutboxMessage
 from store import operations, outbox
 from store.clock import now_us
 from store.db import Database
 from store.operations import OperationRecord
+from worker.blobs import BlobStore, FileBlobStore
+from worker.blobs_s3 import S3BlobStore
 from worker.config import WorkerConfig, seconds_us
 from worker.outbox import publish_committed
 
@@ -28,8 +32,10 @@ _COMMANDS: dict[str, type[Command]] = {
 
 
 def command_row(op: OperationRecord) -> OutboxMessage:
-    """The operation's command again, with the id it was first sent with."""
-    command = _COMMANDS[op.kind](command_id=op.id, operation_id=op.id, image_id=op.resource_id)
+    """The operation's command again, with the id and the request id it was first sent with."""
+    command = _COMMANDS[op.kind](
+        command_id=op.id, operation_id=op.id, image_id=op.resource_id, request_id=op.request_id
+    )
     return command_message(command)
 
 
@@ -46,21 +52,41 @@ def sweep_temporary(tmp_dir: Path, max_age: float = TEMP_MAX_AGE) -> int:
     return removed
 
 
+def temporary_sweeper(
+    blobs: BlobStore, max_age: float = TEMP_MAX_AGE
+) -> Callable[[], Awaitable[int]] | None:
+    """How to remove what killed imports left in `blobs`: temporary files, or temporary objects
+    and unfinished multipart uploads."""
+    if isinstance(blobs, FileBlobStore):
+        tmp_dir = blobs.root / "tmp"
+        return lambda: asyncio.to_thread(sweep_temporary, tmp_dir, max_age)
+    if isinstance(blobs, S3BlobStore):
+        return lambda: blobs.sweep_temporary(max_age)
+    return None
+
+
 class Reconciler:
     def __init__(
-        self, db: Database, bus: Bus, config: WorkerConfig, tmp_dir: Path | None = None
+        self,
+        db: Database,
+        bus: Bus,
+        config: WorkerConfig,
+        sweep: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
+        """`sweep` removes the blob store's orphaned temporary files (how many)."""
         self._db = db
         self._bus = bus
         self._every = config.reconcile_every
         self._grace_us = seconds_us(config.pending_grace)
-        self._tmp_dir = tmp_dir
+        self._sweep = sweep
 
     async def run(self) -> None:
         """Sweep orphaned temporary files once, then reconcile every period until cancelled."""
-        if self._tmp_dir is not None:
-            removed = await asyncio.to_thread(sweep_temporary, self._tmp_dir)
-            log.info("reconciler.swept", temporary_files=removed)
+        if self._sweep is not None:
+            try:
+                log.info("reconciler.swept", temporary_files=await self._sweep())
+            except Exception as exc:
+                log.warning("reconciler.sweep_failed", error=repr(exc))
         while True:
             try:
                 await self.reconcile_once()
@@ -70,7 +96,7 @@ class Reconciler:
 
     async def reconcile_once(self) -> int:
         """Re-publish the command of every expired worker operation; how many were re-driven."""
-        now, rows = now_us(), []
+        now, rows, kinds = now_us(), [], []
         async with self._db.transaction() as conn:
             for op in await operations.expired(conn, now, BATCH):
                 if op.kind not in _COMMANDS:
@@ -78,12 +104,16 @@ class Reconciler:
                 # Compare-and-set: of several reconcilers, one re-drives the operation.
                 if await operations.defer_lease(conn, op.id, op.lease_until, now + self._grace_us):
                     rows.append(await outbox.add(conn, command_row(op), now))
+                    kinds.append(op.kind)
                     log.warning(
                         "reconciler.redrive",
                         operation_id=op.id,
                         image_id=op.resource_id,
+                        request_id=op.request_id,
                         kind=op.kind,
                         lease_owner=op.lease_owner,
                     )
+        for kind in kinds:
+            RECONCILER_REDRIVES.labels(kind=kind).inc()
         await publish_committed(self._db, self._bus, rows)
         return len(rows)

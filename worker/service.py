@@ -14,8 +14,9 @@ from worker.blobs import BlobStore, FileBlobStore
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
 from worker.handlers import CommandHandlers
+from worker.observe import observed, poll_gauges
 from worker.outbox import OutboxRelay
-from worker.reconciler import Reconciler
+from worker.reconciler import Reconciler, temporary_sweeper
 from worker.settle import Settler
 from worker.sources import DirectoryDiskSource, DiskSource
 
@@ -42,11 +43,11 @@ class Worker:
         self.blobs = blobs or FileBlobStore(config.blob_root)
         if disks is None and config.disk_source_dir is not None:
             disks = DirectoryDiskSource(config.disk_source_dir)
+        self._db = db
         self._bus = bus
         self.handlers = CommandHandlers(db, bus, config, self.blobs, disks)
         self.dead_letters = DeadLetterHandler(Settler(db, bus, self.blobs))
-        tmp_dir = self.blobs.root / "tmp" if isinstance(self.blobs, FileBlobStore) else None
-        self.reconciler = Reconciler(db, bus, config, tmp_dir)
+        self.reconciler = Reconciler(db, bus, config, temporary_sweeper(self.blobs))
         self.relay = OutboxRelay(db, bus, every=config.relay_every, after=config.relay_after)
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -67,7 +68,7 @@ class Worker:
         try:
             for queue, handler in consumers:
                 subscription = await self._bus.consume(
-                    queue, handler, prefetch=self.config.prefetch
+                    queue, observed(queue, handler), prefetch=self.config.prefetch
                 )
                 self._subscriptions.append(subscription)
         except BaseException:
@@ -76,6 +77,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.reconciler.run(), name="kiln-reconciler"),
             asyncio.create_task(self.relay.run(), name="kiln-outbox-relay"),
+            asyncio.create_task(poll_gauges(self._db, self._bus), name="kiln-metrics"),
         ]
         log.info("worker.started", worker_id=self.config.worker_id, prefetch=self.config.prefetch)
 

@@ -10,6 +10,7 @@ import tenacity
 from bus.base import Bus
 from store.db import Connection, Database
 from worker.blobs import BlobStore
+from worker.observe import count_finished, finishing
 from worker.outbox import publish_committed
 from worker.transitions import Transition
 
@@ -44,9 +45,11 @@ class Settler:
             reraise=True,
         )
         async for attempt in retrying:
-            with attempt:
+            with attempt, finishing() as finished:
                 async with self._db.transaction() as conn:
-                    return await transition(conn, data)
+                    result = await transition(conn, data)
+                count_finished(finished)
+                return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _release(self, digest: str) -> None:

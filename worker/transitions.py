@@ -15,6 +15,7 @@ from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, ImageSpec, to_image
 from store.operations import OperationRecord
+from worker.observe import note_finished
 from worker.sources import Imported
 
 log = structlog.get_logger(__name__)
@@ -202,7 +203,8 @@ async def _finish(
 ) -> list[OutboxMessage]:
     """End the operation and announce it (when its image still exists to sequence the event)."""
     now = now_us()
-    await operations.finish(conn, op.id, now, response=response, error=error)
+    if await operations.finish(conn, op.id, now, response=response, error=error):
+        note_finished(op.kind, error.code if error else None)
     if image is None:
         return []
     done = msgspec.structs.replace(op, done=True, modified_at=now, response=response, error=error)

@@ -77,12 +77,19 @@ async def test_bus_is_unavailable_while_reconnecting_then_recovers(
         await bus.consume(CREATE_QUEUE, received, prefetch=1)
 
         await ctl("close_all_connections", "-p", vhost, "kiln test")
+        await asyncio.wait_for(disconnected(bus), 3.0)
         refusals = await asyncio.wait_for(publish_until_confirmed(bus), 3.0)
 
         assert refusals > 0
         assert (await received.next()).message_id == COMMAND.message_id
     finally:
         await bus.close()
+
+
+async def disconnected(bus: RabbitBus) -> None:
+    """Until the client has noticed the broker closed its connection."""
+    while bus.connected:
+        await asyncio.sleep(0.01)
 
 
 async def publish_until_confirmed(bus: RabbitBus) -> int:

@@ -176,7 +176,10 @@ async def test_take_lease(db: Database) -> None:
 
     assert await take("worker-a", now) is True  # free
     assert await take("worker-b", now + 1) is False  # held by another, unexpired
-    assert await take("worker-a", now + 2) is True  # own: renewed
+    assert await take("worker-a", now + 2) is False  # own and live: a second claim fails
+    async with db.transaction() as conn:
+        assert await operations.renew_lease(conn, "opr1", "worker-a", now + 2 + MINUTE)
+        assert not await operations.renew_lease(conn, "opr1", "worker-b", now + 3 + MINUTE)
     assert (await get(db, "opr1")).lease_until == now + 2 + MINUTE
     assert await take("worker-b", now + 2 + MINUTE + 1) is True  # expired
     leased = await get(db, "opr1")

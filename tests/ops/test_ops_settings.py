@@ -1,0 +1,75 @@
+"""The operability settings: object storage, the worker's side port, the shutdown grace; each
+malformed one stops start-up naming it."""
+
+import socket
+from pathlib import Path
+
+import click
+import pytest
+from ops.opskit import settings
+
+from kiln import runtime
+from kiln.settings import SettingsError, build
+
+MiB = 1 << 20
+
+
+def test_defaults() -> None:
+    defaults = build({})
+    assert defaults.worker_http_port == 9090
+    assert defaults.shutdown_grace_seconds == 0
+    assert (defaults.s3_region, defaults.s3_addressing_style) == ("us-east-1", "path")
+    assert defaults.s3_part_size == 8 * MiB
+    assert defaults.storage.startswith("file:///") and defaults.storage.endswith("/blobs")
+
+
+def test_s3_settings_reach_the_store() -> None:
+    given = build(
+        {
+            "storage_url": "s3://bucket/kiln/blobs",
+            "s3_endpoint_url": "http://127.0.0.1:9000",
+            "s3_region": "eu-west-1",
+            "s3_access_key_id": "id",
+            "s3_secret_access_key": "secret",
+            "s3_addressing_style": "virtual",
+            "s3_part_size": str(16 * MiB),
+            "worker_http_port": "0",
+        }
+    )
+    s3 = runtime.s3_settings(given)
+    assert (s3.endpoint_url, s3.region, s3.addressing_style) == (
+        "http://127.0.0.1:9000",
+        "eu-west-1",
+        "virtual",
+    )
+    assert (s3.access_key_id, s3.secret_access_key, s3.part_size) == ("id", "secret", 16 * MiB)
+    assert given.worker_http_port == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"storage_url": "gs://bucket"}, "KILN_STORAGE_URL"),
+        ({"storage_url": "s3:///prefix"}, "KILN_STORAGE_URL"),
+        ({"storage_url": "file://relative/blobs"}, "KILN_STORAGE_URL"),
+        ({"s3_part_size": str(4 * MiB)}, "KILN_S3_PART_SIZE"),
+        ({"s3_part_size": str(6 << 30)}, "KILN_S3_PART_SIZE"),
+        ({"s3_addressing_style": "dns"}, "KILN_S3_ADDRESSING_STYLE"),
+        ({"worker_http_port": "-1"}, "KILN_WORKER_HTTP_PORT"),
+        ({"worker_http_port": "70000"}, "KILN_WORKER_HTTP_PORT"),
+        ({"shutdown_grace_seconds": "-1"}, "KILN_SHUTDOWN_GRACE_SECONDS"),
+    ],
+)
+def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        build(values)
+
+
+async def test_a_taken_side_port_stops_the_worker(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = settings(tmp_path, worker_http_port=str(taken.getsockname()[1]))
+        with pytest.raises(click.UsageError, match="KILN_WORKER_HTTP_PORT"):
+            async with runtime.worker_process(config):
+                pass

@@ -1,0 +1,164 @@
+"""What a worker counts and measures (the series are defined in `contracts.metrics`): command
+redeliveries, finished operations, import attempts, and the gauges a poller keeps fresh (queue
+depths, outbox backlog and age)."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from types import TracebackType
+from typing import TypeVar
+
+import msgspec
+import structlog
+
+from bus.base import Bus, Delivery, Handler
+from contracts.commands import ImageSource, command_decoder
+from contracts.metrics import (
+    CANCELLED,
+    ERROR,
+    IMPORT_DURATION,
+    IMPORT_SIZE,
+    IMPORTS_IN_FLIGHT,
+    OK,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    QUEUE_DEPTH,
+    REDELIVERIES,
+    operation_finished,
+)
+from store import outbox
+from store.clock import now_us
+from store.db import Database
+from worker.leases import Interruption
+from worker.sources import Imported
+
+log = structlog.get_logger(__name__)
+
+POLL_SECONDS = 5.0
+INTERRUPTED = "interrupted"  # an import stopped by shutdown or a lost lease: it runs again
+T = TypeVar("T")
+
+
+def observed(queue: str, handler: Handler) -> Handler:
+    """`handler`, counting the redeliveries of `queue` and binding the command's request,
+    operation and image ids to every line logged while the delivery is handled.
+
+    The ids stay bound after `handler` returns, so the bus runner's own lines about the outcome
+    (retry, reject, failure) carry them too: both transports handle each delivery in a task of
+    its own, whose context ends with it.
+    """
+
+    async def handle(delivery: Delivery) -> None:
+        if delivery.delivery_count > 1:
+            REDELIVERIES.labels(queue=queue).inc()
+        try:
+            command = command_decoder.decode(delivery.body)
+        except msgspec.DecodeError:
+            pass  # the handler rejects it, and says so
+        else:
+            structlog.contextvars.bind_contextvars(
+                request_id=command.request_id or delivery.correlation_id or "",
+                operation_id=command.operation_id,
+                image_id=command.image_id,
+            )
+        await handler(delivery)
+
+    return handle
+
+
+# Operations a transition finished, noted inside its transaction, counted once it committed.
+_finished: ContextVar[list[tuple[str, int | None]] | None] = ContextVar(
+    "kiln_finished_operations", default=None
+)
+
+
+def note_finished(kind: str, error_code: int | None) -> None:
+    """Called where an operation is marked done, inside the transaction."""
+    noted = _finished.get()
+    if noted is not None:
+        noted.append((kind, error_code))
+
+
+@contextlib.contextmanager
+def finishing() -> Iterator[list[tuple[str, int | None]]]:
+    """Collect what the transaction inside finishes; count it with `count_finished` after the
+    commit (a rolled back attempt is simply not counted)."""
+    noted: list[tuple[str, int | None]] = []
+    token = _finished.set(noted)
+    try:
+        yield noted
+    finally:
+        _finished.reset(token)
+
+
+def count_finished(noted: list[tuple[str, int | None]]) -> None:
+    for kind, error_code in noted:
+        operation_finished(kind, error_code)
+
+
+def source_kind(source: ImageSource) -> str:
+    if source.image_id:
+        return "image"
+    if source.disk_id:
+        return "disk"
+    if source.snapshot_id:
+        return "snapshot"
+    return "uri"
+
+
+class ImportAttempt:
+    """Times one import attempt and keeps `kiln_imports_in_flight` while it runs; `outcome`
+    records how it ended (an exception leaving the block counts as an error)."""
+
+    def __init__(self, source: ImageSource) -> None:
+        self._source = source_kind(source)
+        self._result: str | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> "ImportAttempt":
+        IMPORTS_IN_FLIGHT.inc()
+        self._started = time.perf_counter()
+        return self
+
+    def outcome(self, outcome: T) -> T:
+        if isinstance(outcome, Imported):
+            self._result = OK
+            if not outcome.copied_from:  # a copy shares bytes: nothing was imported
+                IMPORT_SIZE.labels(source=self._source).observe(outcome.storage_size)
+        else:
+            self._result = CANCELLED if outcome is Interruption.CANCELLED else INTERRUPTED
+        return outcome
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        IMPORTS_IN_FLIGHT.dec()
+        result = self._result or (ERROR if isinstance(error, Exception) else INTERRUPTED)
+        elapsed = time.perf_counter() - self._started
+        IMPORT_DURATION.labels(source=self._source, result=result).observe(elapsed)
+
+
+async def poll_gauges(db: Database, bus: Bus, every: float = POLL_SECONDS) -> None:
+    """Keep the queue depth and outbox gauges fresh until cancelled; failures are logged."""
+    while True:
+        try:
+            await observe_once(db, bus)
+        except Exception as exc:
+            log.warning("metrics.poll_failed", error=repr(exc))
+        await asyncio.sleep(every)
+
+
+async def observe_once(db: Database, bus: Bus) -> None:
+    async with db.transaction() as conn:
+        backlog = await outbox.backlog(conn)
+        oldest = await outbox.oldest_unsent(conn)
+    OUTBOX_BACKLOG.set(backlog)
+    OUTBOX_OLDEST_AGE.set(0 if oldest is None else max(0, now_us() - oldest) / 1_000_000)
+    if bus.connected:
+        for queue, depth in (await bus.queue_depths()).items():
+            QUEUE_DEPTH.labels(queue=queue).set(depth)
