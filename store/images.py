@@ -161,6 +161,13 @@ async def delete(conn: Connection, image_id: str, expected: ImageStatus) -> bool
     return changed == 1
 
 
+async def lock_blob(conn: Connection, digest: str) -> None:
+    """Serialize, until commit, every transaction that adds or drops a user of these bytes
+    (SQLite transactions are serialized already)."""
+    if conn.dialect == "postgresql":
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", digest)
+
+
 async def count_blob_users(conn: Connection, digest: str) -> int:
     row = await conn.fetchrow("SELECT COUNT(*) AS n FROM images WHERE blob_digest = ?", digest)
     return int(row["n"]) if row else 0

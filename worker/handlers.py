@@ -27,7 +27,7 @@ from worker.config import WorkerConfig
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.leases import Interruption, LeaseKeeper
 from worker.observe import ImportAttempt
-from worker.settle import Settler
+from worker.settle import BytesReleased, Settler
 from worker.sources import DiskSource, Imported, Importer
 from worker.transitions import (
     CancelImport,
@@ -144,7 +144,11 @@ class CommandHandlers:
         if outcome is Interruption.CANCELLED:
             await self._settle(cancelled, CancelImport(**ids))
         elif isinstance(outcome, Imported):
-            result = await self._settle(ready, ImportDone(**ids, result=outcome))
+            try:
+                done = ImportDone(**ids, result=outcome)
+                result = await self._settle(ready, done, uses=outcome.digest)
+            except BytesReleased as exc:
+                raise Retry("the stored bytes were released by a concurrent delete") from exc
             log.info("image.import_settled", ready=result.applied and not result.cancelled)
 
     async def _retry_or_fail(self, failure: OperationFailed, deliveries: int) -> None:

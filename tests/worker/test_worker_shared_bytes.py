@@ -1,0 +1,67 @@
+"""Bytes shared between images: an import that found its bytes already stored cannot commit
+READY once a concurrent delete released them, and a release keeps bytes someone uses."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from contracts.enums import ImageStatus
+from store import images
+from store.clock import now_us
+from store.images import ImageRecord
+from tests.worker.conftest import Backend
+from worker.blobs import FileBlobStore
+from worker.settle import BytesReleased, Settler
+from worker.transitions import Transition
+
+
+async def _store(blobs: FileBlobStore, data: bytes) -> str:
+    async with blobs.blob_writer() as writer:
+        await writer.write(data)
+        return (await writer.commit()).digest
+
+
+async def _nothing(conn: object, data: object) -> Transition:
+    return Transition(applied=True)
+
+
+async def test_committing_an_image_onto_released_bytes_is_refused(
+    backend: Backend, blob_root: Path
+) -> None:
+    blobs = FileBlobStore(blob_root)
+    settle = Settler(backend.db, backend.bus, blobs)
+    missing = hashlib.sha256(b"released meanwhile").hexdigest()
+
+    with pytest.raises(BytesReleased):
+        await settle(_nothing, None, uses=missing)
+
+    digest = await _store(blobs, b"still here")
+    assert (await settle(_nothing, None, uses=digest)).applied
+
+
+async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_root: Path) -> None:
+    blobs = FileBlobStore(blob_root)
+    settle = Settler(backend.db, backend.bus, blobs)
+    digest = await _store(blobs, b"shared bytes")
+    user = ImageRecord(
+        id="img00000000000000001",
+        folder_id="f",
+        status=ImageStatus.READY,
+        created_at=now_us(),
+        blob_digest=digest,
+    )
+    async with backend.db.transaction() as conn:
+        await images.insert(conn, user)
+
+    await settle(lambda conn, data: _release(digest), None)
+    assert await blobs.exists(digest)
+
+    async with backend.db.transaction() as conn:
+        await images.delete(conn, user.id, expected=ImageStatus.READY)
+    await settle(lambda conn, data: _release(digest), None)
+    assert not await blobs.exists(digest)
+
+
+async def _release(digest: str) -> Transition:
+    return Transition(applied=True, release=digest)
