@@ -1,9 +1,15 @@
 """The outbox: messages written with their state change, published after commit."""
 
+import asyncio
 from collections.abc import Sequence
 
+import structlog
+
 from contracts.outbox import OutboxMessage
-from store.db import Connection, Row
+from store.clock import now_us
+from store.db import Connection, Database, Row, StoreError
+
+log = structlog.get_logger(__name__)
 
 
 async def add(conn: Connection, message: OutboxMessage, now: int) -> OutboxMessage:
@@ -66,3 +72,40 @@ async def oldest_unsent(conn: Connection) -> int | None:
     """When the oldest row not yet sent was written (microseconds), or None when all are sent."""
     row = await conn.fetchrow("SELECT MIN(created_at) AS t FROM outbox WHERE sent_at IS NULL")
     return int(row["t"]) if row and row["t"] is not None else None
+
+
+class SentMarker:
+    """Marks published rows sent, many publishes per transaction (a flush every `every`
+    seconds) instead of one transaction per publish. Rows published but not yet marked when
+    the process dies are published again by the relay: at-least-once, as designed."""
+
+    def __init__(self, db: Database, every: float = 0.02) -> None:
+        self._db = db
+        self._every = every
+        self._pending: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def mark(self, seqs: Sequence[int]) -> None:
+        self._pending.extend(seqs)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon(), name="kiln-outbox-marker")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._every)
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.warning("outbox.mark_sent_failed", error=str(exc))
+
+    async def flush(self) -> None:
+        """Mark everything published so far, now."""
+        seqs, self._pending = self._pending, []
+        if seqs:
+            async with self._db.transaction() as conn:
+                await mark_sent(conn, seqs, now_us())
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()

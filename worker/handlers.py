@@ -8,7 +8,8 @@ from typing import TypeVar
 import msgspec
 import structlog
 
-from bus.base import Bus, Delivery, Reject, Retry
+from bus.base import Delivery, Reject, Retry
+from bus.outbox import OutboxPublisher
 from bus.topology import DELIVERY_LIMIT
 from contracts.commands import (
     Command,
@@ -73,14 +74,14 @@ class CommandHandlers:
     def __init__(
         self,
         db: Database,
-        bus: Bus,
+        publisher: OutboxPublisher,
         config: WorkerConfig,
         blobs: BlobStore,
         disks: DiskSource | None,
     ) -> None:
         self._db = db
         self._leases = LeaseKeeper(db, config)
-        self._settle = Settler(db, bus, blobs)
+        self._settle = Settler(db, publisher, blobs)
         self._importer = Importer(db, blobs, config.fetch_policy(), disks)
 
     async def handle_create(self, delivery: Delivery) -> None:

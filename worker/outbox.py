@@ -1,17 +1,16 @@
-"""The worker's side of the transactional outbox: publish committed rows at once, and a relay
-that publishes rows left unsent (a crash, or the broker away, between commit and publish)."""
+"""The outbox relay: publishes rows left unsent (a crash, or the broker away, between commit
+and publish)."""
 
 import asyncio
-from collections.abc import Sequence
 
 import structlog
 
-from bus.base import Bus, BusUnavailable
-from bus.outbox import publish_outbox
-from contracts.outbox import OutboxMessage
+from bus.base import BusUnavailable
+from bus.outbox import OutboxPublisher
 from store import outbox
 from store.clock import now_us
 from store.db import Database, StoreError
+from store.outbox import SentMarker
 from worker.config import seconds_us
 
 log = structlog.get_logger(__name__)
@@ -19,31 +18,21 @@ log = structlog.get_logger(__name__)
 RELAY_BATCH = 500
 
 
-async def publish_committed(db: Database, bus: Bus, messages: Sequence[OutboxMessage]) -> bool:
-    """Publish rows already committed and mark them sent; False when they were left for the
-    relay. Never raises for a broker or store outage: the state change is already durable."""
-    if not messages:
-        return True
-    try:
-        await publish_outbox(bus, messages)
-    except BusUnavailable as exc:
-        log.warning("outbox.deferred", rows=len(messages), error=str(exc))
-        return False
-    try:
-        async with db.transaction() as conn:
-            await outbox.mark_sent(conn, [message.seq for message in messages], now_us())
-    except StoreError as exc:
-        # The relay will publish them again; consumers dedupe by message id.
-        log.warning("outbox.mark_sent_failed", rows=len(messages), error=str(exc))
-    return True
-
-
 class OutboxRelay:
     """Every `every` seconds, publishes the rows unsent for longer than `after` seconds."""
 
-    def __init__(self, db: Database, bus: Bus, *, every: float, after: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        publisher: OutboxPublisher,
+        marker: SentMarker,
+        *,
+        every: float,
+        after: float,
+    ) -> None:
         self._db = db
-        self._bus = bus
+        self._publisher = publisher
+        self._marker = marker
         self._every = every
         self._after_us = seconds_us(after)
 
@@ -64,8 +53,9 @@ class OutboxRelay:
         while True:
             async with self._db.transaction() as conn:
                 rows = await outbox.unsent(conn, now_us() - self._after_us, RELAY_BATCH)
-            if not rows or not await publish_committed(self._db, self._bus, rows):
+            if not rows or not await self._publisher.publish(rows):
                 break
+            await self._marker.flush()  # before reading the next batch, or it repeats this one
             sent += len(rows)
             log.info("outbox.relayed", rows=len(rows))
             if len(rows) < RELAY_BATCH:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from bus.base import Bus
+from bus.outbox import OutboxPublisher
 from contracts.commands import Command, CreateImage, DeleteImage, command_message
 from contracts.metrics import RECONCILER_REDRIVES
 from contracts.outbox import OutboxMessage
@@ -19,7 +19,6 @@ from store.operations import OperationRecord
 from worker.blobs import BlobStore, FileBlobStore
 from worker.blobs_s3 import S3BlobStore
 from worker.config import WorkerConfig, seconds_us
-from worker.outbox import publish_committed
 
 log = structlog.get_logger(__name__)
 
@@ -69,13 +68,13 @@ class Reconciler:
     def __init__(
         self,
         db: Database,
-        bus: Bus,
+        publisher: OutboxPublisher,
         config: WorkerConfig,
         sweep: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         """`sweep` removes the blob store's orphaned temporary files (how many)."""
         self._db = db
-        self._bus = bus
+        self._publisher = publisher
         self._every = config.reconcile_every
         self._grace_us = seconds_us(config.pending_grace)
         self._sweep = sweep
@@ -115,5 +114,5 @@ class Reconciler:
                     )
         for kind in kinds:
             RECONCILER_REDRIVES.labels(kind=kind).inc()
-        await publish_committed(self._db, self._bus, rows)
+        await self._publisher.publish(rows)
         return len(rows)

@@ -8,8 +8,10 @@ from typing import Any
 import structlog
 
 from bus.base import Bus, Handler, Subscription
+from bus.outbox import OutboxPublisher
 from contracts.names import CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
-from store.db import Database
+from store.db import Database, StoreError
+from store.outbox import SentMarker
 from worker.blobs import BlobStore, FileBlobStore
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
@@ -45,10 +47,14 @@ class Worker:
             disks = DirectoryDiskSource(config.disk_source_dir)
         self._db = db
         self._bus = bus
-        self.handlers = CommandHandlers(db, bus, config, self.blobs, disks)
-        self.dead_letters = DeadLetterHandler(Settler(db, bus, self.blobs))
-        self.reconciler = Reconciler(db, bus, config, temporary_sweeper(self.blobs))
-        self.relay = OutboxRelay(db, bus, every=config.relay_every, after=config.relay_after)
+        self._marker = SentMarker(db)
+        publisher = OutboxPublisher(bus, self._marker)
+        self.handlers = CommandHandlers(db, publisher, config, self.blobs, disks)
+        self.dead_letters = DeadLetterHandler(Settler(db, publisher, self.blobs))
+        self.reconciler = Reconciler(db, publisher, config, temporary_sweeper(self.blobs))
+        self.relay = OutboxRelay(
+            db, publisher, self._marker, every=config.relay_every, after=config.relay_after
+        )
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -92,4 +98,6 @@ class Worker:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(StoreError):
+            await self._marker.close()
         log.info("worker.stopped", worker_id=self.config.worker_id)

@@ -7,12 +7,11 @@ from typing import TypeVar
 import structlog
 import tenacity
 
-from bus.base import Bus
+from bus.outbox import OutboxPublisher
 from store import images
 from store.db import Connection, Database
 from worker.blobs import BlobStore
 from worker.observe import count_finished, finishing
-from worker.outbox import publish_committed
 from worker.transitions import Transition
 
 log = structlog.get_logger(__name__)
@@ -30,9 +29,9 @@ class BytesReleased(Exception):
 
 
 class Settler:
-    def __init__(self, db: Database, bus: Bus, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, publisher: OutboxPublisher, blobs: BlobStore) -> None:
         self._db = db
-        self._bus = bus
+        self._publisher = publisher
         self._blobs = blobs
 
     async def __call__(
@@ -43,7 +42,7 @@ class Settler:
         result = await self._commit(transition, data, uses)
         if result.release:
             await self._release(result.release)
-        await publish_committed(self._db, self._bus, result.messages)
+        await self._publisher.publish(result.messages)
         return result
 
     async def _commit(self, transition: TransitionFn[In], data: In, uses: str | None) -> Transition:

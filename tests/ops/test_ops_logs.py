@@ -13,6 +13,7 @@ from ops.opskit import Source, settings, wait_done
 from structlog.testing import capture_logs
 
 from bus import Delivery, MemoryBus, Retry
+from bus.outbox import OutboxPublisher
 from bus.runner import Outcome, run_handler
 from contracts.commands import CreateImage, command_decoder, command_message
 from contracts.names import CREATE_QUEUE
@@ -20,6 +21,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from kiln import runtime
 from store import open_database, operations
+from store.outbox import SentMarker
 from worker.config import WorkerConfig
 from worker.observe import observed
 from worker.reconciler import Reconciler
@@ -82,7 +84,10 @@ async def test_a_redriven_command_keeps_its_request_id(tmp_path: Path) -> None:
             await conn.execute("UPDATE operations SET lease_until = 0 WHERE id = ?", stored.id)
         config = WorkerConfig(worker_id="ops-reconciler", blob_root=tmp_path / "blobs")
         with capture_logs() as logs:
-            assert await Reconciler(db, bus, config).reconcile_once() == 1
+            assert (
+                await Reconciler(db, OutboxPublisher(bus, SentMarker(db)), config).reconcile_once()
+                == 1
+            )
         async with db.transaction() as conn:
             rows = await conn.fetch(
                 "SELECT correlation_id, body FROM outbox WHERE routing_key = ? ORDER BY seq",

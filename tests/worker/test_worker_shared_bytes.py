@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from bus.outbox import OutboxPublisher
 from contracts.enums import ImageStatus
 from store import images
 from store.clock import now_us
 from store.images import ImageRecord
+from store.outbox import SentMarker
 from tests.worker.conftest import Backend
 from worker.blobs import FileBlobStore
 from worker.settle import BytesReleased, Settler
@@ -30,7 +32,7 @@ async def test_committing_an_image_onto_released_bytes_is_refused(
     backend: Backend, blob_root: Path
 ) -> None:
     blobs = FileBlobStore(blob_root)
-    settle = Settler(backend.db, backend.bus, blobs)
+    settle = Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs)
     missing = hashlib.sha256(b"released meanwhile").hexdigest()
 
     with pytest.raises(BytesReleased):
@@ -42,7 +44,7 @@ async def test_committing_an_image_onto_released_bytes_is_refused(
 
 async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_root: Path) -> None:
     blobs = FileBlobStore(blob_root)
-    settle = Settler(backend.db, backend.bus, blobs)
+    settle = Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs)
     digest = await _store(blobs, b"shared bytes")
     user = ImageRecord(
         id="img00000000000000001",
