@@ -1,16 +1,20 @@
 """The gateway's app factory."""
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from bus.base import Bus
+from bus.outbox import OutboxPublisher
 from gateway import access, docs, events_stream, health, images, operations
-from gateway.keys import BUS, DB, PAGE_TOKENS, SETTINGS
+from gateway.keys import BUS, DB, PAGE_TOKENS, PUBLISHER, SETTINGS
 from gateway.metrics import observe_requests
 from gateway.middleware import errors, request_context
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
 from store import secrets_table
 from store.db import Database
+from store.outbox import SentMarker
 
 
 async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.Application:
@@ -25,9 +29,18 @@ async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.A
     app[PAGE_TOKENS] = PageTokens(
         bytes.fromhex(await secrets_table.get_or_create(db, "page_tokens"))
     )
+    app.cleanup_ctx.append(_outbox_publisher)
     for table in (images.routes, access.routes, operations.routes):
         app.add_routes(table)
     docs.setup(app)
     events_stream.setup(app)  # /kiln/v1/events (Server-Sent Events)
     health.setup(app)  # /healthz, /readyz, /metrics
     return app
+
+
+async def _outbox_publisher(app: web.Application) -> AsyncIterator[None]:
+    """Publishes each request's outbox rows; marks them sent in batches, flushed at close."""
+    marker = SentMarker(app[DB])
+    app[PUBLISHER] = OutboxPublisher(app[BUS], marker)
+    yield
+    await marker.close()

@@ -5,6 +5,7 @@ import asyncio
 from aiohttp import web
 
 from bus.base import Bus
+from bus.outbox import OutboxPublisher
 from gateway.event_feed import EventFeed
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
@@ -14,6 +15,7 @@ DB = web.AppKey("db", Database)
 BUS = web.AppKey("bus", Bus)
 PAGE_TOKENS = web.AppKey("page_tokens", PageTokens)
 SETTINGS = web.AppKey("settings", GatewaySettings)
+PUBLISHER = web.AppKey("publisher", OutboxPublisher)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)
 EVENT_FEED = web.AppKey("event_feed", EventFeed)
