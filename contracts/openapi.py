@@ -13,6 +13,8 @@ from contracts.operations import (
 )
 
 _REF = "#/components/schemas/{name}"
+# Every method needs `Authorization: Bearer <JWT>` (HS256, or RS256/ES256 from a JWKS).
+BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 # (verb, path, operationId, request type, where its fields go, response type)
 METHODS: list[tuple[str, str, str, type, str, type]] = [
     (
@@ -84,6 +86,30 @@ METHODS: list[tuple[str, str, str, type, str, type]] = [
         "post",
         "/compute/v1/images/{resourceId}:updateAccessBindings",
         "Image_UpdateAccessBindings",
+        access.UpdateAccessBindingsRequest,
+        "body",
+        Operation,
+    ),
+    (
+        "get",
+        "/resource-manager/v1/folders/{resourceId}:listAccessBindings",
+        "Folder_ListAccessBindings",
+        access.ListAccessBindingsRequest,
+        "query",
+        access.ListAccessBindingsResponse,
+    ),
+    (
+        "post",
+        "/resource-manager/v1/folders/{resourceId}:setAccessBindings",
+        "Folder_SetAccessBindings",
+        access.SetAccessBindingsRequest,
+        "body",
+        Operation,
+    ),
+    (
+        "post",
+        "/resource-manager/v1/folders/{resourceId}:updateAccessBindings",
+        "Folder_UpdateAccessBindings",
         access.UpdateAccessBindingsRequest,
         "body",
         Operation,
@@ -179,5 +205,6 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Kiln Image API", "version": "v1"},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": BEARER}},
+        "security": [{"bearer": []}],
     }

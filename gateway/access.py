@@ -1,7 +1,9 @@
-"""Access-binding methods of an image: list, set (replace all), update (ADD/REMOVE deltas)."""
+"""Access-binding methods of an image and of a folder: list, set (replace all), update
+(ADD/REMOVE deltas). A folder's bindings apply to every image in it; they are stored under
+`folder/<folderId>`, which no image id can be."""
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -21,32 +23,26 @@ from contracts.access import (
 from contracts.enums import AccessBindingAction, ImageStatus
 from contracts.errors import FailedPrecondition, InvalidArgument
 from contracts.operations import Operation
+from gateway import authz
+from gateway.authz import Permission
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
 from gateway.metrics import operation_started
 from gateway.pagination import page_size
 from gateway.publishing import publish_committed
-from gateway.writes import existing_image, idempotency_claim, new_operation, replay
+from gateway.writes import idempotency_claim, new_operation, replay
 from store import bindings, events, operations
 from store.bindings import BindingKey
 from store.clock import now_us
+from store.db import Connection
 from store.idempotency import Claim
-from store.operations import to_operation
+from store.operations import OperationRecord, to_operation
 
 routes = web.RouteTableDef()
-ROLES = frozenset(
-    {
-        "viewer",
-        "editor",
-        "admin",
-        "compute.viewer",
-        "compute.editor",
-        "compute.admin",
-        "compute.images.user",
-        "compute.auditor",
-    }
-)
+IMAGE = "/compute/v1/images/{resourceId:[^/:]+}"
+FOLDER = "/resource-manager/v1/folders/{resourceId:[^/:]+}"
+ROLES = frozenset(authz.ROLE_PERMISSIONS)
 SUBJECT_TYPES = frozenset({"userAccount", "serviceAccount", "federatedUser", "system"})
 _position_codec = msgspec.json.Decoder(tuple[str, str, str])
 
@@ -78,18 +74,38 @@ def _decode_position(text: str) -> BindingKey:
         raise InvalidArgument("pageToken: malformed") from None
 
 
-@routes.get("/compute/v1/images/{resourceId:[^/:]+}:listAccessBindings")
-async def list_access_bindings(request: web.Request) -> web.Response:
-    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
-    scope = f"bindings\n{parsed.resource_id}"
+async def _list_page(
+    request: web.Request, conn: Connection, key: str, parsed: ListAccessBindingsRequest
+) -> ListAccessBindingsResponse:
+    """A page of the bindings stored under `key` (an image id or a folder's key)."""
+    scope = f"bindings\n{key}"
     tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
     after = _decode_position(tokens.open(scope, parsed.page_token)) if parsed.page_token else None
-    async with request.app[DB].transaction() as conn:
-        await existing_image(conn, parsed.resource_id)
-        rows = await bindings.page(conn, parsed.resource_id, after, limit + 1)
+    rows = await bindings.page(conn, key, after, limit + 1)
     more = len(rows) > limit
     token = tokens.issue(scope, _encode_position(bindings.key(rows[limit - 1]))) if more else ""
-    return respond(ListAccessBindingsResponse(access_bindings=rows[:limit], next_page_token=token))
+    return ListAccessBindingsResponse(access_bindings=rows[:limit], next_page_token=token)
+
+
+@routes.get(IMAGE + ":listAccessBindings")
+async def list_image_access_bindings(request: web.Request) -> web.Response:
+    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
+    async with request.app[DB].transaction() as conn:
+        await authz.image(conn, context_of(request), parsed.resource_id, Permission.LIST_BINDINGS)
+        page = await _list_page(request, conn, parsed.resource_id, parsed)
+    return respond(page)
+
+
+@routes.get(FOLDER + ":listAccessBindings")
+async def list_folder_access_bindings(request: web.Request) -> web.Response:
+    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
+    folder_id = parsed.resource_id
+    async with request.app[DB].transaction() as conn:
+        await authz.require_on_folder(
+            conn, context_of(request), folder_id, Permission.LIST_BINDINGS
+        )
+        page = await _list_page(request, conn, authz.folder_resource(folder_id), parsed)
+    return respond(page)
 
 
 def _set_deltas(current: set[BindingKey], wanted: set[BindingKey]) -> list[AccessBindingDelta]:
@@ -119,14 +135,26 @@ def _update_deltas(
 
 
 DeltaRule = Callable[[set[BindingKey]], list[AccessBindingDelta]]
+Metadata = SetAccessBindingsMetadata | UpdateAccessBindingsMetadata
 
 
-async def _change_bindings(
+async def _apply(conn: Connection, key: str, compute: DeltaRule, op: OperationRecord) -> None:
+    """Change the bindings stored under `key`; the operation ends done with the deltas."""
+    deltas = compute(await bindings.all_for(conn, key))
+    for delta in deltas:
+        change = bindings.add if delta.action is AccessBindingAction.ADD else bindings.remove
+        await change(conn, key, bindings.key(delta.access_binding))
+    op.done = True
+    op.response = AccessBindingsOperationResult(effective_deltas=deltas)
+    await operations.insert(conn, op)
+
+
+async def _change_image_bindings(
     app: web.Application,
     context: RequestContext,
-    resource_id: str,
+    image_id: str,
     compute: DeltaRule,
-    metadata: SetAccessBindingsMetadata | UpdateAccessBindingsMetadata,
+    metadata: Metadata,
     key: Claim | None,
 ) -> Operation:
     kind = operations.SET_ACCESS
@@ -134,21 +162,20 @@ async def _change_bindings(
         kind = operations.UPDATE_ACCESS
     now = now_us()
     async with app[DB].transaction() as conn:
-        op = new_operation(
-            context, kind, resource_id, "Change image access bindings", metadata, now
+        image = await authz.image_or_none(
+            conn, context, image_id, Permission.UPDATE_BINDINGS, lock=True
         )
+        folder_id = image.folder_id if image else ""
+        description = "Change image access bindings"
+        op = new_operation(context, kind, image_id, folder_id, description, metadata, now)
         if previous := await replay(conn, key, op.id, now):
             return previous
-        image = await existing_image(conn, resource_id, lock=True)
+        if image is None:
+            raise authz.missing_image(image_id)
         if image.status is ImageStatus.DELETING:
-            raise FailedPrecondition(f"image {resource_id} is being deleted")
-        deltas = compute(await bindings.all_for(conn, resource_id))
-        for delta in deltas:
-            change = bindings.add if delta.action is AccessBindingAction.ADD else bindings.remove
-            await change(conn, resource_id, bindings.key(delta.access_binding))
-        op.done = True
-        op.response = AccessBindingsOperationResult(effective_deltas=deltas)
-        await operations.insert(conn, op)
+            raise FailedPrecondition(f"image {image_id} is being deleted")
+        await _apply(conn, image_id, compute, op)
+        assert op.response is not None
         rows = [
             await events.record(conn, image, "access_bindings_changed", op.id, op.response),
             await events.operation_done(conn, image, op),
@@ -158,15 +185,42 @@ async def _change_bindings(
     return to_operation(op)
 
 
-@routes.post("/compute/v1/images/{resourceId:[^/:]+}:setAccessBindings")
-async def set_access_bindings(request: web.Request) -> web.Response:
+async def _change_folder_bindings(
+    app: web.Application,
+    context: RequestContext,
+    folder_id: str,
+    compute: DeltaRule,
+    metadata: Metadata,
+    key: Claim | None,
+) -> Operation:
+    """Like an image's, without events: those are about images."""
+    kind = operations.SET_FOLDER_ACCESS
+    if isinstance(metadata, UpdateAccessBindingsMetadata):
+        kind = operations.UPDATE_FOLDER_ACCESS
+    resource, now = authz.folder_resource(folder_id), now_us()
+    async with app[DB].transaction() as conn:
+        await authz.require_on_folder(conn, context, folder_id, Permission.UPDATE_BINDINGS)
+        description = "Change folder access bindings"
+        op = new_operation(context, kind, resource, folder_id, description, metadata, now)
+        if previous := await replay(conn, key, op.id, now):
+            return previous
+        await bindings.lock(conn, resource)
+        await _apply(conn, resource, compute, op)
+    operation_started(op)
+    return to_operation(op)
+
+
+ChangeBindings = Callable[..., Awaitable[Operation]]
+
+
+async def _set(request: web.Request, change: ChangeBindings) -> web.Response:
     context = context_of(request)
     parsed = await body_request(request, SetAccessBindingsRequest, dict(request.match_info))
     wanted = {
         _checked(binding, f"accessBindings[{index}]")
         for index, binding in enumerate(parsed.access_bindings)
     }
-    operation = await _change_bindings(
+    operation = await change(
         request.app,
         context,
         parsed.resource_id,
@@ -177,12 +231,11 @@ async def set_access_bindings(request: web.Request) -> web.Response:
     return respond(operation)
 
 
-@routes.post("/compute/v1/images/{resourceId:[^/:]+}:updateAccessBindings")
-async def update_access_bindings(request: web.Request) -> web.Response:
+async def _update(request: web.Request, change: ChangeBindings) -> web.Response:
     context = context_of(request)
     parsed = await body_request(request, UpdateAccessBindingsRequest, dict(request.match_info))
     _update_deltas(set(), parsed)  # validate every delta before touching the store
-    operation = await _change_bindings(
+    operation = await change(
         request.app,
         context,
         parsed.resource_id,
@@ -191,3 +244,23 @@ async def update_access_bindings(request: web.Request) -> web.Response:
         idempotency_claim(request, context, parsed),
     )
     return respond(operation)
+
+
+@routes.post(IMAGE + ":setAccessBindings")
+async def set_image_access_bindings(request: web.Request) -> web.Response:
+    return await _set(request, _change_image_bindings)
+
+
+@routes.post(IMAGE + ":updateAccessBindings")
+async def update_image_access_bindings(request: web.Request) -> web.Response:
+    return await _update(request, _change_image_bindings)
+
+
+@routes.post(FOLDER + ":setAccessBindings")
+async def set_folder_access_bindings(request: web.Request) -> web.Response:
+    return await _set(request, _change_folder_bindings)
+
+
+@routes.post(FOLDER + ":updateAccessBindings")
+async def update_folder_access_bindings(request: web.Request) -> web.Response:
+    return await _update(request, _change_folder_bindings)

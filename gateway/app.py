@@ -6,7 +6,8 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox import OutboxPublisher
-from gateway import access, docs, events_stream, health, images, operations
+from gateway import access, auth, docs, events_stream, health, images, operations
+from gateway.audit import audit
 from gateway.keys import BUS, DB, PAGE_TOKENS, PUBLISHER, SETTINGS
 from gateway.metrics import observe_requests
 from gateway.middleware import errors, request_context
@@ -18,9 +19,10 @@ from store.outbox import SentMarker
 
 
 async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.Application:
-    """The API on an open database and a started bus (their owner closes them)."""
+    """The API on an open database and a started bus (their owner closes them). Every call
+    but the probes and the docs needs a bearer token; each mutating one is audited."""
     app = web.Application(
-        middlewares=[request_context, observe_requests, errors],
+        middlewares=[request_context, observe_requests, audit, errors, auth.authenticate],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -30,6 +32,7 @@ async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.A
         bytes.fromhex(await secrets_table.get_or_create(db, "page_tokens"))
     )
     app.cleanup_ctx.append(_outbox_publisher)
+    auth.setup(app)
     for table in (images.routes, access.routes, operations.routes):
         app.add_routes(table)
     docs.setup(app)

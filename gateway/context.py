@@ -1,17 +1,17 @@
 """Who is calling and which request this is: built once per request by the middleware.
 
-Authentication will fill `subject`; handlers only ever read the context.
+Authentication (gateway/auth.py) fills `subject` and `admin`; handlers only ever read the
+context.
 """
 
 import msgspec
 from aiohttp import web
 
-ANONYMOUS = "anonymous"
-
 
 class RequestContext(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
-    subject: str = ANONYMOUS
+    subject: str = ""  # the token's `sub`; empty until authenticated
+    admin: bool = False  # one of KILN_ADMINS: admin of every folder
 
 
 _CONTEXT = web.RequestKey("context", RequestContext)

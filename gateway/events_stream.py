@@ -28,7 +28,9 @@ from contracts.base import Message, RequiredId
 from contracts.errors import ApiError, Code, InvalidArgument
 from contracts.events import event_type
 from contracts.operations import RequestInfo, Status
-from gateway.context import context_of
+from gateway import authz
+from gateway.authz import Permission
+from gateway.context import RequestContext, context_of
 from gateway.event_feed import EventFeed, prune_periodically
 from gateway.http import query_request
 from gateway.keys import BUS, DB, EVENT_FEED
@@ -94,8 +96,12 @@ def resume_point(request: web.Request, query_value: str) -> int | None:
     return int(given)
 
 
-async def first_page(db: Database, folder_id: str, after: int | None) -> Page:
+async def first_page(
+    db: Database, context: RequestContext, folder_id: str, after: int | None
+) -> Page:
+    """Where the stream starts; a folder's events are for whoever may list its images."""
     async with db.transaction() as conn:
+        await authz.require_on_folder(conn, context, folder_id, Permission.LIST)
         if after is None:
             last = await event_log.last_position(conn, folder_id)
             return Page(after=last, last_position=last, entries=[])
@@ -124,10 +130,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     parsed = query_request(request, EventStreamRequest)
     types = parse_types(parsed.type)
     after = resume_point(request, parsed.last_event_id)
-    # Readable by whoever may list the folder's images (authentication adds that check here).
     feed = request.app[EVENT_FEED]
     async with feed.watch(parsed.folder_id) as wakeup:
-        page = await first_page(request.app[DB], parsed.folder_id, after)
+        page = await first_page(request.app[DB], context_of(request), parsed.folder_id, after)
         response = web.StreamResponse(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )

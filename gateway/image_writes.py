@@ -3,6 +3,7 @@
 import msgspec
 from aiohttp import web
 
+from contracts import urls
 from contracts.base import MIN_DISK_SIZE
 from contracts.commands import (
     CreateImage,
@@ -22,11 +23,13 @@ from contracts.operations import (
     Operation,
     UpdateImageMetadata,
 )
+from gateway import authz
+from gateway.authz import Permission
 from gateway.context import RequestContext
 from gateway.keys import DB, SETTINGS
 from gateway.metrics import operation_started
 from gateway.publishing import publish_committed
-from gateway.writes import existing_image, new_operation, replay
+from gateway.writes import new_operation, replay
 from store import events, images, operations, outbox
 from store.clock import now_us
 from store.db import Connection, UniqueViolation
@@ -79,7 +82,17 @@ def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSou
             "diskId and snapshotId sources are not available: no disk source is configured"
             " on this deployment (see KILN_DISK_SOURCE_DIR)"
         )
+    if source.uri:
+        _check_uri(source.uri, app[SETTINGS].import_allowed_hosts)
     return source
+
+
+def _check_uri(uri: str, allowed_hosts: tuple[str, ...]) -> None:
+    """What is wrong with the URL before any DNS (the worker vets the resolved addresses)."""
+    try:
+        urls.check_source(uri, allowed_hosts)
+    except urls.UrlRefused as exc:
+        raise InvalidArgument(f"uri: {exc.message}") from None
 
 
 def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:
@@ -102,8 +115,8 @@ def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:
     )
 
 
-async def _check_source_image(conn: Connection, image_id: str) -> None:
-    source = await existing_image(conn, image_id)
+async def _check_source_image(conn: Connection, context: RequestContext, image_id: str) -> None:
+    source = await authz.image(conn, context, image_id, Permission.USE, Permission.GET)
     if source.status is not ImageStatus.READY:
         raise FailedPrecondition(f"source image {image_id} is {source.status.value}, not READY")
 
@@ -127,6 +140,7 @@ async def create_image(
         context,
         operations.CREATE,
         image.id,
+        image.folder_id,
         "Create image",
         CreateImageMetadata(image_id=image.id),
         now,
@@ -138,10 +152,11 @@ async def create_image(
         command_id=op.id, operation_id=op.id, image_id=image.id, request_id=context.request_id
     )
     async with app[DB].transaction() as conn:
+        await authz.require_on_folder(conn, context, image.folder_id, Permission.CREATE)
         if previous := await replay(conn, key, op.id, now):
             return previous
         if source.image_id:
-            await _check_source_image(conn, source.image_id)
+            await _check_source_image(conn, context, source.image_id)
         await _insert_image(conn, image)
         await operations.insert(conn, op)
         rows = [
@@ -196,17 +211,22 @@ async def update_image(
     paths = _mask(request.update_mask)
     now = now_us()
     async with app[DB].transaction() as conn:
+        image = await authz.image_or_none(
+            conn, context, request.image_id, Permission.UPDATE, lock=True
+        )
         op = new_operation(
             context,
             operations.UPDATE,
             request.image_id,
+            image.folder_id if image else "",
             "Update image",
             UpdateImageMetadata(image_id=request.image_id),
             now,
         )
         if previous := await replay(conn, key, op.id, now):
             return previous
-        image = await existing_image(conn, request.image_id, lock=True)
+        if image is None:
+            raise authz.missing_image(request.image_id)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is being deleted")
         updated = _updated(image, request, paths)
@@ -239,17 +259,20 @@ async def delete_image(
 ) -> Operation:
     now = now_us()
     async with app[DB].transaction() as conn:
+        image = await authz.image_or_none(conn, context, image_id, Permission.DELETE, lock=True)
         op = new_operation(
             context,
             operations.DELETE,
             image_id,
+            image.folder_id if image else "",
             "Delete image",
             DeleteImageMetadata(image_id=image_id),
             now,
         )
         if previous := await replay(conn, key, op.id, now):
             return previous
-        image = await existing_image(conn, image_id, lock=True)
+        if image is None:
+            raise authz.missing_image(image_id)
         was = image.status
         if was is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is already being deleted")

@@ -14,16 +14,18 @@ from contracts.images import (
     UpdateImageRequest,
 )
 from contracts.operations import ListImageOperationsResponse
-from gateway import image_writes
-from gateway.context import context_of
+from gateway import audit, authz, image_writes
+from gateway.authz import Permission
+from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
 from gateway.pagination import page_size, to_base36
 from gateway.query import parse_filter, parse_order
-from gateway.writes import existing_image, idempotency_claim
+from gateway.writes import idempotency_claim
 from store import images, operations
+from store.db import Connection
 from store.images import ImageRecord, SortColumn, to_image
-from store.operations import to_operation
+from store.operations import OperationRecord, to_operation
 
 routes = web.RouteTableDef()
 _ID_LENGTH = 20
@@ -33,7 +35,7 @@ _ID_LENGTH = 20
 async def get_image(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageRequest, dict(request.match_info))
     async with request.app[DB].transaction() as conn:
-        image = await existing_image(conn, parsed.image_id)
+        image = await authz.image(conn, context_of(request), parsed.image_id, Permission.GET)
     return respond(to_image(image))
 
 
@@ -43,7 +45,7 @@ async def latest_by_family(request: web.Request) -> web.Response:
     if not parsed.family:
         raise InvalidArgument("family: required (the image family to look up)")
     async with request.app[DB].transaction() as conn:
-        image = await images.latest_ready(conn, parsed.folder_id, parsed.family)
+        image = await authz.latest_ready(conn, context_of(request), parsed.folder_id, parsed.family)
     if image is None:
         raise NotFound(f"no READY image of family {parsed.family!r} in folder {parsed.folder_id}")
     return respond(to_image(image))
@@ -83,6 +85,7 @@ async def list_images(request: web.Request) -> web.Response:
     tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
     after = _after(tokens.open(scope, parsed.page_token), sort) if parsed.page_token else None
     async with request.app[DB].transaction() as conn:
+        await authz.require_on_folder(conn, context_of(request), parsed.folder_id, Permission.LIST)
         rows = await images.page(
             conn, parsed.folder_id, conditions, sort, descending, after, limit + 1
         )
@@ -102,9 +105,7 @@ async def list_operations(request: web.Request) -> web.Response:
         created_at, operation_id = _after(tokens.open(scope, parsed.page_token), "created_at")
         after = (int(created_at), str(operation_id))
     async with request.app[DB].transaction() as conn:
-        rows = await operations.page_for_resource(conn, parsed.image_id, after, limit + 1)
-        if not rows and after is None:
-            await existing_image(conn, parsed.image_id)
+        rows = await _operations_page(conn, context_of(request), parsed.image_id, after, limit)
     more = len(rows) > limit
     token = (
         tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
@@ -116,10 +117,27 @@ async def list_operations(request: web.Request) -> web.Response:
     )
 
 
+async def _operations_page(
+    conn: Connection,
+    context: RequestContext,
+    image_id: str,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[OperationRecord]:
+    """One page (plus one row) of the image's operations; those of a deleted image stay
+    readable to whoever may view its folder."""
+    image = await authz.image_or_none(conn, context, image_id, Permission.GET)
+    rows = await operations.page_for_resource(conn, image_id, after, limit + 1)
+    if image is None and not (rows and await authz.may(conn, context, rows[0], Permission.GET)):
+        raise authz.missing_image(image_id)
+    return rows
+
+
 @routes.post("/compute/v1/images")
 async def create_image(request: web.Request) -> web.Response:
     context = context_of(request)
     parsed = await body_request(request, CreateImageRequest)
+    request[audit.RESOURCE] = f"folders/{parsed.folder_id}"
     key = idempotency_claim(request, context, parsed)
     return respond(await image_writes.create_image(request.app, context, parsed, key))
 

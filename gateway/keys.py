@@ -9,6 +9,7 @@ from bus.outbox import OutboxPublisher
 from gateway.event_feed import EventFeed
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
+from gateway.tokens import TokenVerifier
 from store.db import Database
 
 DB = web.AppKey("db", Database)
@@ -16,6 +17,7 @@ BUS = web.AppKey("bus", Bus)
 PAGE_TOKENS = web.AppKey("page_tokens", PageTokens)
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PUBLISHER = web.AppKey("publisher", OutboxPublisher)
+TOKENS = web.AppKey("tokens", TokenVerifier)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)
 EVENT_FEED = web.AppKey("event_feed", EventFeed)

@@ -20,6 +20,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # aiohttp's own HTTP errors (unknown path, wrong verb, body too large) in the contract's codes.
 _HTTP_CODES = {404: Code.NOT_FOUND, 405: Code.UNIMPLEMENTED, 413: Code.INVALID_ARGUMENT}
+# The code of the error a request answered with (read by the audit log).
+FAILURE = web.RequestKey("failure", Code)
 
 
 @web.middleware
@@ -64,6 +66,7 @@ def _http_message(request: web.Request, exc: web.HTTPException) -> str:
 
 
 def error_response(request: web.Request, code: Code, message: str) -> web.Response:
+    request[FAILURE] = code
     request_id = context_of(request).request_id
     status = Status(code=int(code), message=message, details=[RequestInfo(request_id=request_id)])
     return respond(status, HTTP_STATUS[code])

@@ -4,10 +4,13 @@ import msgspec
 from aiohttp import web
 
 from contracts.enums import ImageStatus
-from contracts.errors import Code, FailedPrecondition, NotFound
+from contracts.errors import Code, FailedPrecondition
 from contracts.metrics import operation_finished
 from contracts.operations import GetOperationRequest, cancelled_status
 from contracts.outbox import OutboxMessage
+from gateway import authz
+from gateway.authz import Permission
+from gateway.context import context_of
 from gateway.http import query_request, respond
 from gateway.keys import DB
 from gateway.publishing import publish_committed
@@ -24,7 +27,7 @@ CANCELLED = cancelled_status()
 async def _existing(conn: Connection, operation_id: str, *, lock: bool = False) -> OperationRecord:
     record = await operations.get(conn, operation_id, lock=lock)
     if record is None:
-        raise NotFound(f"operation {operation_id} not found")
+        raise authz.missing_operation(operation_id)
     return record
 
 
@@ -33,6 +36,7 @@ async def get_operation(request: web.Request) -> web.Response:
     parsed = query_request(request, GetOperationRequest, dict(request.match_info))
     async with request.app[DB].transaction() as conn:
         record = await _existing(conn, parsed.operation_id)
+        await authz.require_on_operation(conn, context_of(request), record, Permission.GET)
     return respond(to_operation(record))
 
 
@@ -61,6 +65,7 @@ async def cancel_operation(request: web.Request) -> web.Response:
     now, rows, ended_here = now_us(), [], False
     async with request.app[DB].transaction() as conn:
         record = await _existing(conn, parsed.operation_id)
+        await authz.require_on_operation(conn, context_of(request), record, Permission.CANCEL)
         if not record.done:
             if record.kind != operations.CREATE:
                 raise FailedPrecondition(

@@ -7,3 +7,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1024 * 1024
     # diskId / snapshotId sources resolve through an operator-configured directory.
     disk_source_configured: bool = False
+    # Hosts or CIDRs exempt from the private-address block (the workers' list too).
+    import_allowed_hosts: tuple[str, ...] = ()
+    # Authentication: HS256 tokens signed with the secret, RS256/ES256 tokens verified against
+    # the keys at the JWKS URL; with neither, every API call is refused.
+    token_secret: str = ""
+    jwks_url: str = ""
+    # Subjects that are admins of every folder (the bootstrap).
+    admins: frozenset[str] = frozenset()

@@ -6,9 +6,10 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from contracts.errors import AlreadyExists, InvalidArgument, NotFound
+from contracts.errors import AlreadyExists, InvalidArgument
 from contracts.ids import OPERATION_PREFIX, new_id
 from contracts.operations import Operation, OperationMetadata
+from gateway.authz import missing_image
 from gateway.context import RequestContext
 from store import images, operations
 from store.db import Connection
@@ -55,14 +56,17 @@ def new_operation(
     context: RequestContext,
     kind: str,
     resource_id: str,
+    folder_id: str,
     description: str,
     metadata: OperationMetadata,
     now: int,
 ) -> OperationRecord:
-    """A new operation of this request; its id is bound to the request's log lines."""
+    """A new operation of this request on a resource of `folder_id`; its id is bound to the
+    request's log lines."""
     record = OperationRecord(
         id=new_id(OPERATION_PREFIX),
         resource_id=resource_id,
+        folder_id=folder_id,
         kind=kind,
         description=description,
         created_by=context.subject,
@@ -79,5 +83,5 @@ def new_operation(
 async def existing_image(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord:
     image = await images.get(conn, image_id, lock=lock)
     if image is None:
-        raise NotFound(f"image {image_id} not found")
+        raise missing_image(image_id)
     return image

@@ -50,6 +50,13 @@ OPTIONS: list[tuple[str, str]] = [
     ("s3_secret_access_key", "S3 secret access key (default: botocore's credential chain)."),
     ("s3_addressing_style", "path or virtual S3 addressing (default path)."),
     ("s3_part_size", "Bytes per multipart upload part, 5 MiB to 5 GiB (default 8 MiB)."),
+    (
+        "token_secret",
+        "Secret (32+ characters) that signs HS256 bearer tokens; kiln dev without one makes"
+        " one in the data dir.",
+    ),
+    ("jwks_url", "JWKS URL of an OIDC provider; its RS256/ES256 tokens are accepted."),
+    ("admins", "Comma-separated subject ids that are admins of every folder."),
 ]
 
 
@@ -88,6 +95,7 @@ def gateway(**values: Any) -> None:
     """The HTTP API only (run workers with `kiln worker`)."""
     settings = _settings(values)
     runtime.require_shared(settings)
+    runtime.require_auth(settings)
     asyncio.run(runtime.run_gateway(settings))
 
 

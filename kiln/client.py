@@ -1,6 +1,6 @@
 """Kiln's async Python client: one method per API call, contract Structs in and out.
 
-    async with KilnClient("http://127.0.0.1:8080") as kiln:
+    async with KilnClient("http://127.0.0.1:8080", token) as kiln:  # a bearer token (JWT)
         op = await kiln.create_image(folder_id="f1", name="ubuntu", uri="https://…/u.qcow2")
         image = await kiln.wait(op)
 

@@ -17,7 +17,7 @@ from bus.base import Bus
 from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
-from kiln import logs
+from kiln import logs, tokens
 from kiln.settings import Settings, env_name
 from store import open_database
 from store.db import Database
@@ -75,10 +75,24 @@ def check_capacity(settings: Settings, blobs: BlobStore) -> None:
         )
 
 
+def require_auth(settings: Settings) -> None:
+    """A gateway authenticates every call: it needs a token secret or a JWKS URL."""
+    if not (settings.token_secret or settings.jwks_url):
+        raise click.UsageError(
+            f"bad setting {env_name('token_secret')}: the gateway needs"
+            f" {env_name('token_secret')} or {env_name('jwks_url')} to authenticate callers"
+        )
+
+
 def gateway_settings(settings: Settings) -> GatewaySettings:
+    require_auth(settings)
     return GatewaySettings(
         max_body_bytes=settings.max_body_bytes,
         disk_source_configured=settings.disk_source_dir is not None,
+        import_allowed_hosts=settings.import_allowed_hosts,
+        token_secret=settings.token_secret,
+        jwks_url=settings.jwks_url,
+        admins=frozenset(settings.admins),
     )
 
 
@@ -202,9 +216,24 @@ async def worker_process(settings: Settings) -> AsyncIterator[Worker]:
             yield worker
 
 
+def show_admin_token(settings: Settings, token: str) -> None:
+    """What `kiln dev` prints at start-up when it made its own secret: a token to paste."""
+    path = settings.data_dir / tokens.ADMIN_TOKEN_FILE
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    days = tokens.DEV_TOKEN_SECONDS // 86400
+    click.echo(
+        f"\nAdmin token for subject {tokens.DEV_ADMIN!r} ({days} days; also in {path}):\n\n"
+        f"{token}\n\n"
+        f'  curl -H "Authorization: Bearer $(cat {path})" "{base}/compute/v1/images?folderId=f1"\n'
+    )
+
+
 async def run_dev(settings: Settings) -> None:
     logs.configure(settings.log_format)
+    settings, token = tokens.bootstrap_dev(settings)
     async with dev_process(settings):
+        if token is not None:
+            show_admin_token(settings, token)
         await until_signalled()
 
 

@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_secret_access_key: str = ""
     s3_addressing_style: Literal["path", "virtual"] = "path"
     s3_part_size: PartSize = 8 * 1024**2
+    token_secret: str = ""
+    jwks_url: str = ""
+    admins: tuple[str, ...] = ()
 
     @property
     def database(self) -> str:
@@ -57,10 +60,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.storage.removeprefix("file://"))
 
     def __repr__(self) -> str:
-        """Every setting, with the S3 secret key hidden."""
+        """Every setting, with the secrets hidden."""
         values = {field: getattr(self, field) for field in self.__struct_fields__}
-        if self.s3_secret_access_key:
-            values["s3_secret_access_key"] = "***"
+        for secret in ("s3_secret_access_key", "token_secret"):
+            if values[secret]:
+                values[secret] = "***"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in values.items())})"
 
 
@@ -78,13 +82,15 @@ def build(values: dict[str, Any], **defaults: Any) -> Settings:
     """Settings from flag/variable values (None = not given) over per-command defaults."""
     given = {key: value for key, value in values.items() if value is not None}
     merged = {**defaults, **given}
-    if "import_allowed_hosts" in merged:
-        merged["import_allowed_hosts"] = _split_list(merged["import_allowed_hosts"])
+    for field in ("import_allowed_hosts", "admins"):
+        if field in merged:
+            merged[field] = _split_list(merged[field])
     try:
         settings = msgspec.convert(merged, Settings, strict=False, dec_hook=_path)
     except msgspec.ValidationError as exc:
         raise SettingsError(_name_setting(str(exc))) from None
     _check_urls(settings)
+    _check_auth(settings)
     return settings
 
 
@@ -115,3 +121,15 @@ def _check_urls(settings: Settings) -> None:
         raise SettingsError(f"{env_name('storage_url')}: file:// needs an absolute path")
     if storage.startswith("s3://") and not storage.removeprefix("s3://").partition("/")[0]:
         raise SettingsError(f"{env_name('storage_url')}: s3:// needs a bucket (s3://bucket/prefix)")
+
+
+MIN_SECRET_LENGTH = 32  # HS256 wants a key at least as long as its 256-bit hash
+
+
+def _check_auth(settings: Settings) -> None:
+    if settings.token_secret and len(settings.token_secret) < MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"{env_name('token_secret')}: must be at least {MIN_SECRET_LENGTH} characters"
+        )
+    if settings.jwks_url and not settings.jwks_url.startswith(("https://", "http://")):
+        raise SettingsError(f"{env_name('jwks_url')}: must start with https:// or http://")

@@ -16,6 +16,31 @@ def _from_row(row: Row) -> AccessBinding:
     )
 
 
+# A caller's bindings on some resources: the subject ids are the caller's own and the system
+# subjects that stand for everyone. One lookup of the (subject_id, resource_id, …) index.
+GRANTS_SQL = (
+    "SELECT role_id, subject_type, subject_id FROM access_bindings"
+    " WHERE subject_id IN ({subjects}) AND resource_id IN ({resources})"
+)
+
+
+async def grants(
+    conn: Connection, resource_ids: tuple[str, ...], subject_ids: tuple[str, ...]
+) -> list[BindingKey]:
+    sql = GRANTS_SQL.format(
+        subjects=", ".join("?" * len(subject_ids)), resources=", ".join("?" * len(resource_ids))
+    )
+    rows = await conn.fetch(sql, *subject_ids, *resource_ids)
+    return [(row["role_id"], row["subject_type"], row["subject_id"]) for row in rows]
+
+
+async def lock(conn: Connection, resource_id: str) -> None:
+    """Serialize changes of one resource's bindings until the transaction ends (PostgreSQL;
+    SQLite runs one writing transaction at a time anyway)."""
+    if conn.dialect == "postgresql":
+        await conn.execute("SELECT pg_advisory_xact_lock(1, hashtext(?))", resource_id)
+
+
 async def page(
     conn: Connection, resource_id: str, after: BindingKey | None, limit: int
 ) -> list[AccessBinding]:

@@ -183,6 +183,32 @@ async def latest_ready(conn: Connection, folder_id: str, family: str) -> ImageRe
     return _from_row(row) if row else None
 
 
+async def latest_ready_granted(
+    conn: Connection,
+    folder_id: str,
+    family: str,
+    subject: str,
+    everyone: tuple[str, ...],
+    roles: tuple[str, ...],
+) -> ImageRecord | None:
+    """The newest READY image of the family among those on which `subject` (or a system
+    subject in `everyone`) holds one of `roles` by an image binding."""
+    everyone_marks, role_marks = ", ".join("?" * len(everyone)), ", ".join("?" * len(roles))
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM images WHERE folder_id = ? AND family = ? AND status = 'READY'"
+        " AND id IN (SELECT resource_id FROM access_bindings"
+        f" WHERE role_id IN ({role_marks}) AND ((subject_id = ? AND subject_type <> 'system')"
+        f" OR (subject_id IN ({everyone_marks}) AND subject_type = 'system')))"
+        " ORDER BY created_at DESC, id DESC LIMIT 1",
+        folder_id,
+        family,
+        *roles,
+        subject,
+        *everyone,
+    )
+    return _from_row(row) if row else None
+
+
 async def page(
     conn: Connection,
     folder_id: str,

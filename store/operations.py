@@ -22,6 +22,8 @@ DELETE = "image.delete"
 UPDATE = "image.update"
 SET_ACCESS = "image.set_access_bindings"
 UPDATE_ACCESS = "image.update_access_bindings"
+SET_FOLDER_ACCESS = "folder.set_access_bindings"
+UPDATE_FOLDER_ACCESS = "folder.update_access_bindings"
 WORKER_KINDS = (CREATE, DELETE)
 # How long a queued worker operation may wait for a worker before the reconciler re-drives it.
 PENDING_GRACE_US = 300 * 1_000_000
@@ -46,6 +48,7 @@ class OperationRecord(msgspec.Struct, kw_only=True):
     lease_owner: str | None = None
     lease_until: int = 0
     request_id: str = ""  # the HTTP request that started it, carried by its commands
+    folder_id: str = ""  # the folder of its resource: who may read it once the image is gone
 
 
 def to_operation(record: OperationRecord) -> Operation:
@@ -64,7 +67,7 @@ def to_operation(record: OperationRecord) -> Operation:
 
 _COLUMNS = (
     "id, resource_id, kind, description, created_by, created_at, modified_at, done, metadata,"
-    " error, response, params, cancel_requested, lease_owner, lease_until, request_id"
+    " error, response, params, cancel_requested, lease_owner, lease_until, request_id, folder_id"
 )
 
 
@@ -90,12 +93,13 @@ def _from_row(row: Row) -> OperationRecord:
         lease_owner=row["lease_owner"],
         lease_until=row["lease_until"],
         request_id=row["request_id"],
+        folder_id=row["folder_id"],
     )
 
 
 async def insert(conn: Connection, record: OperationRecord) -> None:
     await conn.execute(
-        f"INSERT INTO operations ({_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+        f"INSERT INTO operations ({_COLUMNS}) VALUES ({', '.join('?' * 17)})",
         record.id,
         record.resource_id,
         record.kind,
@@ -112,6 +116,7 @@ async def insert(conn: Connection, record: OperationRecord) -> None:
         record.lease_owner,
         record.lease_until,
         record.request_id,
+        record.folder_id,
     )
 
 

@@ -116,6 +116,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX event_log_by_age ON event_log (created_at);
         """,
     ),
+    (
+        4,
+        # Access control: a caller's grants on an image and its folder in one index lookup
+        # (folder bindings live under `folder/<folderId>`); the folder of every operation, so
+        # that those of a deleted image stay readable to the folder's viewers.
+        """
+        CREATE INDEX access_bindings_by_subject
+            ON access_bindings (subject_id, resource_id, role_id, subject_type);
+        ALTER TABLE operations ADD COLUMN folder_id TEXT NOT NULL DEFAULT '';
+        UPDATE operations SET folder_id = COALESCE(
+            (SELECT images.folder_id FROM images WHERE images.id = operations.resource_id), ''
+        )
+        """,
+    ),
 ]
 
 DIALECT = {

@@ -13,8 +13,9 @@ import tenacity
 from aiohttp.http_exceptions import ContentLengthError
 from yarl import URL
 
+from contracts import urls
 from contracts.errors import Code
-from worker.addresses import PinnedResolver, vet
+from worker.addresses import PinnedResolver, refusing, vet
 from worker.errors import ImportRefused, SourceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -49,7 +50,7 @@ class FetchPolicy(msgspec.Struct, frozen=True, kw_only=True):
 async def open_source(url: str, policy: FetchPolicy) -> AsyncIterator[AsyncIterator[bytes]]:
     """Open `url` and yield its body as chunks; raises ImportRefused or SourceUnavailable."""
     target = _parse(url)
-    _check_url(target, ("http", "https", "file"))
+    _check_url(target, urls.SCHEMES)
     log.info("source.open", url=_safe(target))
     if target.scheme == "file":
         path = await asyncio.to_thread(_local_path, target, policy)
@@ -63,22 +64,13 @@ async def open_source(url: str, policy: FetchPolicy) -> AsyncIterator[AsyncItera
 
 
 def _parse(url: str) -> URL:
-    try:
-        return URL(url)
-    except ValueError as exc:
-        raise ImportRefused(Code.INVALID_ARGUMENT, f"URL is malformed: {exc}") from exc
+    with refusing():
+        return urls.parse(url)
 
 
 def _check_url(url: URL, schemes: tuple[str, ...]) -> None:
-    if url.scheme not in schemes:
-        raise ImportRefused(
-            Code.FAILED_PRECONDITION,
-            f"URL scheme {url.scheme or '(none)'!r} is not supported (use {', '.join(schemes)})",
-        )
-    if url.user is not None or url.password is not None:
-        raise ImportRefused(Code.INVALID_ARGUMENT, "URL must not carry user credentials")
-    if url.scheme != "file" and not url.raw_host:
-        raise ImportRefused(Code.INVALID_ARGUMENT, "URL has no host")
+    with refusing():
+        urls.check_url(url, schemes)
 
 
 def _safe(url: URL) -> str:
@@ -156,7 +148,7 @@ async def _follow(
 async def _request(
     session: aiohttp.ClientSession, resolver: PinnedResolver, url: URL, policy: FetchPolicy
 ) -> aiohttp.ClientResponse:
-    _check_url(url, ("http", "https"))
+    _check_url(url, urls.HTTP_SCHEMES)
     resolver.pins[url.raw_host or ""] = await vet(url, policy.allowed_hosts)
     try:
         return await session.get(url, allow_redirects=False)

@@ -81,8 +81,9 @@ async def wait_done(session: aiohttp.ClientSession, url: str) -> dict[str, objec
     raise AssertionError("operation not done within 15 s")
 
 
-async def test_kiln_dev_imports_an_image(kiln_dev: str, image_server: str) -> None:
-    async with aiohttp.ClientSession() as session:
+async def test_kiln_dev_imports_an_image(kiln_dev: str, image_server: str, tmp_path: Path) -> None:
+    token = (tmp_path / "data" / "admin.token").read_text().strip()  # made by kiln dev
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
         create = {"folderId": "f1", "name": "disk", "uri": image_server}
         async with session.post(f"{kiln_dev}/compute/v1/images", json=create) as response:
             assert response.status == 200

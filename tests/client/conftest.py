@@ -1,5 +1,6 @@
-"""One live `kiln dev` process for the client tests (each test works in its own folder), and a
-local HTTP server of qcow2 images made by qemu-img; `/slow/…` answers after a pause."""
+"""One live `kiln dev` process for the client tests (each test works in its own folder, with the
+admin token `kiln dev` made at start-up), and a local HTTP server of qcow2 images made by
+qemu-img; `/slow/…` answers after a pause."""
 
 import functools
 import http.server
@@ -75,8 +76,13 @@ def image_url(image_server: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def kiln_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("kiln")
+def kiln_dev_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kiln")
+
+
+@pytest.fixture(scope="session")
+def kiln_dev(kiln_dev_dir: Path) -> Iterator[str]:
+    data = kiln_dev_dir
     port = free_port()
     with (data / "kiln.log").open("wb") as log:
         process = subprocess.Popen(
@@ -102,6 +108,12 @@ def kiln_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert returncode == 0, (data / "kiln.log").read_text()[-3000:]
 
 
+@pytest.fixture(scope="session")
+def admin_token(kiln_dev: str, kiln_dev_dir: Path) -> str:
+    """The token `kiln dev` wrote for subject `admin` (it was started without a secret)."""
+    return (kiln_dev_dir / "data" / "admin.token").read_text().strip()
+
+
 @pytest.fixture
 def folder() -> str:
     """A folder of this test's own, so tests never see each other's images."""
@@ -109,6 +121,6 @@ def folder() -> str:
 
 
 @pytest.fixture
-async def client(kiln_dev: str) -> AsyncIterator[KilnClient]:
-    async with KilnClient(kiln_dev, retries=2, backoff=0.01) as kiln:
+async def client(kiln_dev: str, admin_token: str) -> AsyncIterator[KilnClient]:
+    async with KilnClient(kiln_dev, admin_token, retries=2, backoff=0.01) as kiln:
         yield kiln

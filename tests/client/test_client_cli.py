@@ -19,11 +19,12 @@ BOB = "viewer:userAccount:bob"
 
 
 @pytest.fixture
-def kiln(kiln_dev: str, folder: str) -> Kiln:
-    """`kiln ARGS…` with KILN_URL and KILN_FOLDER set; checks the exit code (0 unless told)."""
+def kiln(kiln_dev: str, admin_token: str, folder: str) -> Kiln:
+    """`kiln ARGS…` with KILN_URL, KILN_TOKEN and KILN_FOLDER set; checks the exit code (0
+    unless told)."""
 
     def run(*args: str, code: int = 0) -> Result:
-        env = {"KILN_URL": kiln_dev, "KILN_FOLDER": folder, "KILN_TOKEN": None}
+        env = {"KILN_URL": kiln_dev, "KILN_FOLDER": folder, "KILN_TOKEN": admin_token}
         result = CliRunner().invoke(main, list(args), env=env)
         assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
         return result
@@ -31,8 +32,9 @@ def kiln(kiln_dev: str, folder: str) -> Kiln:
     return run
 
 
-def api(base: str, path: str) -> bytes:
-    with urllib.request.urlopen(base + path) as response:
+def api(base: str, path: str, token: str) -> bytes:
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request) as response:
         return bytes(response.read())
 
 
@@ -47,14 +49,16 @@ def create(kiln: Kiln, name: str, uri: str, *extra: str) -> dict[str, Any]:
     return dict(done["response"])
 
 
-def test_images_create_get_list_latest(kiln: Kiln, kiln_dev: str, image_url: str) -> None:
+def test_images_create_get_list_latest(
+    kiln: Kiln, kiln_dev: str, admin_token: str, image_url: str
+) -> None:
     image = create(kiln, "alpha", image_url, "--family", "fam-a", "--label", "os=linux")
     assert image["labels"] == {"os": "linux"}
     create(kiln, "beta", image_url, "--family", "fam-a")
     shown = kiln("images", "get", image["id"])
     assert "alpha" in shown.stdout and "READY" in shown.stdout and "os=linux" in shown.stdout
     exact = kiln("images", "get", image["id"], "--json").stdout.strip()
-    assert exact.encode() == api(kiln_dev, f"/compute/v1/images/{image['id']}")
+    assert exact.encode() == api(kiln_dev, f"/compute/v1/images/{image['id']}", admin_token)
     table = kiln("images", "list").stdout
     assert image["id"] in table and "beta" in table and "2 images" in table
     assert [i["name"] for i in parsed(kiln("images", "list", "--json"))["images"]] == [

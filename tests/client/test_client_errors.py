@@ -119,10 +119,10 @@ async def test_same_key_same_operation(client: KilnClient, folder: str, image_ur
 
 
 async def test_retries_503_with_the_same_key(
-    kiln_dev: str, client: KilnClient, folder: str, image_url: str
+    kiln_dev: str, admin_token: str, client: KilnClient, folder: str, image_url: str
 ) -> None:
     script = [(503, "before", b""), (503, "before", b"")]
-    async with flaky(kiln_dev, *script) as fake, fast_client(fake.url) as kiln:
+    async with flaky(kiln_dev, *script) as fake, fast_client(fake.url, token=admin_token) as kiln:
         operation = await kiln.create_image(folder_id=folder, name="retried", uri=image_url)
     assert [s["method"] for s in fake.seen] == ["POST"] * 3
     keys = {s["Idempotency-Key"] for s in fake.seen}
@@ -131,11 +131,11 @@ async def test_retries_503_with_the_same_key(
 
 
 async def test_lost_answer_retried_creates_one_image(
-    kiln_dev: str, client: KilnClient, folder: str, image_url: str
+    kiln_dev: str, admin_token: str, client: KilnClient, folder: str, image_url: str
 ) -> None:
     """The server did the work but the answer was lost: the retry gets the same operation."""
     script = [(502, "after", b"<html>bad gateway</html>")]
-    async with flaky(kiln_dev, *script) as fake, fast_client(fake.url) as kiln:
+    async with flaky(kiln_dev, *script) as fake, fast_client(fake.url, token=admin_token) as kiln:
         operation = await kiln.create_image(folder_id=folder, name="lost", uri=image_url)
     first, retry = fake.seen
     assert first["Idempotency-Key"] == retry["Idempotency-Key"]
@@ -146,9 +146,11 @@ async def test_lost_answer_retried_creates_one_image(
     ]
 
 
-async def test_retries_429_and_non_json_5xx(kiln_dev: str, client: KilnClient) -> None:
+async def test_retries_429_and_non_json_5xx(
+    kiln_dev: str, admin_token: str, client: KilnClient
+) -> None:
     script = [(429, "before", b""), (500, "before", b"<html>oops</html>")]
-    async with flaky(kiln_dev, *script) as fake, fast_client(fake.url) as kiln:
+    async with flaky(kiln_dev, *script) as fake, fast_client(fake.url, token=admin_token) as kiln:
         with pytest.raises(KilnError) as caught:
             await kiln.get_operation("oprmissing")
     assert len(fake.seen) == 3
@@ -186,14 +188,14 @@ async def test_connection_refused_is_unavailable() -> None:
     assert (caught.value.code, caught.value.http_status) == (Code.UNAVAILABLE, 0)
 
 
-async def test_bearer_token_and_bounded_concurrency(kiln_dev: str) -> None:
+async def test_bearer_token_and_bounded_concurrency(kiln_dev: str, admin_token: str) -> None:
     async with flaky(kiln_dev) as fake:
         fake.delay = 0.05
-        async with fast_client(fake.url, token="s3cret", concurrency=3) as kiln:
+        async with fast_client(fake.url, token=admin_token, concurrency=3) as kiln:
             calls = [kiln.list_images(f"f{i}") for i in range(12)]
             pages = await asyncio.gather(*calls)
     assert all(page.images == [] for page in pages)
-    assert {s.get("Authorization") for s in fake.seen} == {"Bearer s3cret"}
+    assert {s.get("Authorization") for s in fake.seen} == {f"Bearer {admin_token}"}
     assert fake.most_in_flight == 3
 
 

@@ -33,13 +33,17 @@ def state_lines(manifest: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()[1:] if line.endswith("}")]
 
 
-async def start_import(manifest: Path, url: str, *options: str) -> asyncio.subprocess.Process:
+async def start_import(
+    manifest: Path, url: str, token: str, *options: str
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         str(KILN),
         "import",
         str(manifest),
         "--url",
         url,
+        "--token",
+        token,
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -65,11 +69,11 @@ async def names_in_folder(client: KilnClient, folder: str, names: list[str]) -> 
 
 
 async def test_killed_import_resumes_without_duplicates(
-    kiln_dev: str, client: KilnClient, folder: str, image_url: str, tmp_path: Path
+    kiln_dev: str, admin_token: str, client: KilnClient, folder: str, image_url: str, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "images.jsonl"
     names = write_jsonl(manifest, folder, [image_url] * LINES)
-    first = await start_import(manifest, kiln_dev, "--concurrency", "16")
+    first = await start_import(manifest, kiln_dev, admin_token, "--concurrency", "16")
     await wait_for_state(manifest, "ready", 30)
     first.kill()
     await first.communicate()
@@ -77,7 +81,9 @@ async def test_killed_import_resumes_without_duplicates(
     assert sum(1 for r in state_lines(manifest) if r["status"] == "ready") < LINES
 
     report_path = tmp_path / "report.json"
-    resumed = await start_import(manifest, kiln_dev, "--report", str(report_path), "--json")
+    resumed = await start_import(
+        manifest, kiln_dev, admin_token, "--report", str(report_path), "--json"
+    )
     stdout, stderr = await resumed.communicate()
     assert resumed.returncode == 0, stderr.decode()
     report = json.loads(report_path.read_text())
@@ -91,19 +97,24 @@ async def test_killed_import_resumes_without_duplicates(
     listed = [image async for image in client.iter_images(folder, page_size=1000)]
     assert len(listed) == LINES and {image.id for image in listed} == image_ids
 
-    again = await start_import(manifest, kiln_dev)
+    again = await start_import(manifest, kiln_dev, admin_token)
     stdout, _ = await again.communicate()
     assert again.returncode == 0 and "ready         200" in stdout.decode()
     assert len((await client.list_images(folder, page_size=1000)).images) == LINES
 
 
 async def test_ctrl_c_stops_submitting_and_the_rerun_reattaches(
-    kiln_dev: str, client: KilnClient, folder: str, image_server: str, tmp_path: Path
+    kiln_dev: str,
+    admin_token: str,
+    client: KilnClient,
+    folder: str,
+    image_server: str,
+    tmp_path: Path,
 ) -> None:
     slow, fast = f"{image_server}/slow/disk.qcow2", f"{image_server}/disk.qcow2"
     manifest = tmp_path / "images.jsonl"
     names = write_jsonl(manifest, folder, [slow] * 4 + [fast] * 16)
-    process = await start_import(manifest, kiln_dev, "--concurrency", "4")
+    process = await start_import(manifest, kiln_dev, admin_token, "--concurrency", "4")
     await wait_for_state(manifest, "creating", 4)
     process.send_signal(signal.SIGINT)  # stop submitting; the 4 slow lines are in flight
     await asyncio.sleep(0.3)
@@ -115,14 +126,14 @@ async def test_ctrl_c_stops_submitting_and_the_rerun_reattaches(
     assert "not finished  20" in stdout.decode()
     assert [r["status"] for r in state_lines(manifest)] == ["creating"] * 4
 
-    rerun = await start_import(manifest, kiln_dev, "--concurrency", "4")
+    rerun = await start_import(manifest, kiln_dev, admin_token, "--concurrency", "4")
     stdout, stderr = await asyncio.wait_for(rerun.communicate(), 20)
     assert rerun.returncode == 0, stderr.decode()
     assert sorted(await names_in_folder(client, folder, names)) == names
 
 
 def test_csv_manifest_bad_lines_report_and_state_mismatch(
-    kiln_dev: str, folder: str, image_url: str, tmp_path: Path
+    kiln_dev: str, admin_token: str, folder: str, image_url: str, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "images.csv"
     manifest.write_text(f"name,uri\ncsv-a,{image_url}\ncsv-b,{image_url}\nBad Name,{image_url}\n")
@@ -137,7 +148,8 @@ def test_csv_manifest_bad_lines_report_and_state_mismatch(
         "--report",
         str(report_path),
     ]
-    first = CliRunner().invoke(main, args)
+    env = {"KILN_TOKEN": admin_token}
+    first = CliRunner().invoke(main, args, env=env)
     assert first.exit_code == 1, (first.stdout, first.stderr, first.exception)
     assert "failed        1" in first.stdout and "INVALID_ARGUMENT" in first.stdout
     report = json.loads(report_path.read_text())
@@ -149,13 +161,13 @@ def test_csv_manifest_bad_lines_report_and_state_mismatch(
     assert report["lines"][2]["error"]["code"] == "INVALID_ARGUMENT"
     assert all(line["imageId"].startswith("img") for line in report["lines"][:2])
 
-    again = CliRunner().invoke(main, args)
+    again = CliRunner().invoke(main, args, env=env)
     assert again.exit_code == 1 and json.loads(report_path.read_text()) == report
 
-    other_folder = CliRunner().invoke(main, [*args[:5], folder + "-x"])
+    other_folder = CliRunner().invoke(main, [*args[:5], folder + "-x"], env=env)
     assert other_folder.exit_code == 2
     assert "belongs to a different manifest content or --folder" in other_folder.stderr
-    no_folder = CliRunner().invoke(main, ["import", str(manifest), "--url", kiln_dev])
+    no_folder = CliRunner().invoke(main, ["import", str(manifest), "--url", kiln_dev], env=env)
     assert no_folder.exit_code == 2 and "needs --folder" in no_folder.stderr
 
 

@@ -103,6 +103,11 @@ def test_gateway_health_check_asks_readiness(services: dict[str, Any]) -> None:
     assert published.endswith(f":{settings.http_port}")
 
 
+def test_gateway_authenticates(services: dict[str, Any]) -> None:
+    settings = settings_of(services["gateway"])
+    assert settings.token_secret and settings.admins
+
+
 def test_worker_health_check_asks_its_side_port(services: dict[str, Any]) -> None:
     settings = settings_of(services["worker"])
     url = urlsplit(_probe_url(services["worker"]))

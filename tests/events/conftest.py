@@ -13,14 +13,21 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from client.conftest import image_server, image_url, kiln_dev  # noqa: F401  (fixtures)
+from client.conftest import (  # noqa: F401  (fixtures)
+    admin_token,
+    image_server,
+    image_url,
+    kiln_dev,
+    kiln_dev_dir,
+)
 
 from bus.memory import MemoryBus
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kiln.client_events import Frame, SseParser
 from store import open_database
 from store.db import Database
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 
 URI = "https://images.example.com/disk.qcow2"
 
@@ -58,11 +65,11 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 async def gateway(db: Database) -> AsyncIterator[Gateway]:
     bus = MemoryBus()
     await bus.start()
-    app = await create_app(GatewaySettings(), db, bus)
+    app = await create_app(auth_settings(), db, bus)
     server = TestServer(app)
     await server.start_server()
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=bearer()) as session:
             yield Gateway(str(server.make_url("")).rstrip("/"), db, bus, session)
     finally:
         await server.close()

@@ -34,8 +34,8 @@ def live_folder() -> str:
 
 
 @pytest.fixture
-async def live(kiln_dev: str) -> AsyncIterator[KilnClient]:
-    async with KilnClient(kiln_dev, retries=2, backoff=0.01) as client:
+async def live(kiln_dev: str, admin_token: str) -> AsyncIterator[KilnClient]:
+    async with KilnClient(kiln_dev, admin_token, retries=2, backoff=0.01) as client:
         yield client
 
 
@@ -64,14 +64,14 @@ async def test_an_import_is_followed_live_in_order(
 
 
 async def test_kiln_events_prints_a_folder_events(
-    live: KilnClient, live_folder: str, image_url: str, kiln_dev: str
+    live: KilnClient, live_folder: str, image_url: str, kiln_dev: str, admin_token: str
 ) -> None:
     operation = await live.create_image(folder_id=live_folder, name="disk", uri=image_url)
     image = await live.wait(operation, timeout=20)
     assert isinstance(image, Image)
 
     def kiln(*args: str) -> str:
-        env = {"KILN_URL": kiln_dev, "KILN_FOLDER": live_folder, "KILN_TOKEN": None}
+        env = {"KILN_URL": kiln_dev, "KILN_FOLDER": live_folder, "KILN_TOKEN": admin_token}
         result = CliRunner().invoke(main, ["events", *args], env=env)
         assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
         return str(result.stdout)

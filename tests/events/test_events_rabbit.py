@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestServer
 from bus import RabbitBus
 from gateway import events_stream
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from store import open_database
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 
 from .conftest import URI, cloud_event, sse
 
@@ -22,7 +23,7 @@ async def gateway(database_url: str, broker_url: str) -> AsyncIterator[str]:
     db = await open_database(database_url)
     bus = RabbitBus(broker_url)
     await bus.start()
-    server = TestServer(await create_app(GatewaySettings(), db, bus))
+    server = TestServer(await create_app(auth_settings(), db, bus))
     await server.start_server()
     try:
         yield str(server.make_url("")).rstrip("/")
@@ -39,7 +40,7 @@ async def test_an_event_from_another_gateway_wakes_the_stream(
     async with (
         gateway(postgres_url, rabbit_url) as streaming,
         gateway(postgres_url, rabbit_url) as writing,
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=bearer()) as session,
         sse(session, streaming, folderId=folder) as stream,
     ):
         assert (await stream.next()).position == 0

@@ -15,6 +15,7 @@ from kiln.client import KilnClient, KilnError
 from store import event_log
 from store.clock import now_us
 from store.db import Connection
+from support.auth import token
 
 from .conftest import CuttingProxy, Gateway, cloud_event, sse
 
@@ -185,7 +186,7 @@ async def test_client_events_resume_across_cut_connections(
 ) -> None:
     producing = asyncio.create_task(produce(gateway, folder, TOTAL, pause=0.02))
     positions, subjects = [], []
-    async with KilnClient(proxy.url, backoff=0.01) as client:
+    async with KilnClient(proxy.url, token(), backoff=0.01) as client:
         async for item in client.events(folder, last_event_id=0):
             positions.append(item.position)
             subjects.append(item.event.subject)
@@ -198,7 +199,7 @@ async def test_client_events_resume_across_cut_connections(
 
 
 async def test_client_events_raise_a_refusal(gateway: Gateway, folder: str) -> None:
-    async with KilnClient(gateway.url) as client:
+    async with KilnClient(gateway.url, token()) as client:
         with pytest.raises(KilnError) as refused:
             await anext(aiter(client.events(folder, type="bogus")))
     assert refused.value.code == Code.INVALID_ARGUMENT and refused.value.http_status == 400

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from support.amqp_tap import EventTap
+from support.auth import bearer
 from support.image_source import ImageSource, make_qcow2_images
 from support.kiln_processes import Deployment
 
@@ -72,5 +73,5 @@ async def events(rabbit_url: str) -> AsyncIterator[EventTap]:
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=bearer()) as session:
         yield session

@@ -28,6 +28,8 @@ from store import images, open_database, operations
 from store.clock import now_us
 from store.db import Database
 from store.images import to_image
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 
 FOLDER = "folder-a"
 OTHER_FOLDER = "folder-b"
@@ -243,7 +245,7 @@ async def bus() -> AsyncIterator[MemoryBus]:
 
 @pytest.fixture
 def gateway_settings() -> GatewaySettings:
-    return GatewaySettings(max_body_bytes=64 * 1024)
+    return auth_settings(max_body_bytes=64 * 1024)
 
 
 @pytest.fixture
@@ -258,8 +260,9 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 async def client(
     db: Database, bus: MemoryBus, gateway_settings: GatewaySettings
 ) -> AsyncIterator[TestClient[Any, Any]]:
+    """Every request carries an admin's token unless the test sends its own."""
     app = await create_app(gateway_settings, db, bus)
-    async with TestClient(TestServer(app)) as test_client:
+    async with TestClient(TestServer(app), headers=bearer()) as test_client:
         yield test_client
 
 

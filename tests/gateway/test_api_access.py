@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import GatewaySettings
+from support.auth import gateway_settings as auth_settings
 from tests.gateway.conftest import Api, Reply
 
 ACCESS = "type.googleapis.com/yandex.cloud.access."
@@ -12,7 +13,7 @@ ACCESS = "type.googleapis.com/yandex.cloud.access."
 
 @pytest.fixture
 def gateway_settings() -> GatewaySettings:
-    return GatewaySettings(max_body_bytes=1024 * 1024)
+    return auth_settings(max_body_bytes=1024 * 1024)
 
 
 def binding(role: str, subject: str, kind: str = "userAccount") -> dict[str, Any]:

@@ -9,8 +9,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from bus.memory import MemoryBus
 from contracts.names import CREATE_QUEUE
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from store.db import Database
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 from tests.gateway.conftest import FOLDER, OTHER_FOLDER, URI, Api, FinishReady, Reply
 
 MIB4 = 4 * 1024**2
@@ -373,8 +374,8 @@ async def test_concurrent_creates_of_one_name_make_one_image(api: Api) -> None:
 async def test_disk_and_snapshot_sources_work_once_a_disk_source_is_configured(
     db: Database, bus: MemoryBus
 ) -> None:
-    app = await create_app(GatewaySettings(disk_source_configured=True), db, bus)
-    async with TestClient(TestServer(app)) as client:
+    app = await create_app(auth_settings(disk_source_configured=True), db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
         api = Api(client, db, "disk-source")
         for source in ("diskId", "snapshotId"):
             reply = await api.create_raw({"folderId": FOLDER, source: "fhm0000000000000000"})

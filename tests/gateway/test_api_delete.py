@@ -179,7 +179,7 @@ async def test_operations_pagination(api: Api, ids_one_ms_apart: None) -> None:
     other = await api.new_image()
     for bad_image, bad_token in (
         (other, first),
-        (image_id, first[:-1] + "0"),
+        (image_id, first[:-1] + ("1" if first.endswith("0") else "0")),
         (image_id, "garbage"),
     ):
         reply = await api.operations(bad_image, pageSize=2, pageToken=bad_token)

@@ -1,6 +1,7 @@
 """Every failure answers the contract's error shape with the right status, never a 5xx for
 bad input; request ids travel from X-Request-Id into the error details."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -198,3 +199,102 @@ async def test_a_nul_character_never_causes_a_5xx(api: Api) -> None:
             assert_error_shape(reply, path)
 
     assert all(status < 500 for _, status in statuses), statuses
+
+
+async def _rows(api: Api) -> dict[str, int]:
+    """How many rows each table holds: what a refused request must not change."""
+    counts = {}
+    async with api.db.transaction() as conn:
+        for table in ("images", "operations", "access_bindings", "outbox", "idempotency_keys"):
+            row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM {table}")
+            counts[table] = int(row["n"]) if row else 0
+    return counts
+
+
+HUGE_LABELS = {f"k{i}": "v" for i in range(3000)}  # within the body limit, far over 64 labels
+USER = {"id": "u1", "type": "userAccount"}
+
+
+async def test_hostile_bodies_are_400_and_change_nothing(api: Api) -> None:
+    image_id = await api.new_image()
+    folder = f"/resource-manager/v1/folders/{FOLDER}"
+    delta = {"action": "ADD", "accessBinding": {"roleId": "viewer", "subject": USER}}
+    cases: dict[tuple[str, str], list[object]] = {
+        ("POST", "/compute/v1/images"): [
+            {"folderId": FOLDER, "uri": URI, "bogus": 1},
+            {"folderId": FOLDER, "uri": URI, "os": {"type": "LINUX", "bogus": 1}},
+            {"folderId": FOLDER, "uri": URI, "hardwareGeneration": {"legacyFeatures": {"x": 1}}},
+            {"folderId": 5, "uri": URI},
+            {"folderId": FOLDER, "uri": ["x"]},
+            {"folderId": FOLDER, "uri": URI, "labels": HUGE_LABELS},
+            {"folderId": FOLDER, "uri": URI, "productIds": [{}]},
+            {"folderId": {"$gt": ""}, "uri": URI},
+        ],
+        ("PATCH", f"/compute/v1/images/{image_id}"): [
+            {"updateMask": "labels", "labels": HUGE_LABELS},
+            {"updateMask": "description", "bogus": True},
+            {"updateMask": 5},
+            {"updateMask": "labels", "labels": "x"},
+            {"updateMask": "name", "imageId": "other"},
+        ],
+        ("POST", f"/compute/v1/images/{image_id}:setAccessBindings"): [
+            {"accessBindings": [{"roleId": "viewer", "subject": {**USER, "bogus": 1}}]},
+            {"accessBindings": {"roleId": "viewer", "subject": USER}},
+            {"accessBindings": [{"roleId": 7, "subject": USER}]},
+            {"accessBindings": [{"roleId": "viewer", "subject": USER}] * 1001},
+        ],
+        ("POST", f"/compute/v1/images/{image_id}:updateAccessBindings"): [
+            {"accessBindingDeltas": [{**delta, "action": "FLIP"}]},
+            {"accessBindingDeltas": "ADD"},
+            {"accessBindingDeltas": [{**delta, "bogus": 1}]},
+        ],
+        ("POST", f"{folder}:setAccessBindings"): [
+            {"accessBindings": [{"roleId": "viewer"}]},
+            {"accessBindings": [{"roleId": "viewer", "subject": USER}], "resourceId": "x"},
+        ],
+        ("POST", f"{folder}:updateAccessBindings"): [
+            {"accessBindingDeltas": [{**delta, "action": 9}]},
+            {"accessBindingDeltas": None, "extra": []},
+        ],
+    }
+    before = await _rows(api)
+
+    for (method, path), bodies in cases.items():
+        for body in bodies:
+            async with asyncio.timeout(5):  # refused at once: no hang
+                reply = await api.call(method, path, json_body=body)
+            case = (method, path, str(body)[:60])
+            assert reply.status == 400, (case, reply.body)
+            assert_error_shape(reply, case)
+
+    assert await _rows(api) == before
+
+
+async def test_a_page_token_of_another_method_is_refused(api: Api) -> None:
+    image_id = await api.new_image()
+    for n in range(3):
+        await api.new_image(name=f"n{n}")
+        await api.update(image_id, {"updateMask": "description", "description": f"d{n}"})
+    grants = [{"roleId": "viewer", "subject": {"id": f"u{n}", "type": "userAccount"}} for n in "ab"]
+    await api.set_bindings(image_id, {"accessBindings": grants})
+    folder = f"/resource-manager/v1/folders/{FOLDER}:listAccessBindings"
+    await api.call("POST", folder.replace("list", "set"), json_body={"accessBindings": grants})
+    tokens = {
+        "list": (await api.list(pageSize=1)).json["nextPageToken"],
+        "operations": (await api.operations(image_id, pageSize=1)).json["nextPageToken"],
+        "bindings": (await api.list_bindings(image_id, pageSize=1)).json["nextPageToken"],
+        "folder": (await api.call("GET", folder, params={"pageSize": "1"})).json["nextPageToken"],
+    }
+    uses = {
+        "list": lambda token: api.list(pageSize=1, pageToken=token),
+        "operations": lambda token: api.operations(image_id, pageSize=1, pageToken=token),
+        "bindings": lambda token: api.list_bindings(image_id, pageSize=1, pageToken=token),
+        "folder": lambda token: api.call(
+            "GET", folder, params={"pageSize": "1", "pageToken": token}
+        ),
+    }
+    for issued_by, token in tokens.items():
+        for used_by, use in uses.items():
+            reply = await use(token)
+            expected = 200 if used_by == issued_by else 400
+            assert reply.status == expected, (issued_by, used_by, reply.body)

@@ -14,9 +14,10 @@ from contracts.commands import CreateImage, command_decoder
 from contracts.events import event_decoder
 from contracts.names import CREATE_QUEUE, EVENTS_EXCHANGE
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from store import open_database, outbox
 from store.clock import now_us
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 
 CREATE = {"folderId": "f1", "name": "disk", "uri": "https://images.example/disk.qcow2"}
 
@@ -28,8 +29,8 @@ async def rabbit_client(
     db = await open_database(postgres_url)
     bus = RabbitBus(rabbit_url)
     await bus.start()
-    app = await create_app(GatewaySettings(), db, bus)
-    async with TestClient(TestServer(app)) as client:
+    app = await create_app(auth_settings(), db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
         yield client, bus
     await bus.close()
     await db.close()
@@ -74,8 +75,8 @@ async def test_broker_outage_queues_in_the_outbox(database_url: str) -> None:
     db = await open_database(database_url)
     bus = BrokerDown()
     await bus.start()
-    app = await create_app(GatewaySettings(), db, bus)
-    async with TestClient(TestServer(app)) as client:
+    app = await create_app(auth_settings(), db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
         response = await client.post("/compute/v1/images", json=CREATE)
         assert response.status == 200
         assert (await response.json())["done"] is False

@@ -12,6 +12,7 @@ from aiohttp import web
 from ops.opskit import BUCKET, IMAGE, MiB, Source, s3_client
 from pytest_aiohttp import AiohttpServer
 
+from support.auth import bearer
 from support.images import HITS, IMAGES, serve_image
 from worker.blobs_s3 import S3Settings
 
@@ -36,7 +37,9 @@ async def source(image_dir: Path, aiohttp_server: AiohttpServer) -> Source:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+    """An admin's client (probes and /metrics need no token, the API does)."""
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with aiohttp.ClientSession(timeout=timeout, headers=bearer()) as session:
         yield session
 
 

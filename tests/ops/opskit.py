@@ -13,6 +13,7 @@ import botocore.session
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiln.settings import Settings, build
+from support import auth
 from support.kiln_processes import free_port
 from worker.blobs_s3 import S3Settings
 
@@ -39,6 +40,7 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
         "http_port": free_port(),
         "worker_http_port": free_port(),
         "import_allowed_hosts": "127.0.0.1",
+        **auth.SETTINGS,
         **values,
     }
     return build(given)

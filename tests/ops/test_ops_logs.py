@@ -18,10 +18,11 @@ from bus.runner import Outcome, run_handler
 from contracts.commands import CreateImage, command_decoder, command_message
 from contracts.names import CREATE_QUEUE
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kiln import runtime
 from store import open_database, operations
 from store.outbox import SentMarker
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 from worker.config import WorkerConfig
 from worker.observe import observed
 from worker.reconciler import Reconciler
@@ -71,8 +72,8 @@ async def test_a_redriven_command_keeps_its_request_id(tmp_path: Path) -> None:
     bus = MemoryBus()
     await bus.start()
     try:
-        app = await create_app(GatewaySettings(), db, bus)
-        async with TestClient(TestServer(app)) as client:
+        app = await create_app(auth_settings(), db, bus)
+        async with TestClient(TestServer(app), headers=bearer()) as client:
             request = {"folderId": FOLDER, "uri": "https://images.example.com/x.qcow2"}
             headers = {"X-Request-Id": "ops-redrive-1"}
             response = await client.post("/compute/v1/images", json=request, headers=headers)

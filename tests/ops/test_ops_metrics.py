@@ -11,8 +11,9 @@ from ops.opskit import Samples
 
 from bus import MemoryBus
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from store import Database, open_database
+from support.auth import bearer
+from support.auth import gateway_settings as auth_settings
 
 FOLDER = "b1gops"
 SERIES = [
@@ -43,8 +44,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 async def client(db: Database) -> AsyncIterator[TestClient[Any, Any]]:
     bus = MemoryBus()
     await bus.start()
-    app = await create_app(GatewaySettings(), db, bus)
-    async with TestClient(TestServer(app)) as test_client:
+    app = await create_app(auth_settings(), db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as test_client:
         yield test_client
     await bus.close()
 

@@ -16,6 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from support import auth
+
 KILN = Path(sys.executable).parent / "kiln"
 START_TIMEOUT = 20.0
 
@@ -141,7 +143,8 @@ class KilnProcess:
 
 
 class Deployment:
-    """Gateways and workers sharing one database, one broker vhost and one blob directory."""
+    """Gateways and workers sharing one database, one broker vhost and one blob directory.
+    The gateways accept the tests' tokens (`support.auth.bearer()`), admin's included."""
 
     def __init__(self, workdir: Path, *, database_url: str, broker_url: str, **settings: Any):
         self.workdir = workdir
@@ -154,6 +157,7 @@ class Deployment:
             "import_allowed_hosts": "127.0.0.1",
             "log_format": "json",
             "worker_http_port": 0,  # no side port: workers of one host would contend for it
+            **auth.SETTINGS,
             **settings,
         }
         self.processes: list[KilnProcess] = []

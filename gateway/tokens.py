@@ -1,0 +1,76 @@
+"""Verifying bearer tokens: JWTs signed HS256 with the configured secret, or RS256/ES256 by a
+key of the configured JWKS (any OIDC provider). Signature, `exp` and `nbf` are checked with a
+small leeway for clock skew; `sub` names the caller."""
+
+import jwt
+
+from contracts.errors import Unauthenticated
+from gateway.jwks import JwksKeys
+
+LEEWAY_SECONDS = 30
+MAX_SUBJECT_LENGTH = 100  # the contract's Subject.id bound
+HMAC_ALGORITHM = "HS256"
+KEY_ALGORITHMS = ("RS256", "ES256")
+
+_REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+    (jwt.DecodeError, "token is malformed"),
+]
+
+
+class TokenVerifier:
+    def __init__(self, secret: str = "", jwks: JwksKeys | None = None) -> None:
+        self._secret = secret
+        self._jwks = jwks
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._secret) or self._jwks is not None
+
+    async def subject(self, token: str) -> str:
+        """The `sub` of a valid token; Unauthenticated naming what is wrong otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("bearer token is not a JWT") from None
+        algorithm = header.get("alg")
+        key = await self._key(algorithm, header.get("kid"))
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[str(algorithm)],
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "sub"], "verify_aud": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(_reason(exc)) from None
+        return _subject(claims.get("sub"))
+
+    async def _key(self, algorithm: object, kid: str | None) -> str | jwt.PyJWK:
+        if algorithm == HMAC_ALGORITHM and self._secret:
+            return self._secret
+        if algorithm in KEY_ALGORITHMS and self._jwks is not None:
+            return await self._jwks.key(kid, str(algorithm))  # PyJWT made sure kid is a str
+        raise Unauthenticated(f"token algorithm {algorithm!r} is not accepted")
+
+    async def close(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.close()
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token has no {exc.claim!r} claim"
+    for kind, message in _REFUSALS:
+        if isinstance(exc, kind):
+            return message
+    return f"token is invalid: {exc}"
+
+
+def _subject(sub: object) -> str:
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH:
+        raise Unauthenticated(f"token 'sub' must be 1 to {MAX_SUBJECT_LENGTH} characters")
+    return sub
