@@ -10,6 +10,7 @@ import msgspec
 import structlog
 from oslo_utils.imageutils import format_inspector as fi
 
+from contracts.base import MAX_DISK_SIZE
 from contracts.errors import Code
 from worker.errors import ImportRefused
 
@@ -53,6 +54,7 @@ class StreamInspector:
             found = self._detect()
             if found.NAME not in _RAW_LIKE:
                 self._check(found)
+                _check_virtual_size(found.virtual_size)
 
     def finish(self) -> Inspection:
         """Decide the format and run every check; raises ImportRefused."""
@@ -66,6 +68,7 @@ class StreamInspector:
             return self._raw()
         if found.NAME == "qcow2":
             self._check_qcow2_layout(found)
+        _check_virtual_size(found.virtual_size)
         return Inspection(format=found.NAME, virtual_size=found.virtual_size)
 
     def _eat(self, inspector: fi.FileInspector, chunk: bytes) -> None:
@@ -144,3 +147,13 @@ def _describe(found: fi.FileInspector, failed: fi.SafetyCheckFailed) -> str:
     suffix = f" (createType {subformat})" if subformat else ""
     log.info("image.refused", format=found.NAME, checks=sorted(failed.failures))
     return f"{found.NAME} image {'; '.join(reasons)}{suffix}"
+
+
+def _check_virtual_size(size: int) -> None:
+    """A header may claim any size; no disk made from the image could exceed the maximum."""
+    if size > MAX_DISK_SIZE:
+        raise ImportRefused(
+            Code.INVALID_ARGUMENT,
+            f"image claims a virtual size of {size} bytes, above the {MAX_DISK_SIZE}-byte"
+            " (4 TiB) maximum disk size",
+        )

@@ -51,6 +51,7 @@ def patch(path: Path, offset: int, data: bytes) -> None:
 
 def _make_images(d: Path) -> None:
     qemu_img("create", "-f", "qcow2", str(d / "empty.qcow2"), "16M")
+    qemu_img("create", "-f", "qcow2", str(d / "huge.qcow2"), "5T")
     (d / "data.raw").write_bytes(bytes(MiB) + os.urandom(MiB) + bytes(2 * MiB))
     qemu_img("convert", "-f", "raw", "-O", "qcow2", str(d / "data.raw"), str(d / "data.qcow2"))
     qemu_img("create", "-f", "vmdk", str(d / "sparse.vmdk"), "32M")

@@ -113,6 +113,12 @@ HOSTILE = [
         "image format vhd is not accepted (accepted: qcow2, vmdk, raw)",
     ),
     ("page.html", Code.INVALID_ARGUMENT, "source served text/html, not a disk image"),
+    (
+        "huge.qcow2",
+        Code.INVALID_ARGUMENT,
+        "image claims a virtual size of 5497558138880 bytes, above the 4398046511104-byte"
+        " (4 TiB) maximum disk size",
+    ),
 ]
 
 
