@@ -46,7 +46,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, Code.UNKNOWN)
-        return error_response(request, code, _http_message(request, exc))
+        response = error_response(request, code, _http_message(request, exc))
+        if exc.status == 405:
+            # A verb the path lacks is the client's mistake: 405 with Allow, not the 501
+            # the gRPC table gives UNIMPLEMENTED (no method of the contract is unimplemented).
+            response.set_status(405)
+            response.headers["Allow"] = exc.headers.get("Allow", "")
+        return response
     except (StoreUnavailable, BusUnavailable) as exc:
         log.warning("dependency unavailable", error=str(exc))
         return error_response(request, Code.UNAVAILABLE, "service temporarily unavailable")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from tests.gateway.conftest import FOLDER, URI, Api, Reply
 
 REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
-HTTP_OF_CODE = {1: 499, 3: 400, 5: 404, 6: 409, 9: 400, 10: 409, 12: 501, 13: 500, 14: 503}
+HTTP_OF_CODE = {1: 499, 3: 400, 5: 404, 6: 409, 9: 400, 10: 409, 12: 405, 13: 500, 14: 503}
 
 
 def assert_error_shape(reply: Reply, case: object = "") -> None:

@@ -85,7 +85,7 @@ HTTP_OF_CODE = {
     9: 400,
     10: 409,
     11: 400,
-    12: 501,
+    12: 405,  # UNIMPLEMENTED only answers a verb the path lacks: 405, not 501
     13: 500,
     14: 503,
     15: 500,
