@@ -4,6 +4,7 @@ qemu-img; `/slow/…` answers after a pause."""
 
 import functools
 import http.server
+import os
 import signal
 import socket
 import subprocess
@@ -80,38 +81,87 @@ def kiln_dev_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kiln")
 
 
-@pytest.fixture(scope="session")
-def kiln_dev(kiln_dev_dir: Path) -> Iterator[str]:
-    data = kiln_dev_dir
+def _start(
+    args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen([str(KILN), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    process.send_signal(signal.SIGTERM)
+    returncode = process.wait(45)
+    assert returncode == 0, log_path.read_text()[-3000:]
+
+
+def _dev(data: Path) -> Iterator[tuple[str, str]]:
+    """`kiln dev` with no secret configured: it makes one and an admin token."""
     port = free_port()
-    with (data / "kiln.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(KILN),
-                "dev",
-                "--data-dir",
-                str(data / "data"),
-                "--http-port",
-                str(port),
-                "--import-allowed-hosts",
-                "127.0.0.1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["dev", "--data-dir", str(data / "data"), "--http-port", str(port)]
+    process = _start([*args, "--import-allowed-hosts", "127.0.0.1"], data / "kiln.log")
     try:
         wait_until_listening(port, process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", (data / "data" / "admin.token").read_text().strip()
     finally:
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(30)
-    assert returncode == 0, (data / "kiln.log").read_text()[-3000:]
+        _stop(process, data / "kiln.log")
+
+
+def _shared(data: Path) -> Iterator[tuple[str, str]]:
+    """`kiln gateway` and `kiln worker` on PostgreSQL and RabbitMQ, each in a fresh database
+    and vhost of their own, with a configured secret and `admin` as the admin."""
+    name = f"kiln_test_{uuid.uuid4().hex}"
+    _run("psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", f'CREATE DATABASE "{name}"')
+    _run("rabbitmqctl", "-q", "add_vhost", name)
+    _run("rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    port, secret = free_port(), uuid.uuid4().hex * 2
+    env = {
+        **os.environ,
+        "KILN_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
+        "KILN_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{name}",
+        "KILN_STORAGE_URL": f"file://{data / 'blobs'}",
+        "KILN_TOKEN_SECRET": secret,
+        "KILN_ADMINS": "admin",
+        "KILN_IMPORT_ALLOWED_HOSTS": "127.0.0.1",
+        "KILN_HTTP_PORT": str(port),
+        "KILN_WORKER_HTTP_PORT": "0",
+    }
+    worker = _start(["worker"], data / "worker.log", env)
+    gateway = _start(["gateway"], data / "gateway.log", env)
+    try:
+        wait_until_listening(port, gateway)
+        token = _run(str(KILN), "token", "issue", "--subject", "admin", env=env).strip()
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        _stop(gateway, data / "gateway.log")
+        _stop(worker, data / "worker.log")
+        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        _run("psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", drop)
+        _run("rabbitmqctl", "-q", "delete_vhost", name)
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout
+
+
+# The admin token of each running deployment, by its URL.
+_TOKENS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session", params=["dev", "shared"])
+def kiln_dev(request: pytest.FixtureRequest, kiln_dev_dir: Path) -> Iterator[str]:
+    """A live Kiln: `kiln dev`, then gateway + worker on PostgreSQL and RabbitMQ."""
+    data = kiln_dev_dir / request.param
+    data.mkdir()
+    start = _dev if request.param == "dev" else _shared
+    for url, token in start(data):
+        _TOKENS[url] = token
+        yield url
 
 
 @pytest.fixture(scope="session")
-def admin_token(kiln_dev: str, kiln_dev_dir: Path) -> str:
-    """The token `kiln dev` wrote for subject `admin` (it was started without a secret)."""
-    return (kiln_dev_dir / "data" / "admin.token").read_text().strip()
+def admin_token(kiln_dev: str) -> str:
+    """A token of subject `admin`, admin of every folder of the running deployment."""
+    return _TOKENS[kiln_dev]
 
 
 @pytest.fixture

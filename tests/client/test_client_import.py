@@ -4,6 +4,7 @@ manifests, bad lines, the report, and a state file that belongs to another manif
 import asyncio
 import functools
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from kiln.cli import main
 from kiln.client import KilnClient
 
 KILN = Path(sys.executable).parent / "kiln"
-LINES = 200
+LINES = 1000
 
 
 def write_jsonl(path: Path, folder: str, uris: list[str]) -> list[str]:
@@ -68,6 +69,7 @@ async def names_in_folder(client: KilnClient, folder: str, names: list[str]) -> 
     return found
 
 
+@pytest.mark.parametrize("kiln_dev", ["dev"], indirect=True)  # one deployment: 1,000 imports
 async def test_killed_import_resumes_without_duplicates(
     kiln_dev: str, admin_token: str, client: KilnClient, folder: str, image_url: str, tmp_path: Path
 ) -> None:
@@ -99,7 +101,7 @@ async def test_killed_import_resumes_without_duplicates(
 
     again = await start_import(manifest, kiln_dev, admin_token)
     stdout, _ = await again.communicate()
-    assert again.returncode == 0 and "ready         200" in stdout.decode()
+    assert again.returncode == 0 and re.search(rf"ready\s+{LINES}\b", stdout.decode())
     assert len((await client.list_images(folder, page_size=1000)).images) == LINES
 
 
