@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pytest
 from blobs.backends import PART, Backend, FileBackend, S3Backend
-from moto.server import ThreadedMotoServer
 
+from support.moto_s3 import moto_s3
 from worker.blobs_s3 import S3BlobStore, S3Settings, open_client
 
 BUCKET = f"kiln-test-{uuid.uuid4().hex[:12]}"
@@ -34,43 +33,14 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
-    """A moto S3 server on a free loopback port with one fresh bucket; botocore reads no
-    configuration file or profile of this machine."""
-    with pytest.MonkeyPatch.context() as env:
-        empty = tmp_path_factory.mktemp("aws") / "none"
-        env.setenv("AWS_CONFIG_FILE", str(empty))
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-            env.delenv(name, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            settings = S3Settings(
-                endpoint_url=f"http://{host}:{port}",
-                region="us-east-1",
-                access_key_id="kiln-test",
-                secret_access_key="kiln-test-secret",
-                part_size=PART,
-            )
-            _create_bucket(settings, BUCKET)
-            yield settings
-        finally:
-            server.stop()
-
-
-def _create_bucket(settings: S3Settings, bucket: str) -> None:
-    client = botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=settings.endpoint_url,
-        region_name=settings.region,
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
+    credentials = S3Settings(
+        region="us-east-1",
+        access_key_id="kiln-test",
+        secret_access_key="kiln-test-secret",
+        part_size=PART,
     )
-    try:
-        client.create_bucket(Bucket=bucket)
-    finally:
-        client.close()
+    with moto_s3(tmp_path_factory.mktemp("aws"), BUCKET, credentials) as settings:
+        yield settings
 
 
 @pytest.fixture

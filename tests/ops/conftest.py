@@ -9,11 +9,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from ops.opskit import BUCKET, IMAGE, MiB, Source, s3_client
+from ops.opskit import BUCKET, IMAGE, MiB, Source
 from pytest_aiohttp import AiohttpServer
 
 from support.auth import bearer
 from support.images import HITS, IMAGES, serve_image
+from support.moto_s3 import moto_s3
 from worker.blobs_s3 import S3Settings
 
 
@@ -45,27 +46,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
-    """A moto S3 server on a free loopback port with one bucket; botocore reads no configuration
-    file or profile of this machine."""
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as env:
-        empty = tmp_path_factory.mktemp("aws") / "none"
-        env.setenv("AWS_CONFIG_FILE", str(empty))
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-            env.delenv(name, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            settings = S3Settings(
-                endpoint_url=f"http://{host}:{port}",
-                access_key_id="kiln-ops",
-                secret_access_key="kiln-ops-secret",
-            )
-            with s3_client(settings) as client:
-                client.create_bucket(Bucket=BUCKET)
-            yield settings
-        finally:
-            server.stop()
+    credentials = S3Settings(access_key_id="kiln-ops", secret_access_key="kiln-ops-secret")
+    with moto_s3(tmp_path_factory.mktemp("aws"), BUCKET, credentials) as settings:
+        yield settings

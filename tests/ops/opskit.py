@@ -2,20 +2,16 @@
 `/metrics`, waiting for an operation, looking into the S3 bucket."""
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import botocore.session
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiln.settings import Settings, build
 from support import auth
 from support.kiln_processes import free_port
-from worker.blobs_s3 import S3Settings
 
 MiB = 1 << 20
 IMAGE = "disk.raw"
@@ -80,19 +76,3 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> Samples:
         assert response.status == 200
         assert response.content_type == "text/plain"
         return Samples(await response.text())
-
-
-@contextlib.contextmanager
-def s3_client(settings: S3Settings) -> Iterator[Any]:
-    """A plain (synchronous) botocore client, for looking behind the store."""
-    client = botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=settings.endpoint_url,
-        region_name=settings.region,
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-    )
-    try:
-        yield client
-    finally:
-        client.close()

@@ -8,10 +8,11 @@ from pathlib import Path
 import aiohttp
 import click
 import pytest
-from ops.opskit import BUCKET, Source, s3_client, scrape, settings, wait_done
+from ops.opskit import BUCKET, Source, scrape, settings, wait_done
 
 from kiln import runtime
 from kiln.settings import Settings
+from support.moto_s3 import s3_client
 from worker.blobs_s3 import MAX_PARTS, S3Settings
 
 MiB = 1 << 20
