@@ -17,7 +17,8 @@ import structlog
 
 from bus.base import Bus, BusError, Delivery, Subscription
 from contracts.names import EVENTS_EXCHANGE
-from store import event_log
+from store import event_log, idempotency, outbox
+from store.clock import now_us
 from store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -96,14 +97,17 @@ class EventFeed:
 
 
 async def prune_periodically(db: Database) -> None:
-    """Apply the event log's retention every PRUNE_SECONDS (every gateway does: it is cheap
-    and idempotent, and needs no coordination)."""
+    """Apply the retention of the event log, idempotency keys and sent outbox rows every
+    PRUNE_SECONDS (every gateway does: it is cheap and idempotent, needs no coordination)."""
     while True:
         await asyncio.sleep(PRUNE_SECONDS)
         try:
             removed = await event_log.prune_expired(db)
+            async with db.transaction() as conn:
+                keys = await idempotency.expire(conn, now_us())
+                sent = await outbox.prune_sent(conn, now_us())
         except Exception:
-            log.exception("event log prune failed")
+            log.exception("prune failed")
             continue
-        if removed:
-            log.info("event log pruned", removed=removed)
+        if removed or keys or sent:
+            log.info("pruned", events=removed, idempotency_keys=keys, sent_outbox_rows=sent)

@@ -63,6 +63,17 @@ async def mark_sent(conn: Connection, seqs: Sequence[int], now: int) -> None:
         await conn.execute(f"UPDATE outbox SET sent_at = ? WHERE seq IN ({marks})", now, *chunk)
 
 
+# Sent rows are kept a while for inspection, then dropped.
+SENT_RETENTION_US = 3600 * 1_000_000
+
+
+async def prune_sent(conn: Connection, now: int) -> int:
+    """Delete rows sent more than SENT_RETENTION_US ago; how many."""
+    return await conn.execute(
+        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", now - SENT_RETENTION_US
+    )
+
+
 async def backlog(conn: Connection) -> int:
     row = await conn.fetchrow("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
     return int(row["n"]) if row else 0

@@ -67,6 +67,19 @@ async def test_mark_sent_and_backlog(db: Database) -> None:
     assert await unsent(db) == ["msg1", "msg3"]
 
 
+async def test_prune_sent_drops_only_rows_sent_before_the_retention(db: Database) -> None:
+    async with db.transaction() as conn:
+        added = [await outbox.add(conn, message(n), T0) for n in range(3)]
+        await outbox.mark_sent(conn, [added[0].seq], T0)
+        await outbox.mark_sent(conn, [added[1].seq], T0 + outbox.SENT_RETENTION_US)
+
+    async with db.transaction() as conn:
+        assert await outbox.prune_sent(conn, T0 + outbox.SENT_RETENTION_US + 1) == 1
+        rows = await conn.fetch("SELECT message_id FROM outbox ORDER BY seq")
+
+    assert [row["message_id"] for row in rows] == ["msg1", "msg2"]  # msg2 unsent, kept
+
+
 async def test_mark_sent_in_chunks(db: Database) -> None:
     async with db.transaction() as conn:
         seqs = [(await outbox.add(conn, message(n, b"{}"), T0)).seq for n in range(1201)]
