@@ -102,11 +102,14 @@ class SentMarker:
             self._flusher = asyncio.create_task(self._flush_soon(), name="kiln-outbox-marker")
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._every)
-        try:
-            await self.flush()
-        except StoreError as exc:
-            log.warning("outbox.mark_sent_failed", error=str(exc))
+        # Loop while rows keep coming: those marked during a flush are not in it.
+        while self._pending:
+            await asyncio.sleep(self._every)
+            try:
+                await self.flush()
+            except StoreError as exc:
+                # Left unsent: the relay publishes them again (consumers dedupe).
+                log.warning("outbox.mark_sent_failed", error=str(exc))
 
     async def flush(self) -> None:
         """Mark everything published so far, now."""

@@ -65,13 +65,22 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteConnection]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._conn.execute("BEGIN IMMEDIATE")
                 yield SqliteConnection(self._conn)
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                # Also when cancelled while BEGIN was queued: aiosqlite runs statements in
+                # order on its thread whatever becomes of their caller, so a ROLLBACK queued
+                # now undoes that BEGIN before the next transaction's.
+                await asyncio.shield(self._rollback())
                 raise
             await self._conn.execute("COMMIT")
+
+    async def _rollback(self) -> None:
+        try:
+            await self._conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction was open: BEGIN itself failed
 
     async def close(self) -> None:
         await self._conn.close()

@@ -1,10 +1,14 @@
 """The outbox, and image events queued in it."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from contracts.enums import ImageStatus
 from contracts.events import CONTENT_TYPE, event_decoder
 from contracts.names import EVENTS_EXCHANGE
 from contracts.outbox import OutboxMessage
-from store import Database, events, images, outbox
+from store import Connection, Database, events, images, outbox
 from store.images import ImageRecord
 
 T0 = 1_700_000_000_000_000
@@ -165,3 +169,47 @@ async def test_record_is_rolled_back_with_its_transaction(db: Database) -> None:
         stored = await images.get(conn, "img1")
         assert stored is not None and stored.event_seq == 0
         assert await outbox.backlog(conn) == 0
+
+
+class GatedDatabase:
+    """A database whose transactions wait at a gate, to hold a flush half-way."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.dialect = db, db.dialect
+        self.entered, self.gate = asyncio.Event(), asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        self.entered.set()
+        await self.gate.wait()
+        async with self.db.transaction() as conn:
+            yield conn
+
+
+async def test_sent_marker_marks_rows_handed_over_during_a_flush(db: Database) -> None:
+    async with db.transaction() as conn:
+        added = [await outbox.add(conn, message(n), T0) for n in range(3)]
+    gated = GatedDatabase(db)
+    marker = outbox.SentMarker(gated, every=0.001)  # type: ignore[arg-type]
+    marker.mark([added[0].seq])
+    await gated.entered.wait()  # its flush has taken the first row and waits
+    marker.mark([added[1].seq, added[2].seq])
+    gated.gate.set()
+    async with asyncio.timeout(5):
+        while await unsent(db):
+            await asyncio.sleep(0.01)  # the marker's own background flushes
+    await marker.close()
+
+
+async def test_a_transaction_cancelled_at_begin_leaves_none_open(db: Database) -> None:
+    async def write() -> None:
+        async with db.transaction() as conn:
+            await outbox.add(conn, message(1), T0)
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0)  # the task has sent BEGIN and waits for it
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    async with db.transaction() as conn:
+        assert await outbox.backlog(conn) in (0, 1)  # whether or not the write got through
