@@ -1,6 +1,5 @@
 """`kiln dev | gateway | worker`: every setting is a flag and a `KILN_*` variable."""
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -86,7 +85,7 @@ def main() -> None:
 def dev(**values: Any) -> None:
     """Gateway and workers in one process on SQLite and an in-process bus."""
     settings = _settings(values, broker_url="memory://", log_format="console")
-    asyncio.run(runtime.run_dev(settings))
+    runtime.run(runtime.run_dev(settings))
 
 
 @main.command()
@@ -96,7 +95,7 @@ def gateway(**values: Any) -> None:
     settings = _settings(values)
     runtime.require_shared(settings)
     runtime.require_auth(settings)
-    asyncio.run(runtime.run_gateway(settings))
+    runtime.run(runtime.run_gateway(settings))
 
 
 @main.command()
@@ -105,7 +104,7 @@ def worker(**values: Any) -> None:
     """A worker: consumes commands, imports images, re-drives stalled operations."""
     settings = _settings(values)
     runtime.require_shared(settings)
-    asyncio.run(runtime.run_worker(settings))
+    runtime.run(runtime.run_worker(settings))
 
 
 register_client_commands(main)

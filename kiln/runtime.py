@@ -6,10 +6,12 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import click
 import structlog
+import uvloop
 from aiohttp import web
 
 from bus import connect_bus
@@ -30,6 +32,12 @@ from worker.service import Worker
 
 log = structlog.get_logger(__name__)
 DRAIN_SECONDS = 30.0
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a Kiln process on uvloop: its event loop is markedly faster for network I/O."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def require_shared(settings: Settings) -> None:
