@@ -35,7 +35,7 @@ DRAIN_SECONDS = 30.0
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run a Kiln process on uvloop: its event loop is markedly faster for network I/O."""
+    """Run a Kiln process on uvloop (see bench/RESULTS-create-b921405.md for its effect)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)
 
