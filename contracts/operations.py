@@ -1,7 +1,6 @@
 """yandex.cloud.operation.Operation, google.rpc.Status and the Any payloads operations carry."""
 
 import datetime as dt
-from typing import Any
 
 import msgspec
 
@@ -86,8 +85,3 @@ class ListImageOperationsResponse(Message):
 metadata_decoder = msgspec.json.Decoder(OperationMetadata)
 response_decoder = msgspec.json.Decoder(OperationResponse)
 status_decoder = msgspec.json.Decoder(Status)
-
-
-def any_type(payload: Any) -> str:
-    """The `@type` URL of a tagged payload Struct."""
-    return str(payload.__struct_config__.tag)

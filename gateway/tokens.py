@@ -25,10 +25,6 @@ class TokenVerifier:
         self._secret = secret
         self._jwks = jwks
 
-    @property
-    def configured(self) -> bool:
-        return bool(self._secret) or self._jwks is not None
-
     async def subject(self, token: str) -> str:
         """The `sub` of a valid token; Unauthenticated naming what is wrong otherwise."""
         try:

@@ -9,12 +9,10 @@ from aiohttp import web
 from contracts.errors import AlreadyExists, InvalidArgument
 from contracts.ids import OPERATION_PREFIX, new_id
 from contracts.operations import Operation, OperationMetadata
-from gateway.authz import missing_image
 from gateway.context import RequestContext
-from store import images, operations
+from store import operations
 from store.db import Connection
 from store.idempotency import Claim, claim
-from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation
 
 _encoder = msgspec.json.Encoder()
@@ -78,10 +76,3 @@ def new_operation(
     )
     structlog.contextvars.bind_contextvars(operation_id=record.id)
     return record
-
-
-async def existing_image(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord:
-    image = await images.get(conn, image_id, lock=lock)
-    if image is None:
-        raise missing_image(image_id)
-    return image

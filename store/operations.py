@@ -24,7 +24,6 @@ SET_ACCESS = "image.set_access_bindings"
 UPDATE_ACCESS = "image.update_access_bindings"
 SET_FOLDER_ACCESS = "folder.set_access_bindings"
 UPDATE_FOLDER_ACCESS = "folder.update_access_bindings"
-WORKER_KINDS = (CREATE, DELETE)
 # How long a queued worker operation may wait for a worker before the reconciler re-drives it.
 PENDING_GRACE_US = 300 * 1_000_000
 
