@@ -3,8 +3,9 @@ and the periodic prune of the log they read.
 
 The event log is the only source of what a stream sends. The bus only says "folder F has
 something new, read the log now": one private queue per gateway, bound to every event and
-opened when the first stream starts, wakes the streams of the event's folder. An event whose
-publishing was deferred to the outbox relay still reaches its streams by their poll.
+opened when the first stream starts, wakes the streams of the event's folder, after a pass of
+the event log's sequencer has numbered the event into the log. An event whose publishing was
+deferred to the outbox relay still reaches its streams by their poll.
 """
 
 import asyncio
@@ -19,7 +20,8 @@ from bus.base import Bus, BusError, Delivery, Subscription
 from contracts.names import EVENTS_EXCHANGE
 from store import event_log, idempotency, outbox
 from store.clock import now_us
-from store.db import Database
+from store.db import Database, StoreError
+from store.event_sequencer import EventSequencer
 
 log = structlog.get_logger(__name__)
 
@@ -37,9 +39,12 @@ _folder_decoder = msgspec.json.Decoder(_Folder)
 class EventFeed:
     """One per gateway: per-folder wake-up events for the running streams."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, sequencer: EventSequencer) -> None:
         self._bus = bus
+        self._sequencer = sequencer
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._news: set[str] = set()
+        self._waking: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
         self._subscribing = asyncio.Lock()
         self._next_attempt = 0.0
@@ -66,6 +71,9 @@ class EventFeed:
     async def close(self) -> None:
         """Wake every stream to end it, then stop listening to the bus."""
         self.closing.set()
+        if self._waking is not None:
+            self._waking.cancel()
+            await asyncio.gather(self._waking, return_exceptions=True)
         for watchers in self._watchers.values():
             for wakeup in watchers:
                 wakeup.set()
@@ -93,7 +101,23 @@ class EventFeed:
             folder_id = _folder_decoder.decode(delivery.body).folderid
         except msgspec.DecodeError:
             return
-        self.wake(folder_id)
+        if folder_id not in self._watchers:
+            return
+        self._news.add(folder_id)
+        if self._waking is None or self._waking.done():
+            self._waking = asyncio.create_task(self._wake_news(), name="kiln-event-wakeups")
+
+    async def _wake_news(self) -> None:
+        """Sequence, then wake the folders with news; news that comes meanwhile shares the
+        next pass (one pass per event would not keep up with hundreds a second)."""
+        while self._news:
+            news, self._news = self._news, set()
+            try:
+                await self._sequencer.drain()
+            except StoreError as exc:
+                log.warning("event stream wake-up without sequencing", error=str(exc))
+            for folder_id in news:
+                self.wake(folder_id)
 
 
 async def prune_periodically(db: Database) -> None:

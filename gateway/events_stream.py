@@ -33,10 +33,11 @@ from gateway.authz import Permission
 from gateway.context import RequestContext, context_of
 from gateway.event_feed import EventFeed, prune_periodically
 from gateway.http import query_request
-from gateway.keys import BUS, DB, EVENT_FEED
+from gateway.keys import BUS, DB, EVENT_FEED, SEQUENCER
 from store import event_log
 from store.db import Database, StoreUnavailable
 from store.event_log import Page
+from store.event_sequencer import EventSequencer
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -132,6 +133,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     after = resume_point(request, parsed.last_event_id)
     feed = request.app[EVENT_FEED]
     async with feed.watch(parsed.folder_id) as wakeup:
+        # Number what has committed, so that a stream opened after a write starts behind it.
+        await request.app[SEQUENCER].drain()
         page = await first_page(request.app[DB], context_of(request), parsed.folder_id, after)
         response = web.StreamResponse(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -233,12 +236,15 @@ def _data(body: bytes) -> bytes:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The periodic prune of the event log; on the way out, the bus wake-ups stop."""
-    pruning = asyncio.create_task(prune_periodically(app[DB]), name="kiln-event-log-prune")
+    """The event log's sequencer and periodic prune; on the way out, the bus wake-ups stop."""
+    tasks = [
+        asyncio.create_task(app[SEQUENCER].run(), name="kiln-event-sequencer"),
+        asyncio.create_task(prune_periodically(app[DB]), name="kiln-event-log-prune"),
+    ]
     yield
-    pruning.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await pruning
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await app[EVENT_FEED].close()
 
 
@@ -249,7 +255,8 @@ async def _end_streams(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    app[EVENT_FEED] = EventFeed(app[BUS])
+    app[SEQUENCER] = EventSequencer(app[DB])
+    app[EVENT_FEED] = EventFeed(app[BUS], app[SEQUENCER])
     app.add_routes(routes)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_end_streams)

@@ -11,6 +11,7 @@ from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
 from store.db import Database
+from store.event_sequencer import EventSequencer
 
 DB = web.AppKey("db", Database)
 BUS = web.AppKey("bus", Bus)
@@ -21,3 +22,4 @@ TOKENS = web.AppKey("tokens", TokenVerifier)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)
 EVENT_FEED = web.AppKey("event_feed", EventFeed)
+SEQUENCER = web.AppKey("sequencer", EventSequencer)

@@ -3,7 +3,7 @@
 Queries are written once with `?` placeholders; the PostgreSQL driver numbers them.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -31,6 +31,9 @@ class Connection(Protocol):
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; the number of rows it changed."""
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments, in one round trip where the driver can."""
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 

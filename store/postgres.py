@@ -1,7 +1,7 @@
 """PostgreSQL driver on an asyncpg pool."""
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,12 @@ class PostgresConnection:
             raise UniqueViolation(exc.constraint_name or "") from exc
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(numbered(sql), rows)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(exc.constraint_name or "") from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:

@@ -130,6 +130,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        5,
+        # Events wait here, in their writer's transaction, until the sequencer numbers them
+        # into event_log (store/event_log.py), so writers of one folder never wait for each
+        # other.
+        """
+        CREATE TABLE event_queue (
+            seq {serial},
+            folder_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body {blob} NOT NULL,
+            created_at BIGINT NOT NULL
+        )
+        """,
+    ),
 ]
 
 DIALECT = {

@@ -2,7 +2,7 @@
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,12 @@ class SqliteConnection:
         except sqlite3.IntegrityError as exc:
             raise _unique_violation(exc) from exc
         return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise _unique_violation(exc) from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:

@@ -1,5 +1,5 @@
-"""The worker process's core: command consumers, the dead-letter consumer, the reconciler and
-the outbox relay, started together and stopped in order."""
+"""The worker process's core: command consumers, the dead-letter consumer, the reconciler, the
+outbox relay and the event log's sequencer, started together and stopped in order."""
 
 import asyncio
 import contextlib
@@ -11,6 +11,7 @@ from bus.base import Bus, Handler, Subscription
 from bus.outbox import OutboxPublisher
 from contracts.names import CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
 from store.db import Database, StoreError
+from store.event_sequencer import EventSequencer
 from store.outbox import SentMarker
 from worker.blobs import BlobStore, FileBlobStore
 from worker.config import WorkerConfig
@@ -55,6 +56,7 @@ class Worker:
         self.relay = OutboxRelay(
             db, publisher, self._marker, every=config.relay_every, after=config.relay_after
         )
+        self.sequencer = EventSequencer(db)
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -83,6 +85,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.reconciler.run(), name="kiln-reconciler"),
             asyncio.create_task(self.relay.run(), name="kiln-outbox-relay"),
+            asyncio.create_task(self.sequencer.run(), name="kiln-event-sequencer"),
             asyncio.create_task(poll_gauges(self._db, self._bus), name="kiln-metrics"),
         ]
         log.info("worker.started", worker_id=self.config.worker_id, prefetch=self.config.prefetch)

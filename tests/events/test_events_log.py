@@ -1,5 +1,5 @@
 """The event log on each store backend: per-folder, gap-free positions under concurrent
-writers, readers that never see a hole, retention."""
+writers and sequencers, readers that never see a hole, retention."""
 
 import asyncio
 import random
@@ -61,10 +61,18 @@ async def test_positions_are_gap_free_per_folder_under_concurrent_writers(db: Da
             cursor = page.entries[-1].position if page.entries else cursor
             await asyncio.sleep(0)
 
+    async def sequencer() -> None:
+        """Small batches, two at once: passes must take turns and never number twice."""
+        while writing:
+            await event_log.sequence(db, batch=5)
+            await asyncio.sleep(0)
+
     readers = [asyncio.create_task(reader(folder)) for folder in FOLDERS]
+    sequencers = [asyncio.create_task(sequencer()) for _ in range(2)]
     await asyncio.gather(*(writer(w) for w in range(WRITERS)))
+    await event_log.sequence(db)
     writing = False
-    await asyncio.gather(*readers)
+    await asyncio.gather(*readers, *sequencers)
 
     for folder in FOLDERS:
         committed = sorted(label for f, label, fail in plan if f == folder and not fail)
@@ -81,6 +89,8 @@ async def test_record_logs_the_published_event(db: Database) -> None:
         await images.insert(conn, image)
         first = await events.record(conn, image, "created", "opr1")
         second = await events.record(conn, image, "ready", "opr1")
+    assert (await read_all(db, "fa")).entries == []  # queued, not numbered yet
+    assert await event_log.sequence(db) == 2
 
     page = await read_all(db, "fa")
     assert [(e.position, e.type) for e in page.entries] == [
@@ -99,6 +109,7 @@ async def test_prune_keeps_positions_and_reports_the_hole(db: Database) -> None:
             await event_log.append(conn, "fa", "t", b"old", old + n)
         await event_log.append(conn, "fb", "t", b"old", old)
         await event_log.append(conn, "fa", "t", b"new", now)
+    await event_log.sequence(db)
 
     assert await event_log.prune(db, now - event_log.RETENTION_US, batch=2) == 6
     assert await event_log.prune_expired(db) == 0
@@ -109,6 +120,9 @@ async def test_prune_keeps_positions_and_reports_the_hole(db: Database) -> None:
     emptied = await read_all(db, "fb")
     assert emptied.entries == [] and emptied.last_position == 1 and emptied.pruned
     async with db.transaction() as conn:
-        assert await event_log.append(conn, "fa", "t", b"next", now) == 7
+        await event_log.append(conn, "fa", "t", b"next", now)
+    assert await event_log.sequence(db) == 1
+    async with db.transaction() as conn:
+        assert await event_log.last_position(conn, "fa") == 7
         beyond = await event_log.read_after(conn, "fa", 9, 10)
     assert beyond.beyond_end

@@ -131,6 +131,7 @@ async def test_a_position_older_than_retention_is_refused(gateway: Gateway, fold
     async with gateway.db.transaction() as conn:
         for _ in range(3):
             await event_log.append(conn, folder, "compute.image.created", b"{}", old)
+    await event_log.sequence(gateway.db)
     await gateway.create(folder)
     assert await event_log.prune_expired(gateway.db) == 3
 
@@ -148,6 +149,7 @@ async def test_pruning_under_a_running_stream_ends_it_with_an_error_event(
     async with gateway.db.transaction() as conn:
         for _ in range(5):
             await event_log.append(conn, folder, "compute.image.created", b"{}", old)
+    await event_log.sequence(gateway.db)
     monkeypatch.setattr(events_stream, "BATCH", 2)
     reads = 0
     read_after = event_log.read_after
