@@ -8,8 +8,9 @@ from bus.base import Bus
 from bus.outbox import OutboxPublisher
 from gateway import access, auth, docs, events_stream, health, images, operations
 from gateway.audit import audit
-from gateway.keys import BUS, DB, PAGE_TOKENS, PUBLISHER, SETTINGS
-from gateway.metrics import observe_requests
+from gateway.create_batches import CreateBatches
+from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SETTINGS
+from gateway.metrics import observe_requests, operation_started
 from gateway.middleware import errors, request_context
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
@@ -45,5 +46,7 @@ async def _outbox_publisher(app: web.Application) -> AsyncIterator[None]:
     """Publishes each request's outbox rows; marks them sent in batches, flushed at close."""
     marker = SentMarker(app[DB])
     app[PUBLISHER] = OutboxPublisher(app[BUS], marker)
+    app[CREATES] = CreateBatches(app[DB], app[PUBLISHER], operation_started)
     yield
+    await app[CREATES].close()
     await marker.close()

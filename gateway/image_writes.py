@@ -1,6 +1,7 @@
 """Create, update and delete: each one transaction writing state, operation and outbox rows."""
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from contracts import urls
@@ -26,7 +27,8 @@ from contracts.operations import (
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext
-from gateway.keys import DB, SETTINGS
+from gateway.create_batches import PendingCreate
+from gateway.keys import CREATES, DB, SETTINGS
 from gateway.metrics import operation_started
 from gateway.publishing import publish_committed
 from gateway.writes import new_operation, replay
@@ -115,24 +117,11 @@ def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:
     )
 
 
-async def _check_source_image(conn: Connection, context: RequestContext, image_id: str) -> None:
-    source = await authz.image(conn, context, image_id, Permission.USE, Permission.GET)
-    if source.status is not ImageStatus.READY:
-        raise FailedPrecondition(f"source image {image_id} is {source.status.value}, not READY")
-
-
-async def _insert_image(conn: Connection, image: ImageRecord) -> None:
-    try:
-        await images.insert(conn, image)
-    except UniqueViolation:
-        raise AlreadyExists(
-            f"an image named {image.name!r} already exists in folder {image.folder_id}"
-        ) from None
-
-
 async def create_image(
     app: web.Application, context: RequestContext, request: CreateImageRequest, key: Claim | None
 ) -> Operation:
+    """Checked here for everything that needs no database, then written in a batch
+    (gateway/create_batches.py)."""
     source = _check_create(app, request)
     now = now_us()
     image = _new_image(request, now)
@@ -151,21 +140,13 @@ async def create_image(
     command = CreateImage(
         command_id=op.id, operation_id=op.id, image_id=image.id, request_id=context.request_id
     )
-    async with app[DB].transaction() as conn:
-        await authz.require_on_folder(conn, context, image.folder_id, Permission.CREATE)
-        if previous := await replay(conn, key, op.id, now):
-            return previous
-        if source.image_id:
-            await _check_source_image(conn, context, source.image_id)
-        await _insert_image(conn, image)
-        await operations.insert(conn, op)
-        rows = [
-            await events.record(conn, image, "created", op.id, to_image(image)),
-            await outbox.add(conn, command_message(command), now),
-        ]
-    operation_started(op)
-    await publish_committed(app, rows)
-    return to_operation(op)
+    pending = PendingCreate(
+        context=context, image=image, op=op, command=command, source=source, key=key
+    )
+    operation = await app[CREATES].create(pending)
+    if operation.id != op.id:  # an earlier request with the same Idempotency-Key
+        structlog.contextvars.bind_contextvars(operation_id=operation.id)
+    return operation
 
 
 def _mask(update_mask: str) -> set[str]:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox import OutboxPublisher
+from gateway.create_batches import CreateBatches
 from gateway.event_feed import EventFeed
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
@@ -18,6 +19,7 @@ BUS = web.AppKey("bus", Bus)
 PAGE_TOKENS = web.AppKey("page_tokens", PageTokens)
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PUBLISHER = web.AppKey("publisher", OutboxPublisher)
+CREATES = web.AppKey("creates", CreateBatches)
 TOKENS = web.AppKey("tokens", TokenVerifier)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)

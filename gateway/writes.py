@@ -12,7 +12,7 @@ from contracts.operations import Operation, OperationMetadata
 from gateway.context import RequestContext
 from store import operations
 from store.db import Connection
-from store.idempotency import Claim, claim
+from store.idempotency import Claim, Previous, claim
 from store.operations import OperationRecord, to_operation
 
 _encoder = msgspec.json.Encoder()
@@ -42,9 +42,15 @@ async def replay(
     previous = await claim(conn, key, operation_id, now)
     if previous is None:
         return None
+    operation = await replayed(conn, key, previous)
+    structlog.contextvars.bind_contextvars(operation_id=operation.id)
+    return operation
+
+
+async def replayed(conn: Connection, key: Claim, previous: Previous) -> Operation:
+    """The operation an earlier request with this key started."""
     if previous.fingerprint != key.fingerprint:
         raise AlreadyExists("Idempotency-Key was already used for a different request")
-    structlog.contextvars.bind_contextvars(operation_id=previous.operation_id)
     record = await operations.get(conn, previous.operation_id)
     assert record is not None, "an idempotency key always names a stored operation"
     return to_operation(record)

@@ -15,17 +15,26 @@ from store.operations import OperationRecord, to_operation
 async def record(
     conn: Connection, image: ImageRecord, name: str, operation_id: str, data: object = None
 ) -> OutboxMessage:
-    """Advance the image's event sequence and queue the event, in the caller's transaction.
-
-    The event id is derived from the image and its sequence number, so a redelivered or
-    republished event keeps its id.
-    """
+    """Advance the image's event sequence and queue the event, in the caller's transaction."""
     row = await conn.fetchrow(
         "UPDATE images SET event_seq = event_seq + 1 WHERE id = ? RETURNING event_seq", image.id
     )
     assert row is not None, "events are recorded for stored images"
     image.event_seq = int(row["event_seq"])
     now = now_us()
+    message = event_message(image, name, operation_id, data, now)
+    await event_log.append(conn, image.folder_id, message.type, message.body, now)
+    return await outbox.add(conn, message, now)
+
+
+def event_message(
+    image: ImageRecord, name: str, operation_id: str, data: object, now: int
+) -> OutboxMessage:
+    """The event numbered `image.event_seq`, as its outbox message (not yet written).
+
+    The event id is derived from the image and its sequence number, so a redelivered or
+    republished event keeps its id.
+    """
     event = CloudEvent(
         id=f"{image.id}-{image.event_seq}",
         type=event_type(name),
@@ -36,7 +45,7 @@ async def record(
         folderid=image.folder_id,
         data=msgspec.to_builtins(data) if data is not None else None,
     )
-    message = OutboxMessage(
+    return OutboxMessage(
         exchange=EVENTS_EXCHANGE,
         routing_key=routing_key(name, image.folder_id),
         message_id=event.id,
@@ -45,8 +54,6 @@ async def record(
         type=event.type,
         correlation_id=operation_id,
     )
-    await event_log.append(conn, image.folder_id, event.type, message.body, now)
-    return await outbox.add(conn, message, now)
 
 
 OPERATION_DONE = "compute.operation.done"

@@ -1,5 +1,7 @@
 """Idempotency keys: the same key and caller map to the operation they first created."""
 
+from collections.abc import Sequence
+
 import msgspec
 
 from store.db import Connection
@@ -40,6 +42,32 @@ async def claim(conn: Connection, claim: Claim, operation_id: str, now: int) -> 
     )
     assert row is not None, "a conflicting key row exists"
     return Previous(operation_id=row["operation_id"], fingerprint=row["fingerprint"])
+
+
+async def find(conn: Connection, claims: Sequence[Claim]) -> dict[tuple[str, str], Previous]:
+    """The earlier claims of these (subject, key) pairs, by pair."""
+    if not claims:
+        return {}
+    pairs = ", ".join("(?, ?)" for _ in claims)
+    rows = await conn.fetch(
+        "SELECT subject, key, operation_id, fingerprint FROM idempotency_keys"
+        f" WHERE (subject, key) IN ({pairs})",
+        *(value for claim in claims for value in (claim.subject, claim.key)),
+    )
+    return {
+        (row["subject"], row["key"]): Previous(row["operation_id"], row["fingerprint"])
+        for row in rows
+    }
+
+
+async def insert_many(conn: Connection, claims: Sequence[tuple[Claim, str]], now: int) -> None:
+    """Record keys known to be free, each for its operation id; a key claimed meanwhile by
+    another transaction raises UniqueViolation."""
+    await conn.executemany(
+        "INSERT INTO idempotency_keys (subject, key, fingerprint, operation_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(c.subject, c.key, c.fingerprint, operation_id, now) for c, operation_id in claims],
+    )
 
 
 async def expire(conn: Connection, now: int) -> int:

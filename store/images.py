@@ -126,12 +126,14 @@ def _mutable_values(record: ImageRecord) -> tuple[Any, ...]:
 
 
 async def insert(conn: Connection, record: ImageRecord) -> None:
+    await insert_many(conn, [record])
+
+
+async def insert_many(conn: Connection, records: Sequence[ImageRecord]) -> None:
     marks = ", ".join("?" for _ in range(len(_MUTABLE) + 2))
-    await conn.execute(
+    await conn.executemany(
         f"INSERT INTO images (id, event_seq, {', '.join(_MUTABLE)}) VALUES ({marks})",
-        record.id,
-        record.event_seq,
-        *_mutable_values(record),
+        [(record.id, record.event_seq, *_mutable_values(record)) for record in records],
     )
 
 

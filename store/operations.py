@@ -1,5 +1,7 @@
 """The operations table: long-running operations, their leases and results."""
 
+from collections.abc import Sequence
+
 import msgspec
 
 from contracts.operations import (
@@ -97,8 +99,18 @@ def _from_row(row: Row) -> OperationRecord:
 
 
 async def insert(conn: Connection, record: OperationRecord) -> None:
-    await conn.execute(
+    await insert_many(conn, [record])
+
+
+async def insert_many(conn: Connection, records: Sequence[OperationRecord]) -> None:
+    await conn.executemany(
         f"INSERT INTO operations ({_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+        [_values(record) for record in records],
+    )
+
+
+def _values(record: OperationRecord) -> tuple[object, ...]:
+    return (
         record.id,
         record.resource_id,
         record.kind,

@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
 import structlog
 
 from contracts.outbox import OutboxMessage
@@ -13,24 +14,36 @@ log = structlog.get_logger(__name__)
 
 
 async def add(conn: Connection, message: OutboxMessage, now: int) -> OutboxMessage:
-    row = await conn.fetchrow(
+    (added,) = await add_many(conn, [message], now)
+    return added
+
+
+async def add_many(
+    conn: Connection, messages: Sequence[OutboxMessage], now: int
+) -> list[OutboxMessage]:
+    """Queue the messages in one statement; each returned with its `seq`. Message ids are
+    unique among them (an event's id, a command's operation id)."""
+    values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in messages)
+    rows = await conn.fetch(
         "INSERT INTO outbox (exchange, routing_key, message_id, content_type, type,"
-        " correlation_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        message.exchange,
-        message.routing_key,
-        message.message_id,
-        message.content_type,
-        message.type,
-        message.correlation_id,
-        message.body,
-        now,
+        f" correlation_id, body, created_at) VALUES {values} RETURNING seq, message_id",
+        *(
+            value
+            for m in messages
+            for value in (
+                m.exchange,
+                m.routing_key,
+                m.message_id,
+                m.content_type,
+                m.type,
+                m.correlation_id,
+                m.body,
+                now,
+            )
+        ),
     )
-    assert row is not None
-    return OutboxMessage(**{**_fields(message), "seq": int(row["seq"])})
-
-
-def _fields(message: OutboxMessage) -> dict[str, object]:
-    return {name: getattr(message, name) for name in message.__struct_fields__}
+    seqs = {row["message_id"]: int(row["seq"]) for row in rows}
+    return [msgspec.structs.replace(m, seq=seqs[m.message_id]) for m in messages]
 
 
 def _from_row(row: Row) -> OutboxMessage:
