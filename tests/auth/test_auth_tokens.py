@@ -6,11 +6,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import jwt
 import pytest
 from structlog.testing import capture_logs
 
+from gateway import tokens
 from support.auth import ADMIN, SECRET, token
 from tests.auth.conftest import Caller
 from tests.gateway.conftest import FOLDER, URI, Reply
@@ -175,3 +177,21 @@ async def test_a_refused_write_is_audited_without_a_subject(caller: Callable[...
         "resource": "",
         "result": "UNAUTHENTICATED",
     }
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signature is checked once per token, and again once the token has expired."""
+    verifier = tokens.TokenVerifier(secret=SECRET)
+    decoded = []
+    decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(1) or decode(*a, **k))
+    short = token("bob", ttl=5)
+
+    assert [await verifier.subject(short) for _ in range(3)] == ["bob"] * 3
+    assert len(decoded) == 1
+    expired = time.time() + 5 + tokens.LEEWAY_SECONDS + 1
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: expired))
+    await verifier.subject(short)  # PyJWT's own clock still finds it valid
+    assert len(decoded) == 2
