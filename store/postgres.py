@@ -33,6 +33,9 @@ class PostgresConnection:
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
+            await self.execute(sql, *rows[0])
+            return
         try:
             await self._conn.executemany(numbered(sql), rows)
         except asyncpg.UniqueViolationError as exc:
@@ -49,6 +52,15 @@ class PostgresConnection:
         return rows[0] if rows else None
 
 
+class _Connection(asyncpg.Connection):
+    """Released to the pool without asyncpg's reset query (a round trip per transaction):
+    every transaction ends before release, advisory locks are transaction-scoped, and
+    nothing sets session state, LISTENs or keeps cursors."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresDatabase:
     dialect = "postgresql"
 
@@ -58,7 +70,9 @@ class PostgresDatabase:
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 2, max_size: int = 20) -> "PostgresDatabase":
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, connection_class=_Connection
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         return cls(pool)
