@@ -176,10 +176,8 @@ async def _change_image_bindings(
             raise FailedPrecondition(f"image {image_id} is being deleted")
         await _apply(conn, image_id, compute, op)
         assert op.response is not None
-        rows = [
-            await events.record(conn, image, "access_bindings_changed", op.id, op.response),
-            await events.operation_done(conn, image, op),
-        ]
+        announced = [("access_bindings_changed", op.id, op.response), events.operation_done(op)]
+        rows = await events.record_many(conn, image, announced)
     operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)

@@ -221,10 +221,8 @@ async def update_image(
         op.done = True
         op.response = ImageAny(**msgspec.structs.asdict(to_image(updated)))
         await operations.insert(conn, op)
-        rows = [
-            await events.record(conn, updated, "updated", op.id, to_image(updated)),
-            await events.operation_done(conn, updated, op),
-        ]
+        announced = [("updated", op.id, to_image(updated)), events.operation_done(op)]
+        rows = await events.record_many(conn, updated, announced)
     operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)

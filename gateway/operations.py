@@ -48,10 +48,8 @@ async def _cancel_unclaimed_create(
     if image is None or image.status is not ImageStatus.CREATING:
         return []
     done = msgspec.structs.replace(record, done=True, modified_at=now, error=CANCELLED)
-    rows = [
-        await events.operation_done(conn, image, done),
-        await events.record(conn, image, "deleted", record.id, to_image(image)),
-    ]
+    announced = [events.operation_done(done), ("deleted", record.id, to_image(image))]
+    rows = await events.record_many(conn, image, announced)
     await images.delete(conn, image.id, expected=ImageStatus.CREATING)
     await bindings.remove_all(conn, image.id)
     return rows

@@ -1,5 +1,7 @@
 """Image events: each one numbered in its image's sequence and written to the outbox."""
 
+from collections.abc import Sequence
+
 import msgspec
 
 from contracts.events import CONTENT_TYPE, CloudEvent, event_encoder, event_type, routing_key
@@ -11,20 +13,38 @@ from store.db import Connection
 from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation
 
+# An event to record: its name ("ready"), the operation it belongs to, and its data.
+Event = tuple[str, str, object]
+
 
 async def record(
     conn: Connection, image: ImageRecord, name: str, operation_id: str, data: object = None
 ) -> OutboxMessage:
     """Advance the image's event sequence and queue the event, in the caller's transaction."""
+    (message,) = await record_many(conn, image, [(name, operation_id, data)])
+    return message
+
+
+async def record_many(
+    conn: Connection, image: ImageRecord, events: Sequence[Event]
+) -> list[OutboxMessage]:
+    """Record several events of one image in order, one statement per table for them all."""
     row = await conn.fetchrow(
-        "UPDATE images SET event_seq = event_seq + 1 WHERE id = ? RETURNING event_seq", image.id
+        "UPDATE images SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq",
+        len(events),
+        image.id,
     )
     assert row is not None, "events are recorded for stored images"
-    image.event_seq = int(row["event_seq"])
+    first = int(row["event_seq"]) - len(events) + 1
     now = now_us()
-    message = event_message(image, name, operation_id, data, now)
-    await event_log.append(conn, image.folder_id, message.type, message.body, now)
-    return await outbox.add(conn, message, now)
+    messages = []
+    for offset, (name, operation_id, data) in enumerate(events):
+        image.event_seq = first + offset
+        messages.append(event_message(image, name, operation_id, data, now))
+    await event_log.append_many(
+        conn, [(image.folder_id, message.type, message.body, now) for message in messages]
+    )
+    return await outbox.add_many(conn, messages, now)
 
 
 def event_message(
@@ -59,8 +79,6 @@ def event_message(
 OPERATION_DONE = "compute.operation.done"
 
 
-async def operation_done(
-    conn: Connection, image: ImageRecord, op: OperationRecord
-) -> OutboxMessage:
-    """Announce a finished operation, sequenced with its image's events."""
-    return await record(conn, image, OPERATION_DONE, op.id, to_operation(op))
+def operation_done(op: OperationRecord) -> Event:
+    """The event announcing a finished operation, sequenced with its image's events."""
+    return (OPERATION_DONE, op.id, to_operation(op))

@@ -2,6 +2,8 @@
 state it expects under row locks (compare-and-set), and writes its events to the outbox in the
 same transaction. Bytes a transition orphans are named in its result, to delete after commit."""
 
+from collections.abc import Sequence
+
 import msgspec
 import structlog
 
@@ -93,9 +95,9 @@ async def ready(conn: Connection, done: ImportDone) -> Transition:
     if not await images.replace(conn, updated, expected=ImageStatus.CREATING):
         return Transition(applied=False, release=await _unused(conn, result.digest))
     resource = to_image(updated)
-    messages = [await events.record(conn, updated, "ready", op.id, resource)]
     response = ImageAny(**msgspec.structs.asdict(resource))
-    messages += await _finish(conn, updated, op, response=response)
+    ready_event = ("ready", op.id, resource)
+    messages = await _finish(conn, updated, op, response=response, announce=[ready_event])
     return Transition(applied=True, messages=messages)
 
 
@@ -114,8 +116,8 @@ async def failed(conn: Connection, failure: OperationFailed) -> Transition:
     broken = msgspec.structs.replace(image, status=ImageStatus.ERROR)
     if not await images.replace(conn, broken, expected=expected):
         return Transition(applied=False)
-    messages = [await events.record(conn, broken, "failed", op.id, to_image(broken))]
-    messages += await _finish(conn, broken, op, error=error)
+    failed_event = ("failed", op.id, to_image(broken))
+    messages = await _finish(conn, broken, op, error=error, announce=[failed_event])
     log.info("image.failed", code=failure.code, reason=failure.message)
     return Transition(applied=True, messages=messages)
 
@@ -200,15 +202,17 @@ async def _finish(
     *,
     response: OperationResponse | None = None,
     error: Status | None = None,
+    announce: Sequence[events.Event] = (),
 ) -> list[OutboxMessage]:
-    """End the operation and announce it (when its image still exists to sequence the event)."""
+    """End the operation and announce it, after the image's `announce` events (when its image
+    still exists to sequence the events)."""
     now = now_us()
     if await operations.finish(conn, op.id, now, response=response, error=error):
         note_finished(op.kind, error.code if error else None)
     if image is None:
         return []
     done = msgspec.structs.replace(op, done=True, modified_at=now, response=response, error=error)
-    return [await events.operation_done(conn, image, done)]
+    return await events.record_many(conn, image, [*announce, events.operation_done(done)])
 
 
 async def _open_creates(conn: Connection, image_id: str) -> list[OperationRecord]:
