@@ -168,18 +168,21 @@ async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
     return changed == 1
 
 
-async def take_lease(conn: Connection, operation_id: str, owner: str, now: int, until: int) -> bool:
-    """Claim an open operation whose lease is free or expired. Not one we hold already:
-    a second copy of a command we are running must not start a second import."""
-    changed = await conn.execute(
+async def take_lease(
+    conn: Connection, operation_id: str, owner: str, now: int, until: int
+) -> OperationRecord | None:
+    """Claim an open operation whose lease is free or expired; the operation as claimed, or
+    None. Not one we hold already: a second copy of a command we are running must not start
+    a second import."""
+    row = await conn.fetchrow(
         "UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id = ? AND done = 0"
-        " AND (lease_owner IS NULL OR lease_until < ?)",
+        f" AND (lease_owner IS NULL OR lease_until < ?) RETURNING {_COLUMNS}",
         owner,
         until,
         operation_id,
         now,
     )
-    return changed == 1
+    return _from_row(row) if row else None
 
 
 async def renew_lease(conn: Connection, operation_id: str, owner: str, until: int) -> bool:

@@ -46,8 +46,35 @@ class FetchPolicy(msgspec.Struct, frozen=True, kw_only=True):
     backoff_max: float = 10.0
 
 
+class SourceClient:
+    """One keep-alive HTTP session for every fetch of a worker (a new session and connection
+    per fetch cost ~0.5 ms of CPU per 256 KiB image). Vetting, pinning and the policy's
+    timeouts stay per request: a pooled connection is reused only for a request whose host
+    was vetted again just before it, and it leads to an address vetted before."""
+
+    def __init__(self) -> None:
+        self._resolver = PinnedResolver()
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> tuple[aiohttp.ClientSession, PinnedResolver]:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self._resolver, use_dns_cache=False),
+                auto_decompress=False,
+                headers={"Accept-Encoding": "identity"},
+            )
+        return self._session, self._resolver
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 @asynccontextmanager
-async def open_source(url: str, policy: FetchPolicy) -> AsyncIterator[AsyncIterator[bytes]]:
+async def open_source(
+    url: str, policy: FetchPolicy, client: SourceClient | None = None
+) -> AsyncIterator[AsyncIterator[bytes]]:
     """Open `url` and yield its body as chunks; raises ImportRefused or SourceUnavailable."""
     target = _parse(url)
     _check_url(target, urls.SCHEMES)
@@ -57,10 +84,24 @@ async def open_source(url: str, policy: FetchPolicy) -> AsyncIterator[AsyncItera
         async with aclosing(_read_file(path, policy)) as chunks:
             yield chunks
         return
-    async with _http_session(policy) as (session, resolver):
+    async with _client(client) as http:
+        session, resolver = http.session()
         response = await _with_retries(session, resolver, target, policy)
         async with response, aclosing(_read_body(response, policy)) as chunks:
             yield chunks
+
+
+@asynccontextmanager
+async def _client(shared: SourceClient | None) -> AsyncIterator[SourceClient]:
+    """The worker's shared client, or one for this fetch alone."""
+    if shared is not None:
+        yield shared
+        return
+    own = SourceClient()
+    try:
+        yield own
+    finally:
+        await own.close()
 
 
 def _parse(url: str) -> URL:
@@ -86,23 +127,6 @@ def _cap(received: int, policy: FetchPolicy) -> None:
 
 
 # --- http ------------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def _http_session(
-    policy: FetchPolicy,
-) -> AsyncIterator[tuple[aiohttp.ClientSession, PinnedResolver]]:
-    resolver = PinnedResolver()
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=policy.connect_timeout, sock_read=policy.idle_timeout
-    )
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False),
-        timeout=timeout,
-        auto_decompress=False,
-        headers={"Accept-Encoding": "identity"},
-    ) as session:
-        yield session, resolver
 
 
 async def _with_retries(
@@ -151,7 +175,10 @@ async def _request(
     _check_url(url, urls.HTTP_SCHEMES)
     resolver.pins[url.raw_host or ""] = await vet(url, policy.allowed_hosts)
     try:
-        return await session.get(url, allow_redirects=False)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=policy.connect_timeout, sock_read=policy.idle_timeout
+        )
+        return await session.get(url, allow_redirects=False, timeout=timeout)
     except aiohttp.ClientSSLError as exc:
         raise ImportRefused(Code.FAILED_PRECONDITION, f"TLS with {url.host} failed") from exc
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -84,16 +84,22 @@ class CommandHandlers:
         self._settle = Settler(db, publisher, blobs)
         self._importer = Importer(db, blobs, config.fetch_policy(), disks)
 
+    async def close(self) -> None:
+        """Close the keep-alive HTTP session of the imports."""
+        await self._importer.close()
+
     async def handle_create(self, delivery: Delivery) -> None:
         command = decode_command(delivery, CreateImage)
         with bound(command):
             op = await self._claim(command)
             if op is None:
                 return
+            finished = False
             try:
-                await self._create(command, op, delivery.delivery_count)
+                finished = await self._create(command, op, delivery.delivery_count)
             finally:
-                await self._give_back(op.id)
+                if not finished:
+                    await self._give_back(op.id)
 
     async def handle_delete(self, delivery: Delivery) -> None:
         command = decode_command(delivery, DeleteImage)
@@ -110,6 +116,10 @@ class CommandHandlers:
 
     async def _claim(self, command: Command) -> OperationRecord | None:
         """The command's operation, leased to us; None when there is nothing to do here."""
+        claimed = await self._leases.take(command.operation_id)
+        if claimed is not None:
+            return claimed
+        # Nothing to do: read the operation only to say why.
         async with self._db.transaction() as conn:
             op = await operations.get(conn, command.operation_id)
         if op is None:
@@ -118,17 +128,16 @@ class CommandHandlers:
         if op.done:
             log.info("command.already_done")
             return None
-        if not await self._leases.take(op.id):
-            # A live worker carries it out; if that worker dies the reconciler re-drives it.
-            log.info("command.lease_held")
-            return None
-        return op
+        # A live worker carries it out; if that worker dies the reconciler re-drives it.
+        log.info("command.lease_held")
+        return None
 
-    async def _create(self, command: CreateImage, op: OperationRecord, deliveries: int) -> None:
+    async def _create(self, command: CreateImage, op: OperationRecord, deliveries: int) -> bool:
+        """True when the operation ended here (no lease to give back)."""
         ids = {"operation_id": op.id, "image_id": command.image_id}
         started = await self._settle(import_started, StartImport(**ids))
         if not started.applied or started.cancelled:
-            return
+            return started.cancelled
         try:
             params = _params(op)
             with ImportAttempt(params.source) as attempt:
@@ -137,20 +146,23 @@ class CommandHandlers:
         except ImportRefused as exc:
             refused = OperationFailed(**ids, code=int(exc.code), message=exc.message)
             await self._settle(failed, refused)
-            return
+            return True
         except SourceUnavailable as exc:
             unavailable = OperationFailed(**ids, code=int(Code.UNAVAILABLE), message=str(exc))
             await self._retry_or_fail(unavailable, deliveries)
-            return
+            return True
         if outcome is Interruption.CANCELLED:
             await self._settle(cancelled, CancelImport(**ids))
-        elif isinstance(outcome, Imported):
+            return True
+        if isinstance(outcome, Imported):
             try:
                 done = ImportDone(**ids, result=outcome)
                 result = await self._settle(ready, done, uses=outcome.digest)
             except BytesReleased as exc:
                 raise Retry("the stored bytes were released by a concurrent delete") from exc
             log.info("image.import_settled", ready=result.applied and not result.cancelled)
+            return result.applied
+        return False
 
     async def _retry_or_fail(self, failure: OperationFailed, deliveries: int) -> None:
         """Redeliver the command while deliveries remain; on the last one, end in ERROR."""

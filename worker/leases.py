@@ -11,6 +11,7 @@ import structlog
 from store import operations
 from store.clock import now_us
 from store.db import Database
+from store.operations import OperationRecord
 from worker.config import WorkerConfig, seconds_us
 from worker.errors import WorkerError
 
@@ -37,8 +38,9 @@ class LeaseKeeper:
         self._grace_us = seconds_us(config.pending_grace)
         self._renew_every = config.renew_every
 
-    async def take(self, operation_id: str) -> bool:
-        """Claim the operation unless another worker holds a live lease on it."""
+    async def take(self, operation_id: str) -> OperationRecord | None:
+        """Claim the operation unless another worker holds a live lease on it; the operation
+        as claimed (one statement: the lease and the read)."""
         now = now_us()
         async with self._db.transaction() as conn:
             return await operations.take_lease(

@@ -4,7 +4,7 @@ import msgspec
 import structlog
 
 from worker.blobs import BlobStore
-from worker.fetch import FetchPolicy, open_source
+from worker.fetch import FetchPolicy, SourceClient, open_source
 from worker.inspect import StreamInspector
 
 log = structlog.get_logger(__name__)
@@ -17,13 +17,15 @@ class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
     format: str
 
 
-async def import_from_url(url: str, policy: FetchPolicy, blobs: BlobStore) -> ImportResult:
+async def import_from_url(
+    url: str, policy: FetchPolicy, blobs: BlobStore, client: SourceClient | None = None
+) -> ImportResult:
     """Fetch, inspect, hash and store an image; on any error or cancellation nothing is stored.
 
     Raises ImportRefused (permanent) or SourceUnavailable (retry the command later).
     """
     inspector = StreamInspector()
-    async with open_source(url, policy) as chunks, blobs.blob_writer() as writer:
+    async with open_source(url, policy, client) as chunks, blobs.blob_writer() as writer:
         async for chunk in chunks:
             inspector.feed(chunk)
             await writer.write(chunk)

@@ -103,4 +103,5 @@ class Worker:
                 await task
         with contextlib.suppress(StoreError):
             await self._marker.close()
+        await self.handlers.close()
         log.info("worker.stopped", worker_id=self.config.worker_id)

@@ -15,7 +15,7 @@ from store.db import Database
 from store.images import ImageSpec
 from worker.blobs import BlobStore
 from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy
+from worker.fetch import FetchPolicy, SourceClient
 from worker.pipeline import import_from_url
 
 log = structlog.get_logger(__name__)
@@ -75,6 +75,10 @@ class Importer:
         self._blobs = blobs
         self._policy = policy
         self._disks = disks
+        self._client = SourceClient()
+
+    async def close(self) -> None:
+        await self._client.close()
 
     async def run(self, params: CreateParams) -> Imported:
         source, requested = params.source, params.requested_min_disk_size
@@ -89,7 +93,7 @@ class Importer:
         raise ImportRefused(Code.INVALID_ARGUMENT, "the create names no source")
 
     async def _fetch(self, url: str, policy: FetchPolicy, requested: int) -> Imported:
-        result = await import_from_url(url, policy, self._blobs)
+        result = await import_from_url(url, policy, self._blobs, self._client)
         return Imported(
             digest=result.digest,
             size=result.virtual_size,

@@ -172,7 +172,9 @@ async def test_take_lease(db: Database) -> None:
 
     async def take(owner: str, at: int) -> bool:
         async with db.transaction() as conn:
-            return await operations.take_lease(conn, "opr1", owner, at, at + MINUTE)
+            taken = await operations.take_lease(conn, "opr1", owner, at, at + MINUTE)
+        assert taken is None or (taken.id, taken.lease_owner) == ("opr1", owner)
+        return taken is not None
 
     assert await take("worker-a", now) is True  # free
     assert await take("worker-b", now + 1) is False  # held by another, unexpired
@@ -186,8 +188,8 @@ async def test_take_lease(db: Database) -> None:
     assert (leased.lease_owner, leased.lease_until) == ("worker-b", now + 2 * MINUTE + 3)
 
     async with db.transaction() as conn:
-        assert await operations.take_lease(conn, "opr2", "worker-a", now, now + MINUTE) is False
-        assert await operations.take_lease(conn, "missing", "worker-a", now, now + MINUTE) is False
+        assert await operations.take_lease(conn, "opr2", "worker-a", now, now + MINUTE) is None
+        assert await operations.take_lease(conn, "missing", "worker-a", now, now + MINUTE) is None
 
 
 async def test_concurrent_workers_one_takes_the_lease(db: Database) -> None:
@@ -195,7 +197,7 @@ async def test_concurrent_workers_one_takes_the_lease(db: Database) -> None:
 
     async def take(owner: str) -> bool:
         async with db.transaction() as conn:
-            return await operations.take_lease(conn, "opr1", owner, T0, T0 + MINUTE)
+            return await operations.take_lease(conn, "opr1", owner, T0, T0 + MINUTE) is not None
 
     won = await asyncio.gather(*(take(f"worker-{n}") for n in range(6)))
 
