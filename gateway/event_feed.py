@@ -101,7 +101,7 @@ class EventFeed:
             folder_id = _folder_decoder.decode(delivery.body).folderid
         except msgspec.DecodeError:
             return
-        if folder_id not in self._watchers:
+        if folder_id not in self._watchers or self.closing.is_set():
             return
         self._news.add(folder_id)
         if self._waking is None or self._waking.done():

@@ -35,7 +35,7 @@ from gateway.event_feed import EventFeed, prune_periodically
 from gateway.http import query_request
 from gateway.keys import BUS, DB, EVENT_FEED, SEQUENCER
 from store import event_log
-from store.db import Database, StoreUnavailable
+from store.db import StoreUnavailable
 from store.event_log import Page
 from store.event_sequencer import EventSequencer
 
@@ -98,11 +98,15 @@ def resume_point(request: web.Request, query_value: str) -> int | None:
 
 
 async def first_page(
-    db: Database, context: RequestContext, folder_id: str, after: int | None
+    app: web.Application, context: RequestContext, folder_id: str, after: int | None
 ) -> Page:
-    """Where the stream starts; a folder's events are for whoever may list its images."""
+    """Where the stream starts; a folder's events are for whoever may list its images.
+    What has committed is numbered first, so a stream opened after a write starts behind it."""
+    db = app[DB]
     async with db.transaction() as conn:
         await authz.require_on_folder(conn, context, folder_id, Permission.LIST)
+    await app[SEQUENCER].drain()
+    async with db.transaction() as conn:
         if after is None:
             last = await event_log.last_position(conn, folder_id)
             return Page(after=last, last_position=last, entries=[])
@@ -133,9 +137,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     after = resume_point(request, parsed.last_event_id)
     feed = request.app[EVENT_FEED]
     async with feed.watch(parsed.folder_id) as wakeup:
-        # Number what has committed, so that a stream opened after a write starts behind it.
-        await request.app[SEQUENCER].drain()
-        page = await first_page(request.app[DB], context_of(request), parsed.folder_id, after)
+        page = await first_page(request.app, context_of(request), parsed.folder_id, after)
         response = web.StreamResponse(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )

@@ -17,17 +17,20 @@ class EventSequencer:
         self._db = db
         self._every = every
         self._turn = asyncio.Lock()
-        self._passes = 0
+        self._started = 0  # passes begun
+        self._completed = 0  # the number of the last pass that ended well
 
     async def drain(self) -> None:
         """Number every event committed before this call. Concurrent callers share passes:
-        one that waited for its turn is done if a pass started after it asked."""
-        asked = self._passes
+        one that waited for its turn is done if a pass begun after it asked ended well."""
+        asked = self._started
         async with self._turn:
-            if self._passes > asked:
+            if self._completed > asked:
                 return
-            self._passes += 1
+            self._started += 1
+            number = self._started
             await event_log.sequence(self._db)
+            self._completed = number
 
     async def run(self) -> None:
         while True:
@@ -36,3 +39,5 @@ class EventSequencer:
                 await self.drain()
             except StoreError as exc:
                 log.warning("event_log.sequence_failed", error=str(exc))
+            except Exception:  # the next pass tries again; this loop must not end
+                log.exception("event_log.sequence_failed")

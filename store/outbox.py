@@ -23,6 +23,8 @@ async def add_many(
 ) -> list[OutboxMessage]:
     """Queue the messages in one statement; each returned with its `seq`. Message ids are
     unique among them (an event's id, a command's operation id)."""
+    if not messages:
+        return []
     values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in messages)
     rows = await conn.fetch(
         "INSERT INTO outbox (exchange, routing_key, message_id, content_type, type,"

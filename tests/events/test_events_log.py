@@ -4,10 +4,14 @@ writers and sequencers, readers that never see a hole, retention."""
 import asyncio
 import random
 
+import pytest
+
 from contracts.enums import ImageStatus
 from contracts.events import event_decoder
 from store import Database, event_log, events, images
 from store.clock import now_us
+from store.db import StoreUnavailable
+from store.event_sequencer import EventSequencer
 from store.images import ImageRecord
 
 FOLDERS = ("fa", "fb")
@@ -126,3 +130,40 @@ async def test_prune_keeps_positions_and_reports_the_hole(db: Database) -> None:
         assert await event_log.last_position(conn, "fa") == 7
         beyond = await event_log.read_after(conn, "fa", 9, 10)
     assert beyond.beyond_end
+
+
+async def test_a_caller_waiting_on_a_failed_pass_runs_one_of_its_own(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Y and Z ask while pass 1 runs; Y's pass 2 fails; Z must not count it as done."""
+    sequencer = EventSequencer(db)
+    real_sequence = event_log.sequence
+    passes: list[str] = []
+    first_running = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def flaky(database: Database) -> int:
+        passes.append("pass")
+        if len(passes) == 1:
+            first_running.set()
+            await release_first.wait()
+        if len(passes) == 2:
+            raise StoreUnavailable("store away for one pass")
+        return await real_sequence(database)
+
+    monkeypatch.setattr(event_log, "sequence", flaky)
+    x = asyncio.create_task(sequencer.drain())
+    await first_running.wait()
+    async with db.transaction() as conn:
+        await event_log.append(conn, "fa", "t", b"queued during pass 1", now_us())
+    y = asyncio.create_task(sequencer.drain())
+    z = asyncio.create_task(sequencer.drain())
+    await asyncio.sleep(0)
+    release_first.set()
+
+    await x
+    with pytest.raises(StoreUnavailable):
+        await y
+    await z
+    assert len(passes) == 3
+    assert [e.body for e in (await read_all(db, "fa")).entries] == [b"queued during pass 1"]

@@ -53,11 +53,11 @@ async def test_resume_after_a_dropped_connection_loses_and_repeats_nothing(
         published.append(delivery.body)
 
     tap = await gateway.bus.subscribe(EVENTS_EXCHANGE, [f"*.*.*.{folder}"], on_event)
-    producing = asyncio.create_task(produce(gateway, folder, TOTAL))
     received: list[tuple[int, bytes]] = []
     async with sse(gateway.session, gateway.url, folderId=folder) as stream:
         start = await stream.next()
         assert start.position == 0 and start.data is None  # a new folder: starts at 0
+        producing = asyncio.create_task(produce(gateway, folder, TOTAL))
         while len(received) < 8:
             frame = await stream.event()
             assert frame.position is not None and frame.data is not None
