@@ -6,6 +6,7 @@ from typing import Annotated
 import msgspec
 
 from contracts.base import (
+    MIN_DISK_SIZE,
     Description,
     DiskSize,
     Family,
@@ -19,9 +20,16 @@ from contracts.base import (
     RequiredId,
 )
 from contracts.enums import ImageStatus, OsType, PciTopology
+from contracts.errors import InvalidArgument
 
 IMAGE_TYPE = "type.googleapis.com/yandex.cloud.compute.v1.Image"
 DISK_SIZE_ALIGNMENT = 4 * 1024**2
+
+
+def check_disk_size(value: int) -> None:
+    """A requested minDiskSize: 0 (unset) or at least MIN_DISK_SIZE."""
+    if value and value < MIN_DISK_SIZE:
+        raise InvalidArgument(f"minDiskSize: must be between {MIN_DISK_SIZE} and 4398046511104")
 
 
 def min_disk_size(requested: int, virtual_size: int) -> int:

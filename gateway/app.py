@@ -8,12 +8,14 @@ from bus.base import Bus
 from bus.outbox import OutboxPublisher
 from gateway import access, auth, docs, events_stream, health, images, operations
 from gateway.audit import audit
-from gateway.create_batches import CreateBatches
-from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SETTINGS
+from gateway.create_batches import write_creates
+from gateway.group_commit import GroupCommit
+from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SETTINGS, UPDATES
 from gateway.metrics import observe_requests, operation_started
 from gateway.middleware import errors, request_context
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
+from gateway.update_batches import write_updates
 from store import secrets_table
 from store.db import Database
 from store.outbox import SentMarker
@@ -46,7 +48,9 @@ async def _outbox_publisher(app: web.Application) -> AsyncIterator[None]:
     """Publishes each request's outbox rows; marks them sent in batches, flushed at close."""
     marker = SentMarker(app[DB])
     app[PUBLISHER] = OutboxPublisher(app[BUS], marker)
-    app[CREATES] = CreateBatches(app[DB], app[PUBLISHER], operation_started)
+    app[CREATES] = GroupCommit(app[DB], app[PUBLISHER], operation_started, write_creates)
+    app[UPDATES] = GroupCommit(app[DB], app[PUBLISHER], operation_started, write_updates)
     yield
     await app[CREATES].close()
+    await app[UPDATES].close()
     await marker.close()

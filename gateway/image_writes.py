@@ -1,11 +1,10 @@
-"""Create, update and delete: each one transaction writing state, operation and outbox rows."""
+"""Create, update and delete: the checks that need no database, then state, operation and
+outbox rows in one transaction (creates and updates share theirs: gateway/group_commit.py)."""
 
-import msgspec
 import structlog
 from aiohttp import web
 
 from contracts import urls
-from contracts.base import MIN_DISK_SIZE
 from contracts.commands import (
     CreateImage,
     CreateParams,
@@ -15,9 +14,9 @@ from contracts.commands import (
     params_encoder,
 )
 from contracts.enums import ImageStatus
-from contracts.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument
+from contracts.errors import Aborted, FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
-from contracts.images import CreateImageRequest, ImageAny, UpdateImageRequest, min_disk_size
+from contracts.images import CreateImageRequest, UpdateImageRequest, check_disk_size
 from contracts.operations import (
     CreateImageMetadata,
     DeleteImageMetadata,
@@ -28,23 +27,19 @@ from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext
 from gateway.create_batches import PendingCreate
-from gateway.keys import CREATES, DB, SETTINGS
+from gateway.keys import CREATES, DB, SETTINGS, UPDATES
 from gateway.metrics import operation_started
 from gateway.publishing import publish_committed
+from gateway.update_batches import PendingUpdate
 from gateway.writes import new_operation, replay
 from store import events, images, operations, outbox
 from store.clock import now_us
-from store.db import Connection, UniqueViolation
+from store.db import Connection
 from store.idempotency import Claim
 from store.images import ImageRecord, ImageSpec, to_image
 from store.operations import to_operation
 
 UPDATABLE = {"name", "description", "minDiskSize", "labels"}
-
-
-def check_disk_size(value: int) -> None:
-    if value and value < MIN_DISK_SIZE:
-        raise InvalidArgument(f"minDiskSize: must be between {MIN_DISK_SIZE} and 4398046511104")
 
 
 def _source(request: CreateImageRequest) -> ImageSource:
@@ -143,7 +138,7 @@ async def create_image(
     pending = PendingCreate(
         context=context, image=image, op=op, command=command, source=source, key=key
     )
-    operation = await app[CREATES].create(pending)
+    operation = await app[CREATES].submit(pending)
     if operation.id != op.id:  # an earlier request with the same Idempotency-Key
         structlog.contextvars.bind_contextvars(operation_id=operation.id)
     return operation
@@ -163,69 +158,27 @@ def _mask(update_mask: str) -> set[str]:
     return paths
 
 
-def _updated(image: ImageRecord, request: UpdateImageRequest, paths: set[str]) -> ImageRecord:
-    changed = msgspec.structs.replace(image, spec=msgspec.structs.replace(image.spec))
-    if "name" in paths:
-        changed.name = request.name
-    if "description" in paths:
-        changed.spec.description = request.description
-    if "labels" in paths:
-        changed.spec.labels = request.labels
-    if "minDiskSize" in paths:
-        changed.min_disk_size = _min_disk_size(image, request.min_disk_size)
-    return changed
-
-
-def _min_disk_size(image: ImageRecord, requested: int) -> int:
-    """0 (unset) resets to the image's own minimum; either way rounded up to 4 MiB."""
-    check_disk_size(requested)
-    if requested and requested < image.size:
-        raise InvalidArgument(
-            f"minDiskSize: {requested} is smaller than the image's size {image.size}"
-        )
-    return min_disk_size(requested, image.size)
-
-
 async def update_image(
     app: web.Application, context: RequestContext, request: UpdateImageRequest, key: Claim | None
 ) -> Operation:
+    """Checked here for everything that needs no database, then written in a batch
+    (gateway/update_batches.py)."""
     paths = _mask(request.update_mask)
-    now = now_us()
-    async with app[DB].transaction() as conn:
-        image = await authz.image_or_none(
-            conn, context, request.image_id, Permission.UPDATE, lock=True
-        )
-        op = new_operation(
-            context,
-            operations.UPDATE,
-            request.image_id,
-            image.folder_id if image else "",
-            "Update image",
-            UpdateImageMetadata(image_id=request.image_id),
-            now,
-        )
-        if previous := await replay(conn, key, op.id, now):
-            return previous
-        if image is None:
-            raise authz.missing_image(request.image_id)
-        if image.status is ImageStatus.DELETING:
-            raise FailedPrecondition(f"image {image.id} is being deleted")
-        updated = _updated(image, request, paths)
-        try:
-            if not await images.replace(conn, updated, expected=image.status):
-                raise Aborted(f"image {image.id} changed during the update; retry")
-        except UniqueViolation:
-            raise AlreadyExists(
-                f"an image named {updated.name!r} already exists in folder {image.folder_id}"
-            ) from None
-        op.done = True
-        op.response = ImageAny(**msgspec.structs.asdict(to_image(updated)))
-        await operations.insert(conn, op)
-        announced = [("updated", op.id, to_image(updated)), events.operation_done(op)]
-        rows = await events.record_many(conn, updated, announced)
-    operation_started(op)
-    await publish_committed(app, rows)
-    return to_operation(op)
+    op = new_operation(
+        context,
+        operations.UPDATE,
+        request.image_id,
+        "",
+        "Update image",
+        UpdateImageMetadata(image_id=request.image_id),
+        now_us(),
+    )
+    op.done = True
+    pending = PendingUpdate(context=context, request=request, paths=paths, op=op, key=key)
+    operation = await app[UPDATES].submit(pending)
+    if operation.id != op.id:  # an earlier request with the same Idempotency-Key
+        structlog.contextvars.bind_contextvars(operation_id=operation.id)
+    return operation
 
 
 async def _cancel_open_create(conn: Connection, image_id: str, now: int) -> None:

@@ -6,11 +6,13 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox import OutboxPublisher
-from gateway.create_batches import CreateBatches
+from gateway.create_batches import PendingCreate
 from gateway.event_feed import EventFeed
+from gateway.group_commit import GroupCommit
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
+from gateway.update_batches import PendingUpdate
 from store.db import Database
 from store.event_sequencer import EventSequencer
 
@@ -19,7 +21,8 @@ BUS = web.AppKey("bus", Bus)
 PAGE_TOKENS = web.AppKey("page_tokens", PageTokens)
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PUBLISHER = web.AppKey("publisher", OutboxPublisher)
-CREATES = web.AppKey("creates", CreateBatches)
+CREATES = web.AppKey("creates", GroupCommit[PendingCreate])
+UPDATES = web.AppKey("updates", GroupCommit[PendingUpdate])
 TOKENS = web.AppKey("tokens", TokenVerifier)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)

@@ -1,6 +1,7 @@
 """What every mutating call shares: idempotency replay, operation records, command rows."""
 
 import hashlib
+from collections.abc import Iterable
 
 import msgspec
 import structlog
@@ -12,7 +13,8 @@ from contracts.operations import Operation, OperationMetadata
 from gateway.context import RequestContext
 from store import operations
 from store.db import Connection
-from store.idempotency import Claim, Previous, claim
+from store.idempotency import Claim, Previous, claim, find
+from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation
 
 _encoder = msgspec.json.Encoder()
@@ -54,6 +56,42 @@ async def replayed(conn: Connection, key: Claim, previous: Previous) -> Operatio
     record = await operations.get(conn, previous.operation_id)
     assert record is not None, "an idempotency key always names a stored operation"
     return to_operation(record)
+
+
+class BatchKeys:
+    """The Idempotency-Keys of one batch of writes (gateway/group_commit.py): an earlier use
+    of a key is replayed; a key used twice in the batch is written once, the second request
+    after the batch."""
+
+    def __init__(self, previous: dict[tuple[str, str], Previous]) -> None:
+        self._previous = previous
+        self._claimed: set[tuple[str, str]] = set()
+
+    @classmethod
+    async def load(cls, conn: Connection, keys: Iterable[Claim | None]) -> "BatchKeys":
+        return cls(await find(conn, [key for key in keys if key is not None]))
+
+    async def replay(self, conn: Connection, key: Claim | None) -> Operation | None:
+        """The operation an earlier request with this key started, if there was one."""
+        previous = self._previous.get((key.subject, key.key)) if key else None
+        return await replayed(conn, key, previous) if key and previous else None
+
+    def claim(self, key: Claim | None) -> bool:
+        """False when another request of this batch claimed the key already."""
+        if key is None:
+            return True
+        pair = (key.subject, key.key)
+        if pair in self._claimed:
+            return False
+        self._claimed.add(pair)
+        return True
+
+
+def name_taken(image: ImageRecord) -> AlreadyExists:
+    """The answer to a write that would give a second image of a folder the same name."""
+    return AlreadyExists(
+        f"an image named {image.name!r} already exists in folder {image.folder_id}"
+    )
 
 
 def new_operation(

@@ -22,6 +22,11 @@ class UniqueViolation(StoreError):
         self.constraint = constraint
 
 
+class Contention(StoreError):
+    """The transaction was aborted for colliding with another (a deadlock); retrying it alone
+    succeeds."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached right now (transient)."""
 

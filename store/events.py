@@ -35,16 +35,45 @@ async def record_many(
         image.id,
     )
     assert row is not None, "events are recorded for stored images"
-    first = int(row["event_seq"]) - len(events) + 1
+    image.event_seq = int(row["event_seq"]) - len(events)
     now = now_us()
-    messages = []
-    for offset, (name, operation_id, data) in enumerate(events):
-        image.event_seq = first + offset
-        messages.append(event_message(image, name, operation_id, data, now))
-    await event_log.append_many(
-        conn, [(image.folder_id, message.type, message.body, now) for message in messages]
-    )
+    messages = _messages(image, events, now)
+    await _queue(conn, [(image.folder_id, messages)], now)
     return await outbox.add_many(conn, messages, now)
+
+
+async def record_locked(
+    conn: Connection, batch: Sequence[tuple[ImageRecord, Sequence[Event]]]
+) -> list[OutboxMessage]:
+    """Record events of several images, whose rows this transaction locked and read (so their
+    `event_seq` is current): one statement per table for them all."""
+    now = now_us()
+    written = [(image, _messages(image, events, now)) for image, events in batch]
+    await conn.executemany(
+        "UPDATE images SET event_seq = ? WHERE id = ?",
+        [(image.event_seq, image.id) for image, _ in written],
+    )
+    await _queue(conn, [(image.folder_id, messages) for image, messages in written], now)
+    return await outbox.add_many(conn, [m for _, messages in written for m in messages], now)
+
+
+def _messages(image: ImageRecord, events: Sequence[Event], now: int) -> list[OutboxMessage]:
+    """The events numbered after the image's current `event_seq`, which they advance."""
+    messages = []
+    for name, operation_id, data in events:
+        image.event_seq += 1
+        messages.append(event_message(image, name, operation_id, data, now))
+    return messages
+
+
+async def _queue(
+    conn: Connection, by_folder: Sequence[tuple[str, list[OutboxMessage]]], now: int
+) -> None:
+    """Queue the events for the event log."""
+    await event_log.append_many(
+        conn,
+        [(folder, m.type, m.body, now) for folder, messages in by_folder for m in messages],
+    )
 
 
 def event_message(

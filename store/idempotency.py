@@ -62,11 +62,13 @@ async def find(conn: Connection, claims: Sequence[Claim]) -> dict[tuple[str, str
 
 async def insert_many(conn: Connection, claims: Sequence[tuple[Claim, str]], now: int) -> None:
     """Record keys known to be free, each for its operation id; a key claimed meanwhile by
-    another transaction raises UniqueViolation."""
+    another transaction raises UniqueViolation. Written in key order, so that two batches
+    with keys in common cannot deadlock."""
+    rows = sorted((c.subject, c.key, c.fingerprint, op_id, now) for c, op_id in claims)
     await conn.executemany(
         "INSERT INTO idempotency_keys (subject, key, fingerprint, operation_id, created_at)"
         " VALUES (?, ?, ?, ?, ?)",
-        [(c.subject, c.key, c.fingerprint, operation_id, now) for c, operation_id in claims],
+        rows,
     )
 
 

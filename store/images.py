@@ -130,11 +130,17 @@ async def insert(conn: Connection, record: ImageRecord) -> None:
 
 
 async def insert_many(conn: Connection, records: Sequence[ImageRecord]) -> None:
+    """Written in name order, so that two batches that both hold a name cannot deadlock on
+    the unique index (one of them fails on it instead)."""
     marks = ", ".join("?" for _ in range(len(_MUTABLE) + 2))
     await conn.executemany(
         f"INSERT INTO images (id, event_seq, {', '.join(_MUTABLE)}) VALUES ({marks})",
-        [(record.id, record.event_seq, *_mutable_values(record)) for record in records],
+        [(r.id, r.event_seq, *_mutable_values(r)) for r in sorted(records, key=_by_name)],
     )
+
+
+def _by_name(record: ImageRecord) -> tuple[str, str, str]:
+    return (record.folder_id, record.name, record.id)
 
 
 async def replace(conn: Connection, record: ImageRecord, expected: ImageStatus) -> bool:
@@ -148,6 +154,27 @@ async def replace(conn: Connection, record: ImageRecord, expected: ImageStatus) 
         expected.value,
     )
     return changed == 1
+
+
+async def replace_many(conn: Connection, records: Sequence[ImageRecord]) -> None:
+    """Write records whose rows this transaction has locked (`get_locked`); in name order,
+    as `insert_many`."""
+    assignments = ", ".join(f"{column} = ?" for column in _MUTABLE)
+    await conn.executemany(
+        f"UPDATE images SET {assignments} WHERE id = ?",
+        [(*_mutable_values(r), r.id) for r in sorted(records, key=_by_name)],
+    )
+
+
+async def get_locked(conn: Connection, image_ids: Sequence[str]) -> dict[str, ImageRecord]:
+    """The images that exist among `image_ids`, locked until commit (in id order, so that
+    two transactions locking overlapping sets cannot deadlock)."""
+    marks = ", ".join("?" for _ in image_ids)
+    suffix = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM images WHERE id IN ({marks}) ORDER BY id{suffix}", *image_ids
+    )
+    return {record.id: record for record in map(_from_row, rows)}
 
 
 async def get(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord | None:

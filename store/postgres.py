@@ -1,13 +1,13 @@
 """PostgreSQL driver on an asyncpg pool."""
 
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 
-from store.db import Row, StoreUnavailable, UniqueViolation
+from store.db import Contention, Row, StoreUnavailable, UniqueViolation
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -18,6 +18,17 @@ def numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
+@contextmanager
+def _translated() -> Iterator[None]:
+    """asyncpg's errors that callers act on, as the store's own."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise UniqueViolation(exc.constraint_name or "") from exc
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+        raise Contention(str(exc)) from exc
+
+
 class PostgresConnection:
     dialect = "postgresql"
 
@@ -25,10 +36,8 @@ class PostgresConnection:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        try:
+        with _translated():
             status = await self._conn.execute(numbered(sql), *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(exc.constraint_name or "") from exc
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
@@ -36,16 +45,12 @@ class PostgresConnection:
         if len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
             await self.execute(sql, *rows[0])
             return
-        try:
+        with _translated():
             await self._conn.executemany(numbered(sql), rows)
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(exc.constraint_name or "") from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        try:
+        with _translated():
             return list(await self._conn.fetch(numbered(sql), *args))
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(exc.constraint_name or "") from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)

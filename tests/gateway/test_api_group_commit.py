@@ -1,30 +1,34 @@
-"""Group commit of creates (gateway/create_batches.py): concurrent creates share transactions,
-and each one is answered exactly as if it had been alone: its own operation, its own error,
-a repeated Idempotency-Key answered with the first operation."""
+"""Group commit of creates and updates (gateway/group_commit.py): concurrent requests share
+transactions, and each one is answered exactly as if it had been alone: its own operation,
+its own error, a repeated Idempotency-Key answered with the first operation, a second
+update of one image applied after the first."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from gateway import create_batches
+from gateway.keys import CREATES, UPDATES
 from store import event_log
 from support.auth import bearer
 from tests.gateway.conftest import FOLDER, Api, FinishReady, Reply
 
 
 @pytest.fixture
-def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The size of every batch written: the tests must see creates really share one."""
+def batch_sizes(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The size of every batch written: the tests must see requests really share one."""
     sizes: list[int] = []
-    write_batch = create_batches._write_batch
+    for key in (CREATES, UPDATES):
+        commit = api.client.app[key]
+        write = commit._write_batch
 
-    async def recorded(conn: Any, batch: list[Any]) -> Any:
-        sizes.append(len(batch))
-        return await write_batch(conn, batch)
+        async def recorded(conn: Any, batch: list[Any], write: Any = write) -> Any:
+            sizes.append(len(batch))
+            return await write(conn, batch)
 
-    monkeypatch.setattr(create_batches, "_write_batch", recorded)
+        monkeypatch.setattr(commit, "_write_batch", recorded)
     yield sizes
 
 
@@ -112,3 +116,89 @@ async def test_refused_checks_answer_their_own_request(
     assert replies[0].status == 403
     assert replies[1].status == 400 and replies[1].code == 9 and "not READY" in replies[1].message
     assert all(reply.status == 200 for reply in replies[2:]), [r.body for r in replies]
+
+
+async def ids_of(api: Api, count: int) -> list[str]:
+    return [await api.new_image(name=f"img-{n}") for n in range(count)]
+
+
+async def test_concurrent_updates_share_transactions_and_each_is_applied(
+    api: Api, batch_sizes: list[int]
+) -> None:
+    image_ids = await ids_of(api, 20)
+    batch_sizes.clear()
+    replies = await at_once(
+        *(api.update(image_id, {"description": f"d{n}"}) for n, image_id in enumerate(image_ids))
+    )
+
+    assert max(batch_sizes) > 1 and sum(batch_sizes) == 20
+    assert all(reply.status == 200 and reply.json["done"] for reply in replies)
+    assert [reply.json["response"]["description"] for reply in replies] == [
+        f"d{n}" for n in range(20)
+    ]
+    for n, image_id in enumerate(image_ids):
+        assert (await api.image(image_id))["description"] == f"d{n}"
+    await event_log.sequence(api.db)
+    async with api.db.transaction() as conn:
+        page = await event_log.read_after(conn, FOLDER, 20, 100)  # after the 20 created
+    updated = [e for e in page.entries if e.type == "compute.image.updated"]
+    assert len(page.entries) == 40 and len(updated) == 20
+
+
+async def test_updates_of_one_image_apply_one_after_another(
+    api: Api, batch_sizes: list[int]
+) -> None:
+    (image_id,) = await ids_of(api, 1)
+    replies = await at_once(*(api.update(image_id, {"labels": {"n": str(n)}}) for n in range(6)))
+
+    assert all(reply.status == 200 for reply in replies), [r.body for r in replies]
+    await event_log.sequence(api.db)
+    async with api.db.transaction() as conn:
+        page = await event_log.read_after(conn, FOLDER, 0, 100)
+    sequences = [json.loads(e.body)["sequence"] for e in page.entries]
+    assert sequences == [str(n) for n in range(1, 14)]  # created, then (updated, done) 6 times
+    final = (await api.image(image_id))["labels"]
+    assert final in [reply.json["response"]["labels"] for reply in replies]
+
+
+async def test_a_refused_update_fails_only_its_own_request(
+    api: Api, batch_sizes: list[int], finish_ready: FinishReady
+) -> None:
+    image_ids = await ids_of(api, 6)
+    await finish_ready(image_ids[5], size=8 * 1024**3)
+    batch_sizes.clear()
+    replies = await at_once(
+        api.update(image_ids[0], {"updateMask": "name", "name": "img-1"}),  # taken
+        api.update("img-missing", {"description": "x"}),
+        api.call(
+            "PATCH",
+            f"/compute/v1/images/{image_ids[2]}",
+            json_body={"description": "x"},
+            headers=bearer("stranger"),
+        ),
+        api.update(image_ids[5], {"updateMask": "minDiskSize", "minDiskSize": str(1024**3)}),
+        api.update(image_ids[3], {"description": "fine"}),
+        api.update(image_ids[4], {"description": "fine too"}),
+    )
+
+    assert [reply.status for reply in replies] == [409, 404, 404, 400, 200, 200]
+    assert "img-1" in replies[0].message
+    assert (await api.image(image_ids[0]))["name"] == "img-0"
+
+
+async def test_a_key_repeated_on_concurrent_updates_answers_one_operation(api: Api) -> None:
+    image_ids = await ids_of(api, 3)
+    key = {"Idempotency-Key": "update-key"}
+    body = {"description": "once"}
+    replies = await at_once(
+        *(
+            api.call("PATCH", f"/compute/v1/images/{image_ids[0]}", json_body=body, headers=key)
+            for _ in range(5)
+        ),
+        *(api.update(image_id, {"description": "other"}) for image_id in image_ids[1:]),
+    )
+
+    assert all(reply.status == 200 for reply in replies), [r.body for r in replies]
+    assert len({reply.json["id"] for reply in replies[:5]}) == 1
+    operations = (await api.operations(image_ids[0])).json["operations"]
+    assert len(operations) == 2  # the create and one update

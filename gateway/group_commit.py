@@ -1,0 +1,165 @@
+"""Group commit: requests that arrive while earlier ones are being written wait, then go
+together into one transaction, written with one statement per table for the whole batch
+instead of a round trip per row, and one commit. Creates and updates use it
+(gateway/create_batches.py, gateway/update_batches.py); a lone request is a batch of one.
+
+A batch is all or nothing, and each request is still answered as if it had been alone. The
+checks that only read answer their own request and leave the rest of the batch alone. A
+conflict that only writing reveals (a unique constraint) rolls the batch back, and each of
+its requests is written again on its own, where the conflict is answered to the one that
+caused it. A request that must see another of the same batch written first (the same
+Idempotency-Key, the same image) is written after it, in a batch of its own.
+"""
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from bus.outbox import OutboxPublisher
+from contracts.errors import Aborted, ApiError, Unavailable
+from contracts.operations import Operation
+from contracts.outbox import OutboxMessage
+from store.db import Connection, Contention, Database
+from store.operations import OperationRecord
+
+P = TypeVar("P")
+MAX_BATCH = 64
+# Batches written at once: while one waits for the database, the next is being built.
+MAX_WRITERS = 4
+
+
+class Conflict(Exception):
+    """Writing the batch collided with another transaction. Each request is written again
+    alone; when the batch was one request, it is answered with `error`, or first tried once
+    more when `retry` (a key another request claimed meanwhile is then replayed)."""
+
+    def __init__(self, error: ApiError, *, retry: bool = False) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry = retry
+
+
+def key_claimed() -> Conflict:
+    """A key another request claimed meanwhile: written again, the request replays it."""
+    return Conflict(Aborted("Idempotency-Key: claimed by a concurrent request; retry"), retry=True)
+
+
+def _collided() -> Conflict:
+    """A deadlock between batches (their rows met in opposite orders): written again alone."""
+    return Conflict(Aborted("the request collided with a concurrent one; retry"), retry=True)
+
+
+class Written:
+    """What a batch's transaction decided: an answer for each request (by its index in the
+    batch) it wrote or refused, the operations it started, the outbox rows to publish, and
+    the requests to write after this batch (`later`)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[int, Operation | ApiError] = {}
+        self.started: list[OperationRecord] = []
+        self.rows: list[OutboxMessage] = []
+        self.later: list[int] = []
+
+
+WriteBatch = Callable[[Connection, list[P]], Awaitable[Written]]
+Waiting = tuple[P, "asyncio.Future[Operation]"]
+
+
+class GroupCommit(Generic[P]):
+    def __init__(
+        self,
+        db: Database,
+        publisher: OutboxPublisher,
+        started: Callable[[OperationRecord], None],
+        write: WriteBatch[P],
+    ) -> None:
+        """`write` checks and writes one batch in the transaction it is given; `started` is told
+        of each operation written (the gateway's metrics)."""
+        self._db = db
+        self._publisher = publisher
+        self._started = started
+        self._write_batch = write
+        self._waiting: list[Waiting[P]] = []
+        self._writers: set[asyncio.Task[None]] = set()
+        self._running = 0  # writers, counted down by the writer itself (see _write_waiting)
+
+    async def submit(self, pending: P) -> Operation:
+        """Write the request with whatever else is waiting; its operation."""
+        answer: asyncio.Future[Operation] = asyncio.get_running_loop().create_future()
+        self._waiting.append((pending, answer))
+        if self._running < MAX_WRITERS:
+            self._running += 1
+            # A context of its own: the writer's log lines belong to no one request.
+            writer = asyncio.create_task(
+                self._write_waiting(), name="kiln-group-commit", context=contextvars.Context()
+            )
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await answer
+
+    async def close(self) -> None:
+        """Wait for the batches being written: their requests are waiting for them."""
+        await asyncio.gather(*self._writers, return_exceptions=True)
+
+    async def _write_waiting(self) -> None:
+        # The last look at _waiting and the count down happen in one step: a request queued
+        # after it finds a free writer slot.
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                await self._write(batch)
+        finally:
+            self._running -= 1
+
+    async def _write(self, batch: list[Waiting[P]], attempts: int = 2) -> None:
+        try:
+            await self._write_once(batch, attempts)
+        finally:
+            for _, answer in batch:  # none is left waiting, whatever went wrong
+                _answer(answer, Unavailable("the request was interrupted; retry"))
+
+    async def _write_once(self, batch: list[Waiting[P]], attempts: int) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                done = await self._write_batch(conn, [pending for pending, _ in batch])
+        except Conflict as conflict:
+            await self._write_again(batch, conflict, attempts)
+            return
+        except Contention:
+            await self._write_again(batch, _collided(), attempts)
+            return
+        except Exception as exc:  # every request of the batch answers with it (503, 500)
+            for _, answer in batch:
+                _answer(answer, exc)
+            return
+        try:
+            for op in done.started:
+                self._started(op)
+            await self._publisher.publish(done.rows)
+        finally:
+            for index, result in done.answers.items():
+                _answer(batch[index][1], result)
+        if done.later:
+            await self._write([batch[index] for index in done.later])
+
+    async def _write_again(
+        self, batch: list[Waiting[P]], conflict: Conflict, attempts: int
+    ) -> None:
+        """After a conflict: each request alone, so that only its own fails."""
+        if len(batch) > 1:
+            for one in batch:
+                await self._write([one])
+        elif conflict.retry and attempts > 1:
+            await self._write(batch, attempts - 1)
+        else:
+            _answer(batch[0][1], conflict.error)
+
+
+def _answer(answer: "asyncio.Future[Operation]", result: Operation | BaseException) -> None:
+    if answer.done():  # the request was cancelled (its client left)
+        return
+    if isinstance(result, BaseException):
+        answer.set_exception(result)
+    else:
+        answer.set_result(result)

@@ -1,0 +1,72 @@
+"""The group commit's writers (gateway/group_commit.py) on a stand-in store: no request is
+ever left waiting, whatever the timing of writers, failures and cancellation."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from contracts.errors import Unavailable
+from gateway.group_commit import MAX_WRITERS, GroupCommit, Written
+
+
+class Store:
+    """Transactions that do nothing; `gate` holds every batch until it is set."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None
+
+
+class Publisher:
+    async def publish(self, rows: Any) -> None:
+        pass
+
+
+def group_commit(store: Store, write: Any) -> GroupCommit[str]:
+    return GroupCommit(store, Publisher(), lambda op: None, write)  # type: ignore[arg-type]
+
+
+async def test_a_request_queued_as_every_writer_ends_is_still_written() -> None:
+    """All writers finish in one loop step, and a request arrives in that same step."""
+    store = Store()
+
+    async def write(conn: None, batch: list[str]) -> Written:
+        await store.gate.wait()
+        done = Written()
+        done.answers = {index: f"op-{name}" for index, name in enumerate(batch)}  # type: ignore[misc]
+        return done
+
+    commit = group_commit(store, write)
+    first = []
+    for n in range(MAX_WRITERS):
+        first.append(asyncio.create_task(commit.submit(f"r{n}")))
+        for _ in range(3):
+            await asyncio.sleep(0)  # let each start its own writer
+    store.gate.set()
+    late = asyncio.create_task(commit.submit("late"))  # before the writers' ends are seen
+
+    assert await asyncio.gather(*first) == [f"op-r{n}" for n in range(MAX_WRITERS)]
+    assert await asyncio.wait_for(late, 2.0) == "op-late"
+
+
+async def test_a_writer_cancelled_mid_batch_answers_its_requests() -> None:
+    store = Store()
+
+    async def write(conn: None, batch: list[str]) -> Written:
+        await store.gate.wait()  # never set: the writer is cancelled here
+        raise AssertionError("unreachable")
+
+    commit = group_commit(store, write)
+    waiting = asyncio.create_task(commit.submit("r"))
+    await asyncio.sleep(0.01)
+    for writer in list(commit._writers):
+        writer.cancel()
+
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(waiting, 2.0)
