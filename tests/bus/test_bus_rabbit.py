@@ -70,20 +70,26 @@ async def test_publish_before_start_is_unavailable() -> None:
 async def test_bus_is_unavailable_while_reconnecting_then_recovers(
     rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]], inbox
 ) -> None:
-    bus = RabbitBus(f"{rabbit_url}?reconnect_interval=0.5")
+    bus = RabbitBus(f"{rabbit_url}?reconnect_interval=1")
     await bus.start()
     try:
         received = inbox()
         await bus.consume(CREATE_QUEUE, received, prefetch=1)
 
+        # Watch from before the cut: rabbitmqctl itself may take longer than the reconnect.
+        refusing = asyncio.create_task(publish_once_disconnected(bus))
         await ctl("close_all_connections", "-p", vhost, "kiln test")
-        await asyncio.wait_for(disconnected(bus), 3.0)
-        refusals = await asyncio.wait_for(publish_until_confirmed(bus), 3.0)
+        refusals = await asyncio.wait_for(refusing, 6.0)
 
         assert refusals > 0
         assert (await received.next()).message_id == COMMAND.message_id
     finally:
         await bus.close()
+
+
+async def publish_once_disconnected(bus: RabbitBus) -> int:
+    await disconnected(bus)
+    return await publish_until_confirmed(bus)
 
 
 async def disconnected(bus: RabbitBus) -> None:
