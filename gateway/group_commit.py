@@ -117,7 +117,8 @@ class GroupCommit(Generic[P]):
             await self._write_once(batch, attempts)
         finally:
             for _, answer in batch:  # none is left waiting, whatever went wrong
-                _answer(answer, Unavailable("the request was interrupted; retry"))
+                if not answer.done():
+                    answer.set_exception(Unavailable("the request was interrupted; retry"))
 
     async def _write_once(self, batch: list[Waiting[P]], attempts: int) -> None:
         try:
