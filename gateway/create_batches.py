@@ -15,7 +15,7 @@ from gateway.authz import Permission
 from gateway.context import RequestContext
 from gateway.group_commit import Conflict, Written, key_claimed
 from gateway.writes import BatchKeys, name_taken
-from store import event_log, events, idempotency, images, operations, outbox
+from store import events, idempotency, images, operations
 from store.clock import now_us
 from store.db import Connection, UniqueViolation
 from store.idempotency import Claim
@@ -70,22 +70,20 @@ async def _insert(conn: Connection, batch: list[PendingCreate]) -> list[OutboxMe
         await idempotency.insert_many(conn, keys, now)
     except UniqueViolation:
         raise key_claimed() from None
-    for pending in batch:
-        pending.image.event_seq = 1  # its "created" event, written below
+    # Each attempt numbers a fresh copy (a batch written again must not count twice), before
+    # the insert that stores the image with its "created" event's number.
+    fresh = [msgspec.structs.replace(p.image, event_seq=0) for p in batch]
+    numbered = [
+        (image, events.number(image, [("created", p.op.id, to_image(image))], now))
+        for image, p in zip(fresh, batch, strict=True)
+    ]
     try:
-        await images.insert_many(conn, [p.image for p in batch])
+        await images.insert_many(conn, fresh)
     except UniqueViolation:
         raise Conflict(name_taken(batch[0].image)) from None
     await operations.insert_many(conn, [p.op for p in batch])
-    messages: list[OutboxMessage] = []
-    entries: list[tuple[str, str, bytes, int]] = []
-    for pending in batch:
-        image = pending.image
-        created = events.event_message(image, "created", pending.op.id, to_image(image), now)
-        messages += [created, command_message(pending.command)]
-        entries.append((image.folder_id, created.type, created.body, now))
-    await event_log.append_many(conn, entries)
-    return await outbox.add_many(conn, messages, now)
+    commands = [command_message(p.command) for p in batch]
+    return await events.write(conn, numbered, now, commands)
 
 
 class _Checks:

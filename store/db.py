@@ -52,3 +52,10 @@ class Database(Protocol):
         """A connection inside one transaction: committed on exit, rolled back on error."""
 
     async def close(self) -> None: ...
+
+
+async def lock_until_commit(conn: Connection, key: int) -> None:
+    """Make every transaction that takes the lock `key` wait for this one to end (an
+    advisory lock on PostgreSQL; SQLite runs one writing transaction at a time anyway)."""
+    if conn.dialect == "postgresql":
+        await conn.execute("SELECT pg_advisory_xact_lock(?)", key)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import msgspec
 
 from store.clock import now_us
-from store.db import Connection, Database, Row
+from store.db import Connection, Database, Row, lock_until_commit
 
 RETENTION_US = 24 * 3600 * 1_000_000
 # Rows carry their writer's clock: keep a margin so that a pruner whose clock runs ahead
@@ -88,8 +88,7 @@ async def sequence(db: Database, batch: int = SEQUENCE_BATCH) -> int:
 
 async def _sequence_batch(conn: Connection, batch: int) -> int:
     """Move up to `batch` of the oldest queued events into the log; how many it moved."""
-    if conn.dialect == "postgresql":
-        await conn.execute("SELECT pg_advisory_xact_lock(?)", _SEQUENCER_LOCK)
+    await lock_until_commit(conn, _SEQUENCER_LOCK)
     rows = await conn.fetch(
         "SELECT seq, folder_id, type, body, created_at FROM event_queue ORDER BY seq LIMIT ?",
         batch,

@@ -37,9 +37,7 @@ async def record_many(
     assert row is not None, "events are recorded for stored images"
     image.event_seq = int(row["event_seq"]) - len(events)
     now = now_us()
-    messages = _messages(image, events, now)
-    await _queue(conn, [(image.folder_id, messages)], now)
-    return await outbox.add_many(conn, messages, now)
+    return await write(conn, [(image, number(image, events, now))], now)
 
 
 async def record_locked(
@@ -48,17 +46,17 @@ async def record_locked(
     """Record events of several images, whose rows this transaction locked and read (so their
     `event_seq` is current): one statement per table for them all."""
     now = now_us()
-    written = [(image, _messages(image, events, now)) for image, events in batch]
+    numbered = [(image, number(image, events, now)) for image, events in batch]
     await conn.executemany(
         "UPDATE images SET event_seq = ? WHERE id = ?",
-        [(image.event_seq, image.id) for image, _ in written],
+        [(image.event_seq, image.id) for image, _ in numbered],
     )
-    await _queue(conn, [(image.folder_id, messages) for image, messages in written], now)
-    return await outbox.add_many(conn, [m for _, messages in written for m in messages], now)
+    return await write(conn, numbered, now)
 
 
-def _messages(image: ImageRecord, events: Sequence[Event], now: int) -> list[OutboxMessage]:
-    """The events numbered after the image's current `event_seq`, which they advance."""
+def number(image: ImageRecord, events: Sequence[Event], now: int) -> list[OutboxMessage]:
+    """The events numbered after the image's `event_seq`, which they advance (in memory: the
+    caller stores it, as a new image's insert does)."""
     messages = []
     for name, operation_id, data in events:
         image.event_seq += 1
@@ -66,14 +64,19 @@ def _messages(image: ImageRecord, events: Sequence[Event], now: int) -> list[Out
     return messages
 
 
-async def _queue(
-    conn: Connection, by_folder: Sequence[tuple[str, list[OutboxMessage]]], now: int
-) -> None:
-    """Queue the events for the event log."""
+async def write(
+    conn: Connection,
+    numbered: Sequence[tuple[ImageRecord, list[OutboxMessage]]],
+    now: int,
+    commands: Sequence[OutboxMessage] = (),
+) -> list[OutboxMessage]:
+    """Queue numbered events for the event log, and them and `commands` in the outbox."""
     await event_log.append_many(
         conn,
-        [(folder, m.type, m.body, now) for folder, messages in by_folder for m in messages],
+        [(image.folder_id, m.type, m.body, now) for image, messages in numbered for m in messages],
     )
+    messages = [m for _, messages in numbered for m in messages]
+    return await outbox.add_many(conn, [*messages, *commands], now)
 
 
 def event_message(

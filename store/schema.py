@@ -4,7 +4,7 @@ import time
 
 import structlog
 
-from store.db import Connection, Database
+from store.db import Connection, Database, lock_until_commit
 
 log = structlog.get_logger(__name__)
 
@@ -158,8 +158,7 @@ _MIGRATION_LOCK = 7_245_816
 async def migrate(db: Database) -> int:
     """Apply pending migrations; the schema version after."""
     async with db.transaction() as conn:
-        if db.dialect == "postgresql":
-            await conn.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
+        await lock_until_commit(conn, _MIGRATION_LOCK)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"

@@ -66,6 +66,10 @@ async def test_a_taken_name_fails_only_its_own_create(api: Api, batch_sizes: lis
     assert refused.code == 6 and "img-3" in refused.message
     listed = (await api.list(pageSize=100)).json["images"]
     assert sorted(image["name"] for image in listed) == sorted(set(names))
+    await event_log.sequence(api.db)
+    async with api.db.transaction() as conn:
+        created = (await event_log.read_after(conn, FOLDER, 0, 100)).entries
+    assert [json.loads(e.body)["sequence"] for e in created] == ["1"] * 10  # written again: 1
 
 
 async def test_a_key_repeated_within_one_batch_answers_the_first_operation(
