@@ -16,6 +16,8 @@ import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+import structlog
+
 from bus.outbox import OutboxPublisher
 from contracts.errors import Aborted, ApiError, Unavailable
 from contracts.operations import Operation
@@ -85,7 +87,8 @@ class GroupCommit(Generic[P]):
         self._running = 0  # writers, counted down by the writer itself (see _write_waiting)
 
     async def submit(self, pending: P) -> Operation:
-        """Write the request with whatever else is waiting; its operation."""
+        """Write the request with whatever else is waiting; its operation (an earlier one for
+        a repeated Idempotency-Key), whose id the request's log lines carry from then on."""
         answer: asyncio.Future[Operation] = asyncio.get_running_loop().create_future()
         self._waiting.append((pending, answer))
         if self._running < MAX_WRITERS:
@@ -96,7 +99,9 @@ class GroupCommit(Generic[P]):
             )
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
-        return await answer
+        operation = await answer
+        structlog.contextvars.bind_contextvars(operation_id=operation.id)
+        return operation
 
     async def close(self) -> None:
         """Wait for the batches being written: their requests are waiting for them."""

@@ -1,7 +1,6 @@
 """Create, update and delete: the checks that need no database, then state, operation and
 outbox rows in one transaction (creates and updates share theirs: gateway/group_commit.py)."""
 
-import structlog
 from aiohttp import web
 
 from contracts import urls
@@ -138,10 +137,7 @@ async def create_image(
     pending = PendingCreate(
         context=context, image=image, op=op, command=command, source=source, key=key
     )
-    operation = await app[CREATES].submit(pending)
-    if operation.id != op.id:  # an earlier request with the same Idempotency-Key
-        structlog.contextvars.bind_contextvars(operation_id=operation.id)
-    return operation
+    return await app[CREATES].submit(pending)
 
 
 def _mask(update_mask: str) -> set[str]:
@@ -175,10 +171,7 @@ async def update_image(
     )
     op.done = True
     pending = PendingUpdate(context=context, request=request, paths=paths, op=op, key=key)
-    operation = await app[UPDATES].submit(pending)
-    if operation.id != op.id:  # an earlier request with the same Idempotency-Key
-        structlog.contextvars.bind_contextvars(operation_id=operation.id)
-    return operation
+    return await app[UPDATES].submit(pending)
 
 
 async def _cancel_open_create(conn: Connection, image_id: str, now: int) -> None:

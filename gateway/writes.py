@@ -73,8 +73,9 @@ class BatchKeys:
 
     async def replay(self, conn: Connection, key: Claim | None) -> Operation | None:
         """The operation an earlier request with this key started, if there was one."""
-        previous = self._previous.get((key.subject, key.key)) if key else None
-        return await replayed(conn, key, previous) if key and previous else None
+        if key is None or (previous := self._previous.get((key.subject, key.key))) is None:
+            return None
+        return await replayed(conn, key, previous)
 
     def claim(self, key: Claim | None) -> bool:
         """False when another request of this batch claimed the key already."""

@@ -4,7 +4,7 @@ ever left waiting, whatever the timing of writers, failures and cancellation."""
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -28,6 +28,12 @@ class Publisher:
         pass
 
 
+class Answered(NamedTuple):
+    """Stands in for the Operation a request is answered with."""
+
+    id: str
+
+
 def group_commit(store: Store, write: Any) -> GroupCommit[str]:
     return GroupCommit(store, Publisher(), lambda op: None, write)  # type: ignore[arg-type]
 
@@ -39,7 +45,7 @@ async def test_a_request_queued_as_every_writer_ends_is_still_written() -> None:
     async def write(conn: None, batch: list[str]) -> Written:
         await store.gate.wait()
         done = Written()
-        done.answers = {index: f"op-{name}" for index, name in enumerate(batch)}  # type: ignore[misc]
+        done.answers = {index: Answered(f"op-{name}") for index, name in enumerate(batch)}  # type: ignore[misc]
         return done
 
     commit = group_commit(store, write)
@@ -51,8 +57,10 @@ async def test_a_request_queued_as_every_writer_ends_is_still_written() -> None:
     store.gate.set()
     late = asyncio.create_task(commit.submit("late"))  # before the writers' ends are seen
 
-    assert await asyncio.gather(*first) == [f"op-r{n}" for n in range(MAX_WRITERS)]
-    assert await asyncio.wait_for(late, 2.0) == "op-late"
+    assert [op.id for op in await asyncio.gather(*first)] == [
+        f"op-r{n}" for n in range(MAX_WRITERS)
+    ]
+    assert (await asyncio.wait_for(late, 2.0)).id == "op-late"
 
 
 async def test_a_writer_cancelled_mid_batch_answers_its_requests() -> None:
