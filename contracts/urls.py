@@ -7,6 +7,7 @@ Loopback, private, link-local, multicast, reserved and cloud-metadata addresses 
 0177.0.0.1 or 0x7f.1) unless an operator allow-lists the host or a network containing the
 address."""
 
+import functools
 import ipaddress
 import re
 import socket
@@ -55,6 +56,9 @@ def check_url(url: URL, schemes: tuple[str, ...] = SCHEMES) -> None:
         raise UrlRefused(Code.INVALID_ARGUMENT, "URL has no host")
 
 
+# Parsing and classifying addresses is a few dozen microseconds each; a batch import checks
+# the same few hosts thousands of times.
+@functools.lru_cache(maxsize=1024)
 def literal_address(host: str) -> IPAddress | None:
     """The address `host` spells, including the legacy IPv4 forms the C library accepts; None
     for a host name. A host of digits and dots that is no address is refused: a client would
@@ -74,6 +78,7 @@ def literal_address(host: str) -> IPAddress | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def blocked_reason(address: IPAddress) -> str | None:
     """Why `address` must not be fetched from, or None when it is a public address."""
     if address in _METADATA:
@@ -107,14 +112,15 @@ def allows_host(host: str, allowed_hosts: tuple[str, ...]) -> bool:
     return host.lower().rstrip(".") in names
 
 
-def _networks(allowed_hosts: tuple[str, ...]) -> list[IPNetwork]:
+@functools.lru_cache(maxsize=16)
+def _networks(allowed_hosts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     networks: list[IPNetwork] = []
     for entry in allowed_hosts:
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             continue  # a host name
-    return networks
+    return tuple(networks)
 
 
 def check_address(host: str, address: IPAddress, allowed_hosts: tuple[str, ...]) -> None:
