@@ -91,8 +91,15 @@ class CommandHandlers:
     async def handle_create(self, delivery: Delivery) -> None:
         command = decode_command(delivery, CreateImage)
         with bound(command):
-            op = await self._claim(command)
+            lease = self._leases.new(command.operation_id)
+            started = await self._settle(
+                import_started, StartImport(image_id=command.image_id, lease=lease)
+            )
+            op = started.claimed
             if op is None:
+                await self._unclaimed(command)
+                return
+            if started.cancelled:
                 return
             finished = False
             try:
@@ -117,27 +124,25 @@ class CommandHandlers:
     async def _claim(self, command: Command) -> OperationRecord | None:
         """The command's operation, leased to us; None when there is nothing to do here."""
         claimed = await self._leases.take(command.operation_id)
-        if claimed is not None:
-            return claimed
-        # Nothing to do: read the operation only to say why.
+        if claimed is None:
+            await self._unclaimed(command)
+        return claimed
+
+    async def _unclaimed(self, command: Command) -> None:
+        """Log why a command's operation could not be claimed (a read, only to say why)."""
         async with self._db.transaction() as conn:
             op = await operations.get(conn, command.operation_id)
         if op is None:
             log.warning("command.unknown_operation")
-            return None
-        if op.done:
+        elif op.done:
             log.info("command.already_done")
-            return None
-        # A live worker carries it out; if that worker dies the reconciler re-drives it.
-        log.info("command.lease_held")
-        return None
+        else:
+            # A live worker carries it out; if that worker dies the reconciler re-drives it.
+            log.info("command.lease_held")
 
     async def _create(self, command: CreateImage, op: OperationRecord, deliveries: int) -> bool:
         """True when the operation ended here (no lease to give back)."""
         ids = {"operation_id": op.id, "image_id": command.image_id}
-        started = await self._settle(import_started, StartImport(**ids))
-        if not started.applied or started.cancelled:
-            return started.cancelled
         try:
             params = _params(op)
             with ImportAttempt(params.source) as attempt:

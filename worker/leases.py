@@ -6,11 +6,12 @@ import enum
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import msgspec
 import structlog
 
 from store import operations
 from store.clock import now_us
-from store.db import Database
+from store.db import Connection, Database
 from store.operations import OperationRecord
 from worker.config import WorkerConfig, seconds_us
 from worker.errors import WorkerError
@@ -28,6 +29,23 @@ class Interruption(enum.Enum):
     LOST = "lease taken by another worker"
 
 
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """A lease to take: `owner` holds `operation_id` until `until`, unless another worker's
+    lease is still live at `now` (times in microseconds)."""
+
+    operation_id: str
+    owner: str
+    now: int
+    until: int
+
+
+async def take_lease(conn: Connection, lease: Lease) -> OperationRecord | None:
+    """Take `lease` in the caller's transaction; the operation as claimed, or None."""
+    return await operations.take_lease(
+        conn, lease.operation_id, lease.owner, lease.now, lease.until
+    )
+
+
 class LeaseKeeper:
     """Takes, renews and gives back the leases of one worker."""
 
@@ -38,14 +56,18 @@ class LeaseKeeper:
         self._grace_us = seconds_us(config.pending_grace)
         self._renew_every = config.renew_every
 
+    def new(self, operation_id: str) -> Lease:
+        """A lease on the operation, from now."""
+        now = now_us()
+        return Lease(
+            operation_id=operation_id, owner=self._owner, now=now, until=now + self._lease_us
+        )
+
     async def take(self, operation_id: str) -> OperationRecord | None:
         """Claim the operation unless another worker holds a live lease on it; the operation
         as claimed (one statement: the lease and the read)."""
-        now = now_us()
         async with self._db.transaction() as conn:
-            return await operations.take_lease(
-                conn, operation_id, self._owner, now, now + self._lease_us
-            )
+            return await take_lease(conn, self.new(operation_id))
 
     async def give_back(self, operation_id: str) -> None:
         """Release our lease on an operation left open, so any worker may take it at once."""

@@ -17,6 +17,7 @@ from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, ImageSpec, to_image
 from store.operations import OperationRecord
+from worker.leases import Lease, take_lease
 from worker.observe import note_finished
 from worker.sources import Imported
 
@@ -28,17 +29,20 @@ CANCELLED = cancelled_status()
 class Transition(msgspec.Struct, kw_only=True):
     """`applied` is False when the state had already moved on (a redelivery, a race lost).
     `cancelled` tells that the create was cancelled instead. `release` names a blob that no
-    image uses any more."""
+    image uses any more. `claimed` is the operation as a claim leased it."""
 
     applied: bool
     cancelled: bool = False
     messages: list[OutboxMessage] = []
     release: str | None = None
+    claimed: OperationRecord | None = None
 
 
 class StartImport(msgspec.Struct, frozen=True, kw_only=True):
-    operation_id: str
+    """Lease the create's operation and announce that its import starts."""
+
     image_id: str
+    lease: Lease
 
 
 class ImportDone(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,13 +72,17 @@ class ReleaseImage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def import_started(conn: Connection, start: StartImport) -> Transition:
-    image, op = await _load(conn, start.image_id, start.operation_id)
-    if op is None or op.done:
+    """Claim the operation (not applied when another worker holds it or it is done) and
+    announce the import, in one transaction; the image is locked first, as everywhere."""
+    image = await images.get(conn, start.image_id, lock=True)
+    op = await take_lease(conn, start.lease)
+    if op is None:
         return Transition(applied=False)
     if _create_interrupted(image, op) or image is None:
-        return await cancelled(conn, CancelImport(**msgspec.structs.asdict(start)))
+        cancel = CancelImport(operation_id=op.id, image_id=start.image_id)
+        return msgspec.structs.replace(await cancelled(conn, cancel), claimed=op)
     message = await events.record(conn, image, "import_started", op.id, to_image(image))
-    return Transition(applied=True, messages=[message])
+    return Transition(applied=True, messages=[message], claimed=op)
 
 
 async def ready(conn: Connection, done: ImportDone) -> Transition:
