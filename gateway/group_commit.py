@@ -1,6 +1,6 @@
-"""Group commit: requests that arrive while earlier ones are being written wait, then go
-together into one transaction, written with one statement per table for the whole batch
-instead of a round trip per row, and one commit. Creates and updates use it
+"""Group commit of creates and updates: requests that arrive while earlier ones are being
+written wait, then go together (store/group_commit.py) into one transaction, written with one
+statement per table for the whole batch instead of a round trip per row, and one commit
 (gateway/create_batches.py, gateway/update_batches.py); a lone request is a batch of one.
 
 A batch is all or nothing, and each request is still answered as if it had been alone. The
@@ -11,8 +11,6 @@ caused it. A request that must see another of the same batch written first (the 
 Idempotency-Key, the same image) is written after it, in a batch of its own.
 """
 
-import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -23,6 +21,7 @@ from contracts.errors import Aborted, ApiError, Unavailable
 from contracts.operations import Operation
 from contracts.outbox import OutboxMessage
 from store.db import Connection, Contention, Database
+from store.group_commit import Batches, Waiting, answer
 from store.operations import OperationRecord
 
 P = TypeVar("P")
@@ -65,7 +64,6 @@ class Written:
 
 
 WriteBatch = Callable[[Connection, list[P]], Awaitable[Written]]
-Waiting = tuple[P, "asyncio.Future[Operation]"]
 
 
 class GroupCommit(Generic[P]):
@@ -82,50 +80,22 @@ class GroupCommit(Generic[P]):
         self._publisher = publisher
         self._started = started
         self._write_batch = write
-        self._waiting: list[Waiting[P]] = []
-        self._writers: set[asyncio.Task[None]] = set()
-        self._running = 0  # writers, counted down by the writer itself (see _write_waiting)
+        self._batches: Batches[P, Operation] = Batches(
+            self._write, _interrupted, max_batch=MAX_BATCH, max_writers=MAX_WRITERS
+        )
 
     async def submit(self, pending: P) -> Operation:
         """Write the request with whatever else is waiting; its operation (an earlier one for
         a repeated Idempotency-Key), whose id the request's log lines carry from then on."""
-        answer: asyncio.Future[Operation] = asyncio.get_running_loop().create_future()
-        self._waiting.append((pending, answer))
-        if self._running < MAX_WRITERS:
-            self._running += 1
-            # A context of its own: the writer's log lines belong to no one request.
-            writer = asyncio.create_task(
-                self._write_waiting(), name="kiln-group-commit", context=contextvars.Context()
-            )
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
-        operation = await answer
+        operation = await self._batches.submit(pending)
         structlog.contextvars.bind_contextvars(operation_id=operation.id)
         return operation
 
     async def close(self) -> None:
         """Wait for the batches being written: their requests are waiting for them."""
-        await asyncio.gather(*self._writers, return_exceptions=True)
+        await self._batches.close()
 
-    async def _write_waiting(self) -> None:
-        # The last look at _waiting and the count down happen in one step: a request queued
-        # after it finds a free writer slot.
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                await self._write(batch)
-        finally:
-            self._running -= 1
-
-    async def _write(self, batch: list[Waiting[P]], attempts: int = 2) -> None:
-        try:
-            await self._write_once(batch, attempts)
-        finally:
-            for _, answer in batch:  # none is left waiting, whatever went wrong
-                if not answer.done():
-                    answer.set_exception(Unavailable("the request was interrupted; retry"))
-
-    async def _write_once(self, batch: list[Waiting[P]], attempts: int) -> None:
+    async def _write(self, batch: list[Waiting[P, Operation]], attempts: int = 2) -> None:
         try:
             async with self._db.transaction() as conn:
                 done = await self._write_batch(conn, [pending for pending, _ in batch])
@@ -136,8 +106,8 @@ class GroupCommit(Generic[P]):
             await self._write_again(batch, _collided(), attempts)
             return
         except Exception as exc:  # every request of the batch answers with it (503, 500)
-            for _, answer in batch:
-                _answer(answer, exc)
+            for _, future in batch:
+                answer(future, exc)
             return
         try:
             for op in done.started:
@@ -145,12 +115,12 @@ class GroupCommit(Generic[P]):
             await self._publisher.publish(done.rows)
         finally:
             for index, result in done.answers.items():
-                _answer(batch[index][1], result)
+                answer(batch[index][1], result)
         if done.later:
             await self._write([batch[index] for index in done.later])
 
     async def _write_again(
-        self, batch: list[Waiting[P]], conflict: Conflict, attempts: int
+        self, batch: list[Waiting[P, Operation]], conflict: Conflict, attempts: int
     ) -> None:
         """After a conflict: each request alone, so that only its own fails."""
         if len(batch) > 1:
@@ -159,13 +129,8 @@ class GroupCommit(Generic[P]):
         elif conflict.retry and attempts > 1:
             await self._write(batch, attempts - 1)
         else:
-            _answer(batch[0][1], conflict.error)
+            answer(batch[0][1], conflict.error)
 
 
-def _answer(answer: "asyncio.Future[Operation]", result: Operation | BaseException) -> None:
-    if answer.done():  # the request was cancelled (its client left)
-        return
-    if isinstance(result, BaseException):
-        answer.set_exception(result)
-    else:
-        answer.set_result(result)
+def _interrupted() -> Unavailable:
+    return Unavailable("the request was interrupted; retry")

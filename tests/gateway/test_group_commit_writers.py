@@ -73,7 +73,7 @@ async def test_a_writer_cancelled_mid_batch_answers_its_requests() -> None:
     commit = group_commit(store, write)
     waiting = asyncio.create_task(commit.submit("r"))
     await asyncio.sleep(0.01)
-    for writer in list(commit._writers):
+    for writer in list(commit._batches._writers):
         writer.cancel()
 
     with pytest.raises(Unavailable):
