@@ -9,7 +9,6 @@ import msgspec
 import structlog
 
 from bus.base import Delivery, Reject, Retry
-from bus.outbox import OutboxPublisher
 from bus.topology import DELIVERY_LIMIT
 from contracts.commands import (
     Command,
@@ -74,14 +73,14 @@ class CommandHandlers:
     def __init__(
         self,
         db: Database,
-        publisher: OutboxPublisher,
+        settle: Settler,
         config: WorkerConfig,
         blobs: BlobStore,
         disks: DiskSource | None,
     ) -> None:
         self._db = db
         self._leases = LeaseKeeper(db, config)
-        self._settle = Settler(db, publisher, blobs)
+        self._settle = settle
         self._importer = Importer(db, blobs, config.fetch_policy(), disks)
 
     async def close(self) -> None:

@@ -50,8 +50,10 @@ class Worker:
         self._bus = bus
         self._marker = SentMarker(db)
         publisher = OutboxPublisher(bus, self._marker)
-        self.handlers = CommandHandlers(db, publisher, config, self.blobs, disks)
-        self.dead_letters = DeadLetterHandler(Settler(db, publisher, self.blobs))
+        # One settler for every consumer, so that their transitions share batches.
+        self._settle = Settler(db, publisher, self.blobs)
+        self.handlers = CommandHandlers(db, self._settle, config, self.blobs, disks)
+        self.dead_letters = DeadLetterHandler(self._settle)
         self.reconciler = Reconciler(db, publisher, config, temporary_sweeper(self.blobs))
         self.relay = OutboxRelay(
             db, publisher, self._marker, every=config.relay_every, after=config.relay_after
@@ -95,6 +97,7 @@ class Worker:
         cancelled and redelivered), then stop the reconciler and the relay."""
         subscriptions, self._subscriptions = self._subscriptions, []
         await asyncio.gather(*(s.stop(timeout) for s in subscriptions))
+        await self._settle.close()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

@@ -1,31 +1,56 @@
-"""Run one transition in its own transaction, then do what may only follow the commit:
-delete bytes no image uses any more, and publish the transition's outbox rows."""
+"""Run transitions in transactions, then do what may only follow the commit: delete bytes no
+image uses any more, and publish the transitions' outbox rows.
+
+Transitions that handlers ask for while earlier ones are being committed wait, then go
+together into one transaction (group commit, store/group_commit.py) and one publish: a worker
+runs its imports' start and end in batches instead of a transaction and a confirmed publish
+each. A batch that fails is run again one transition at a time, each with its own retries, so
+only the transition at fault fails."""
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import structlog
 import tenacity
 
 from bus.outbox import OutboxPublisher
 from store import images
-from store.db import Connection, Database
+from store.db import Connection, Database, StoreUnavailable
+from store.group_commit import Batches, Waiting, answer
 from worker.blobs import BlobStore
 from worker.observe import count_finished, finishing
 from worker.transitions import Transition
 
 log = structlog.get_logger(__name__)
 
-In = TypeVar("In")  # a transition's input
+
+class OfImage(Protocol):
+    @property
+    def image_id(self) -> str: ...
+
+
+In = TypeVar("In", bound=OfImage)  # a transition's input
 TransitionFn = Callable[[Connection, In], Awaitable[Transition]]
 
 # A transaction can lose a deadlock or a serialization race against the gateway; transitions
 # are compare-and-set, so running one again is safe.
 ATTEMPTS = 3
+MAX_BATCH = 32
+MAX_WRITERS = 2
 
 
 class BytesReleased(Exception):
     """The bytes an import stored were released by a concurrent delete before it committed."""
+
+
+class Step(NamedTuple):
+    """One transition to run: `uses` names the blob it makes an image point at, `context` the
+    log context of the handler that asked for it."""
+
+    transition: TransitionFn[Any]
+    data: OfImage
+    uses: str | None
+    context: dict[str, object]
 
 
 class Settler:
@@ -33,19 +58,64 @@ class Settler:
         self._db = db
         self._publisher = publisher
         self._blobs = blobs
+        self._batches: Batches[Step, Transition] = Batches(
+            self._settle, _interrupted, max_batch=MAX_BATCH, max_writers=MAX_WRITERS
+        )
 
     async def __call__(
         self, transition: TransitionFn[In], data: In, *, uses: str | None = None
     ) -> Transition:
         """Run `transition`; `uses` names the blob it makes an image point at, which must
         still exist when it commits (else BytesReleased)."""
-        result = await self._commit(transition, data, uses)
-        if result.release:
-            await self._release(result.release)
-        await self._publisher.publish(result.messages)
-        return result
+        context = structlog.contextvars.get_contextvars()
+        return await self._batches.submit(Step(transition, data, uses, context))
 
-    async def _commit(self, transition: TransitionFn[In], data: In, uses: str | None) -> Transition:
+    async def close(self) -> None:
+        """Wait for the transitions being committed."""
+        await self._batches.close()
+
+    async def _settle(self, batch: list[Waiting[Step, Transition]]) -> None:
+        if len(batch) > 1:
+            try:
+                results = await self._commit_together([step for step, _ in batch])
+            except Exception:
+                log.info("transition.batch_failed", transitions=len(batch), exc_info=True)
+            else:
+                await self._after_commit(batch, results)
+                return
+        for one in batch:
+            try:
+                result = await self._commit(one[0])
+            except Exception as exc:
+                answer(one[1], exc)
+            else:
+                await self._after_commit([one], [result])
+
+    async def _after_commit(
+        self, batch: list[Waiting[Step, Transition]], results: list[Transition]
+    ) -> None:
+        try:
+            for result in results:
+                if result.release:
+                    await self._release(result.release)
+            await self._publisher.publish([m for result in results for m in result.messages])
+        finally:
+            for (_, future), result in zip(batch, results, strict=True):
+                answer(future, result)
+
+    async def _commit_together(self, steps: list[Step]) -> list[Transition]:
+        """Every step in one transaction, in image order (the order the gateway locks
+        several images in); the results in the steps' order."""
+        order = sorted(range(len(steps)), key=lambda index: steps[index].data.image_id)
+        results: dict[int, Transition] = {}
+        with finishing() as finished:
+            async with self._db.transaction() as conn:
+                for index in order:
+                    results[index] = await self._run(conn, steps[index])
+            count_finished(finished)
+        return [results[index] for index in range(len(steps))]
+
+    async def _commit(self, step: Step) -> Transition:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(ATTEMPTS),
             retry=tenacity.retry_if_not_exception_type(BytesReleased),
@@ -56,12 +126,16 @@ class Settler:
         async for attempt in retrying:
             with attempt, finishing() as finished:
                 async with self._db.transaction() as conn:
-                    if uses:
-                        await self._check_stored(conn, uses)
-                    result = await transition(conn, data)
+                    result = await self._run(conn, step)
                 count_finished(finished)
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _run(self, conn: Connection, step: Step) -> Transition:
+        with structlog.contextvars.bound_contextvars(**step.context):
+            if step.uses:
+                await self._check_stored(conn, step.uses)
+            return await step.transition(conn, step.data)
 
     async def _check_stored(self, conn: Connection, digest: str) -> None:
         await images.lock_blob(conn, digest)
@@ -81,6 +155,10 @@ class Settler:
             log.error("blob.release_failed", digest=digest, error=str(exc))
             return
         log.info("blob.released", digest=digest)
+
+
+def _interrupted() -> StoreUnavailable:
+    return StoreUnavailable("the transition was interrupted; retry")
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

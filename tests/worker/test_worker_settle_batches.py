@@ -1,0 +1,108 @@
+"""Group commit of transitions (worker/settle.py): transitions asked for together share one
+transaction and one publish, each is answered with its own result in its handler's log
+context, and one that fails takes only itself down."""
+
+import asyncio
+from pathlib import Path
+
+import msgspec
+import pytest
+import structlog
+
+from contracts.enums import ImageStatus
+from contracts.outbox import OutboxMessage
+from store import images
+from store.clock import now_us
+from store.db import Connection
+from store.images import ImageRecord
+from tests.worker.conftest import Backend
+from worker.blobs import FileBlobStore
+from worker.settle import Settler
+from worker.transitions import Transition
+
+
+class Insert(msgspec.Struct, frozen=True):
+    image_id: str
+    fail: bool = False
+
+
+class Publisher:
+    """Stands in for the outbox publisher: counts the messages of each publish call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    async def publish(self, messages: list[OutboxMessage]) -> bool:
+        if messages:
+            self.calls.append(len(messages))
+        return True
+
+
+def _settler(backend: Backend, blob_root: Path) -> tuple[Settler, Publisher]:
+    publisher = Publisher()
+    settle = Settler(backend.db, publisher, FileBlobStore(blob_root))  # type: ignore[arg-type]
+    return settle, publisher
+
+
+seen: list[tuple[str, Connection, object]] = []
+
+
+async def insert(conn: Connection, data: Insert) -> Transition:
+    """Store an image; refuse after writing it when told to fail (so a rollback shows)."""
+    seen.append((data.image_id, conn, structlog.contextvars.get_contextvars().get("image_id")))
+    record = ImageRecord(
+        id=data.image_id, folder_id="f", status=ImageStatus.READY, created_at=now_us()
+    )
+    await images.insert(conn, record)
+    if data.fail:
+        raise ValueError(f"{data.image_id} refused")
+    message = OutboxMessage(exchange="", routing_key="nowhere", message_id=data.image_id, body=b"")
+    return Transition(applied=True, messages=[message])
+
+
+async def _settle_as_handler(settle: Settler, data: Insert) -> Transition:
+    with structlog.contextvars.bound_contextvars(image_id=data.image_id):
+        return await settle(insert, data)
+
+
+async def _stored(backend: Backend, image_ids: list[str]) -> list[str]:
+    async with backend.db.transaction() as conn:
+        return [i for i in image_ids if await images.get(conn, i) is not None]
+
+
+async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
+    backend: Backend, blob_root: Path
+) -> None:
+    settle, publisher = _settler(backend, blob_root)
+    seen.clear()
+    ids = [f"img{n:017d}" for n in range(10, 0, -1)]
+
+    results = await asyncio.gather(*(_settle_as_handler(settle, Insert(i)) for i in ids))
+
+    assert [r.messages[0].message_id for r in results] == ids  # each its own answer
+    assert len({id(conn) for _, conn, _ in seen}) == 1  # one transaction
+    assert [image_id for image_id, _, _ in seen] == sorted(ids)  # run in image order
+    assert all(image_id == context for image_id, _, context in seen)  # in its handler's context
+    assert publisher.calls == [len(ids)]
+    assert await _stored(backend, ids) == ids
+
+
+async def test_a_failing_transition_fails_alone(backend: Backend, blob_root: Path) -> None:
+    settle, _ = _settler(backend, blob_root)
+    ids = [f"img{n:017d}" for n in range(20, 23)]
+    doomed = ids[1]
+
+    results = await asyncio.gather(
+        *(_settle_as_handler(settle, Insert(i, fail=i == doomed)) for i in ids),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[1], ValueError)
+    assert all(isinstance(r, Transition) and r.applied for r in (results[0], results[2]))
+    assert await _stored(backend, ids) == [ids[0], ids[2]]
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failing transition is retried alone; its retries need not wait."""
+    monkeypatch.setattr("worker.settle.tenacity.wait_random", lambda *_: lambda _: 0)
