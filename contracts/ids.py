@@ -22,5 +22,6 @@ def _base36(number: int, width: int) -> str:
 def new_id(prefix: str) -> str:
     """Ids sort by creation time (millisecond), then randomly within one millisecond."""
     millis = time.time_ns() // 1_000_000
-    tail = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_DIGITS))
+    # One draw from the system's random source, not one per character.
+    tail = _base36(secrets.randbelow(36**_RANDOM_DIGITS), _RANDOM_DIGITS)
     return prefix + _base36(millis, _TIME_DIGITS) + tail
