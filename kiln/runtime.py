@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import signal
@@ -36,6 +37,10 @@ DRAIN_SECONDS = 30.0
 
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run a Kiln process on uvloop (see bench/RESULTS-create-b921405.md for its effect)."""
+    # Everything imported so far lives as long as the process: leave it out of the garbage
+    # collector's full passes, which otherwise stop the event loop for ~50 ms each here.
+    gc.collect()
+    gc.freeze()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)
 
