@@ -36,7 +36,7 @@ DRAIN_SECONDS = 30.0
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run a Kiln process on uvloop (see bench/RESULTS-create-b921405.md for its effect)."""
+    """Run a Kiln process on uvloop (its effect: bench/RESULTS-create-b921405.md in 274ba32)."""
     # Everything imported so far lives as long as the process: leave it out of the garbage
     # collector's full passes, which otherwise stop the event loop for ~50 ms each here.
     gc.collect()
