@@ -2,7 +2,6 @@
 
 import asyncio
 import itertools
-import string
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,8 +213,10 @@ class _SameMillisecond:
     def __init__(self) -> None:
         self._calls = itertools.count()
 
-    def choice(self, alphabet: str) -> str:
-        return (string.digits + string.ascii_lowercase)[35 - next(self._calls) // 8 % 36]
+    def randbelow(self, bound: int) -> int:
+        """Eight equal base-36 digits (bound is 36**8), one lower each call."""
+        digit = 35 - next(self._calls) % 36
+        return digit * (bound - 1) // 35
 
 
 async def test_operations_begun_in_one_millisecond_are_still_newest_first(
