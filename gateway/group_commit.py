@@ -81,7 +81,11 @@ class GroupCommit(Generic[P]):
         self._started = started
         self._write_batch = write
         self._batches: Batches[P, Operation] = Batches(
-            self._write, _interrupted, max_batch=MAX_BATCH, max_writers=MAX_WRITERS
+            self._write,
+            _interrupted,
+            name="kiln-group-commit",
+            max_batch=MAX_BATCH,
+            max_writers=MAX_WRITERS,
         )
 
     async def submit(self, pending: P) -> Operation:

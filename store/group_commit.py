@@ -10,6 +10,10 @@ import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 P = TypeVar("P")  # a request
 R = TypeVar("R")  # its answer
 Waiting = tuple[P, asyncio.Future[R]]
@@ -21,12 +25,14 @@ class Batches(Generic[P, R]):
         write: Callable[[list[Waiting[P, R]]], Awaitable[None]],
         interrupted: Callable[[], BaseException],
         *,
+        name: str,
         max_batch: int,
         max_writers: int,
     ) -> None:
         """`write` answers every request of a batch; one it left unanswered, because it failed
-        or was cancelled, is answered with `interrupted()`."""
+        or was cancelled, is answered with `interrupted()`. `name` names the writer tasks."""
         self._write = write
+        self._name = name
         self._interrupted = interrupted
         self._max_batch = max_batch
         self._max_writers = max_writers
@@ -42,7 +48,7 @@ class Batches(Generic[P, R]):
             self._running += 1
             # A context of its own: the writer's log lines belong to no one request.
             writer = asyncio.create_task(
-                self._write_waiting(), name="kiln-group-commit", context=contextvars.Context()
+                self._write_waiting(), name=self._name, context=contextvars.Context()
             )
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
@@ -59,8 +65,13 @@ class Batches(Generic[P, R]):
             while self._waiting:
                 batch = self._waiting[: self._max_batch]
                 self._waiting = self._waiting[self._max_batch :]
+                # A request its caller gave up on (cancelled) before its batch began is not
+                # written: nobody would learn what became of it.
+                batch = [waiting for waiting in batch if not waiting[1].done()]
                 try:
                     await self._write(batch)
+                except Exception:  # its requests are answered below; the next ones still wait
+                    log.exception("group_commit.batch_failed", writer=self._name)
                 finally:
                     for _, future in batch:  # none is left waiting, whatever went wrong
                         if not future.done():
@@ -77,4 +88,3 @@ def answer(future: "asyncio.Future[R]", result: R | BaseException) -> None:
         future.set_exception(result)
     else:
         future.set_result(result)
-
