@@ -30,19 +30,20 @@ class Interruption(enum.Enum):
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
-    """A lease to take: `owner` holds `operation_id` until `until`, unless another worker's
-    lease is still live at `now` (times in microseconds)."""
+    """A lease to take: `owner` holds `operation_id` for `length_us` microseconds, unless
+    another worker's lease is still live."""
 
     operation_id: str
     owner: str
-    now: int
-    until: int
+    length_us: int
 
 
 async def take_lease(conn: Connection, lease: Lease) -> OperationRecord | None:
-    """Take `lease` in the caller's transaction; the operation as claimed, or None."""
+    """Take `lease` in the caller's transaction, from the moment it runs (not when it was
+    asked for: it may have waited for a batch); the operation as claimed, or None."""
+    now = now_us()
     return await operations.take_lease(
-        conn, lease.operation_id, lease.owner, lease.now, lease.until
+        conn, lease.operation_id, lease.owner, now, now + lease.length_us
     )
 
 
@@ -57,11 +58,8 @@ class LeaseKeeper:
         self._renew_every = config.renew_every
 
     def new(self, operation_id: str) -> Lease:
-        """A lease on the operation, from now."""
-        now = now_us()
-        return Lease(
-            operation_id=operation_id, owner=self._owner, now=now, until=now + self._lease_us
-        )
+        """Our lease on the operation, to take."""
+        return Lease(operation_id=operation_id, owner=self._owner, length_us=self._lease_us)
 
     async def take(self, operation_id: str) -> OperationRecord | None:
         """Claim the operation unless another worker holds a live lease on it; the operation

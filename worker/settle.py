@@ -15,7 +15,7 @@ import tenacity
 
 from bus.outbox import OutboxPublisher
 from store import images
-from store.db import Connection, Database, StoreUnavailable
+from store.db import Connection, Database, StoreError, StoreUnavailable
 from store.group_commit import Batches, Waiting, answer
 from worker.blobs import BlobStore
 from worker.observe import count_finished, finishing
@@ -59,7 +59,11 @@ class Settler:
         self._publisher = publisher
         self._blobs = blobs
         self._batches: Batches[Step, Transition] = Batches(
-            self._settle, _interrupted, max_batch=MAX_BATCH, max_writers=MAX_WRITERS
+            self._settle,
+            _interrupted,
+            name="kiln-settle",
+            max_batch=MAX_BATCH,
+            max_writers=MAX_WRITERS,
         )
 
     async def __call__(
@@ -75,6 +79,8 @@ class Settler:
         await self._batches.close()
 
     async def _settle(self, batch: list[Waiting[Step, Transition]]) -> None:
+        if not batch:
+            return
         if len(batch) > 1:
             try:
                 results = await self._commit_together([step for step, _ in batch])
@@ -94,24 +100,32 @@ class Settler:
     async def _after_commit(
         self, batch: list[Waiting[Step, Transition]], results: list[Transition]
     ) -> None:
+        """Release and publish what the committed transitions say, then answer them: they
+        happened, whatever goes wrong here (unpublished rows stay for the outbox relay)."""
         try:
             for result in results:
                 if result.release:
                     await self._release(result.release)
             await self._publisher.publish([m for result in results for m in result.messages])
+        except Exception:
+            log.exception("transition.after_commit_failed")
         finally:
             for (_, future), result in zip(batch, results, strict=True):
                 answer(future, result)
 
     async def _commit_together(self, steps: list[Step]) -> list[Transition]:
-        """Every step in one transaction, in image order (the order the gateway locks
-        several images in); the results in the steps' order."""
+        """Every step in one transaction: first the locks of the blobs they use, in digest
+        order, then the steps in image order (the order the gateway locks several images
+        in), so that two batches cannot wait for each other; the results in the steps'
+        order."""
         order = sorted(range(len(steps)), key=lambda index: steps[index].data.image_id)
         results: dict[int, Transition] = {}
         with finishing() as finished:
             async with self._db.transaction() as conn:
+                for digest in sorted({step.uses for step in steps if step.uses}):
+                    await images.lock_blob(conn, digest)
                 for index in order:
-                    results[index] = await self._run(conn, steps[index])
+                    results[index] = await self._run(conn, steps[index], blob_locked=True)
             count_finished(finished)
         return [results[index] for index in range(len(steps))]
 
@@ -131,16 +145,14 @@ class Settler:
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _run(self, conn: Connection, step: Step) -> Transition:
+    async def _run(self, conn: Connection, step: Step, *, blob_locked: bool = False) -> Transition:
         with structlog.contextvars.bound_contextvars(**step.context):
             if step.uses:
-                await self._check_stored(conn, step.uses)
+                if not blob_locked:
+                    await images.lock_blob(conn, step.uses)
+                if not await self._blobs.exists(step.uses):
+                    raise BytesReleased(step.uses)
             return await step.transition(conn, step.data)
-
-    async def _check_stored(self, conn: Connection, digest: str) -> None:
-        await images.lock_blob(conn, digest)
-        if not await self._blobs.exists(digest):
-            raise BytesReleased(digest)
 
     async def _release(self, digest: str) -> None:
         """Delete bytes no image uses, under the blob's lock: a create that found them stored
@@ -151,7 +163,7 @@ class Settler:
                 if await images.count_blob_users(conn, digest):
                     return
                 await self._blobs.delete(digest)
-        except OSError as exc:
+        except (OSError, StoreError) as exc:  # the bytes stay, unused: said for an operator
             log.error("blob.release_failed", digest=digest, error=str(exc))
             return
         log.info("blob.released", digest=digest)

@@ -31,8 +31,12 @@ class Publisher:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.fail_next = False
 
     async def publish(self, messages: list[OutboxMessage]) -> bool:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("the broker client broke")
         if messages:
             self.calls.append(len(messages))
         return True
@@ -89,6 +93,7 @@ async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
 
 async def test_a_failing_transition_fails_alone(backend: Backend, blob_root: Path) -> None:
     settle, _ = _settler(backend, blob_root)
+    seen.clear()
     ids = [f"img{n:017d}" for n in range(20, 23)]
     doomed = ids[1]
 
@@ -100,6 +105,22 @@ async def test_a_failing_transition_fails_alone(backend: Backend, blob_root: Pat
     assert isinstance(results[1], ValueError)
     assert all(isinstance(r, Transition) and r.applied for r in (results[0], results[2]))
     assert await _stored(backend, ids) == [ids[0], ids[2]]
+    # Tried together, rolled back (else the second insert would collide), then alone.
+    assert [image_id for image_id, _, _ in seen].count(ids[0]) == 2
+
+
+async def test_a_failure_after_commit_still_answers_and_the_settler_goes_on(
+    backend: Backend, blob_root: Path
+) -> None:
+    settle, publisher = _settler(backend, blob_root)
+    publisher.fail_next = True
+    ids = [f"img{n:017d}" for n in range(30, 33)]
+
+    results = await asyncio.gather(*(_settle_as_handler(settle, Insert(i)) for i in ids))
+
+    assert all(r.applied for r in results)  # committed: answered as such
+    later = await asyncio.wait_for(_settle_as_handler(settle, Insert("img00000000000000040")), 5)
+    assert later.applied and publisher.calls == [1]
 
 
 @pytest.fixture(autouse=True)
