@@ -25,6 +25,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254")))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_MAX_HOST = 253  # the longest DNS name
 
 
 class UrlRefused(Exception):
@@ -56,13 +57,19 @@ def check_url(url: URL, schemes: tuple[str, ...] = SCHEMES) -> None:
         raise UrlRefused(Code.INVALID_ARGUMENT, "URL has no host")
 
 
-# Parsing and classifying addresses is a few dozen microseconds each; a batch import checks
-# the same few hosts thousands of times.
-@functools.lru_cache(maxsize=1024)
 def literal_address(host: str) -> IPAddress | None:
     """The address `host` spells, including the legacy IPv4 forms the C library accepts; None
     for a host name. A host of digits and dots that is no address is refused: a client would
     connect to it directly, bypassing any resolver."""
+    if len(host) > _MAX_HOST:
+        raise UrlRefused(Code.INVALID_ARGUMENT, f"host is longer than {_MAX_HOST} characters")
+    return _literal_address(host)
+
+
+# Parsing and classifying addresses is a few dozen microseconds each; a batch import checks
+# the same few hosts thousands of times (hosts are short, so the cache stays small).
+@functools.lru_cache(maxsize=1024)
+def _literal_address(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:

@@ -141,6 +141,11 @@ async def test_an_allow_listed_cidr_is_exempt(source, fetch: Fetch) -> None:
         ),
         ("http://[::1/disk", Code.INVALID_ARGUMENT, "URL is malformed: Invalid IPv6 URL"),
         (
+            f"http://{'.'.join(['a' * 63] * 4)}/disk",
+            Code.INVALID_ARGUMENT,
+            "host is longer than 253 characters",
+        ),
+        (
             "http://user:pw@example.com/disk",
             Code.INVALID_ARGUMENT,
             "URL must not carry user credentials",
