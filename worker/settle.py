@@ -90,12 +90,14 @@ class Settler:
                 await self._after_commit(batch, results)
                 return
         for one in batch:
-            try:
-                result = await self._commit(one[0])
-            except Exception as exc:
-                answer(one[1], exc)
-            else:
-                await self._after_commit([one], [result])
+            # Alone, everything the step leads to is logged in its handler's context.
+            with structlog.contextvars.bound_contextvars(**one[0].context):
+                try:
+                    result = await self._commit(one[0])
+                except Exception as exc:
+                    answer(one[1], exc)
+                else:
+                    await self._after_commit([one], [result])
 
     async def _after_commit(
         self, batch: list[Waiting[Step, Transition]], results: list[Transition]

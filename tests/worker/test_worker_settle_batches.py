@@ -3,7 +3,9 @@ transaction and one publish, each is answered with its own result in its handler
 context, and one that fails takes only itself down."""
 
 import asyncio
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -91,7 +93,9 @@ async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
     assert await _stored(backend, ids) == ids
 
 
-async def test_a_failing_transition_fails_alone(backend: Backend, blob_root: Path) -> None:
+async def test_a_failing_transition_fails_alone(
+    backend: Backend, blob_root: Path, logs: list[MutableMapping[str, Any]]
+) -> None:
     settle, _ = _settler(backend, blob_root)
     seen.clear()
     ids = [f"img{n:017d}" for n in range(20, 23)]
@@ -107,6 +111,8 @@ async def test_a_failing_transition_fails_alone(backend: Backend, blob_root: Pat
     assert await _stored(backend, ids) == [ids[0], ids[2]]
     # Tried together, rolled back (else the second insert would collide), then alone.
     assert [image_id for image_id, _, _ in seen].count(ids[0]) == 2
+    retries = [line for line in logs if line["event"] == "transition.retry"]
+    assert retries and all(line.get("image_id") == doomed for line in retries)
 
 
 async def test_a_failure_after_commit_still_answers_and_the_settler_goes_on(
