@@ -68,6 +68,8 @@ class Batches(Generic[P, R]):
                 # A request its caller gave up on (cancelled) before its batch began is not
                 # written: nobody would learn what became of it.
                 batch = [waiting for waiting in batch if not waiting[1].done()]
+                if not batch:
+                    continue
                 try:
                     await self._write(batch)
                 except Exception:  # its requests are answered below; the next ones still wait

@@ -79,8 +79,6 @@ class Settler:
         await self._batches.close()
 
     async def _settle(self, batch: list[Waiting[Step, Transition]]) -> None:
-        if not batch:
-            return
         if len(batch) > 1:
             try:
                 results = await self._commit_together([step for step, _ in batch])

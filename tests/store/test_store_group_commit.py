@@ -43,6 +43,28 @@ async def test_a_request_given_up_before_its_batch_begins_is_not_written() -> No
     assert written == ["first", "kept"]
 
 
+async def test_a_batch_whose_every_request_was_given_up_is_not_handed_to_the_writer() -> None:
+    gate, batches_written = asyncio.Event(), []
+
+    async def write(batch: list[Waiting[str, str]]) -> None:
+        batches_written.append([request for request, _ in batch])
+        await gate.wait()
+        for request, future in batch:
+            answer(future, request)
+
+    batches = _batches(write)
+    first = asyncio.create_task(batches.submit("first"))
+    await _settle_loop()
+    given_up = asyncio.create_task(batches.submit("given up"))
+    await _settle_loop()
+    given_up.cancel()
+    gate.set()
+
+    assert await first == "first"
+    await batches.close()
+    assert batches_written == [["first"]]
+
+
 async def test_a_failed_batch_strands_none_of_the_requests_behind_it() -> None:
     gate, calls = asyncio.Event(), []
 
