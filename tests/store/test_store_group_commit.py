@@ -21,48 +21,36 @@ async def _settle_loop() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_request_given_up_before_its_batch_begins_is_not_written() -> None:
-    gate, written = asyncio.Event(), []
+class GatedWriter:
+    """Writes each batch it is handed once `gate` is set, answering each request with itself."""
 
-    async def write(batch: list[Waiting[str, str]]) -> None:
-        await gate.wait()
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.handed: list[list[str]] = []
+
+    async def __call__(self, batch: list[Waiting[str, str]]) -> None:
+        self.handed.append([request for request, _ in batch])
+        await self.gate.wait()
         for request, future in batch:
-            written.append(request)
             answer(future, request)
 
+
+@pytest.mark.parametrize("kept", [["kept"], []])
+async def test_a_request_given_up_before_its_batch_begins_is_not_written(kept: list[str]) -> None:
+    write = GatedWriter()
     batches = _batches(write)
     first = asyncio.create_task(batches.submit("first"))
     await _settle_loop()  # the writer holds ["first"] at the gate
     given_up = asyncio.create_task(batches.submit("given up"))
-    kept = asyncio.create_task(batches.submit("kept"))
+    waiting = [asyncio.create_task(batches.submit(request)) for request in kept]
     await _settle_loop()
     given_up.cancel()
-    gate.set()
+    write.gate.set()
 
-    assert (await first, await kept) == ("first", "kept")
-    assert written == ["first", "kept"]
-
-
-async def test_a_batch_whose_every_request_was_given_up_is_not_handed_to_the_writer() -> None:
-    gate, batches_written = asyncio.Event(), []
-
-    async def write(batch: list[Waiting[str, str]]) -> None:
-        batches_written.append([request for request, _ in batch])
-        await gate.wait()
-        for request, future in batch:
-            answer(future, request)
-
-    batches = _batches(write)
-    first = asyncio.create_task(batches.submit("first"))
-    await _settle_loop()
-    given_up = asyncio.create_task(batches.submit("given up"))
-    await _settle_loop()
-    given_up.cancel()
-    gate.set()
-
-    assert await first == "first"
+    assert [await first, *[await task for task in waiting]] == ["first", *kept]
     await batches.close()
-    assert batches_written == [["first"]]
+    # A batch left with no request is not handed to the writer at all.
+    assert write.handed == ([["first"], kept] if kept else [["first"]])
 
 
 async def test_a_failed_batch_strands_none_of_the_requests_behind_it() -> None:
