@@ -125,7 +125,8 @@ class Settler:
                 for digest in sorted({step.uses for step in steps if step.uses}):
                     await images.lock_blob(conn, digest)
                 for index in order:
-                    results[index] = await self._run(conn, steps[index], blob_locked=True)
+                    with structlog.contextvars.bound_contextvars(**steps[index].context):
+                        results[index] = await self._run(conn, steps[index], blob_locked=True)
             count_finished(finished)
         return [results[index] for index in range(len(steps))]
 
@@ -146,13 +147,13 @@ class Settler:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _run(self, conn: Connection, step: Step, *, blob_locked: bool = False) -> Transition:
-        with structlog.contextvars.bound_contextvars(**step.context):
-            if step.uses:
-                if not blob_locked:
-                    await images.lock_blob(conn, step.uses)
-                if not await self._blobs.exists(step.uses):
-                    raise BytesReleased(step.uses)
-            return await step.transition(conn, step.data)
+        """Run `step` in the caller's transaction (and in its handler's log context)."""
+        if step.uses:
+            if not blob_locked:
+                await images.lock_blob(conn, step.uses)
+            if not await self._blobs.exists(step.uses):
+                raise BytesReleased(step.uses)
+        return await step.transition(conn, step.data)
 
     async def _release(self, digest: str) -> None:
         """Delete bytes no image uses, under the blob's lock: a create that found them stored
