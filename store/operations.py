@@ -139,6 +139,24 @@ async def get(conn: Connection, operation_id: str, *, lock: bool = False) -> Ope
     return _from_row(row) if row else None
 
 
+async def get_locked(conn: Connection, operation_ids: Sequence[str]) -> dict[str, OperationRecord]:
+    """The operations that exist among `operation_ids`, locked until commit (in id order, so
+    that two transactions locking overlapping sets cannot deadlock)."""
+    marks = ", ".join("?" for _ in operation_ids)
+    suffix = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM operations WHERE id IN ({marks}) ORDER BY id{suffix}",
+        *operation_ids,
+    )
+    return {record.id: record for record in map(_from_row, rows)}
+
+
+_FINISH = (
+    "UPDATE operations SET done = 1, response = ?, error = ?, modified_at = ?,"
+    " lease_owner = NULL, lease_until = 0 WHERE id = ? AND done = 0"
+)
+
+
 async def finish(
     conn: Connection,
     operation_id: str,
@@ -148,15 +166,17 @@ async def finish(
     error: Status | None = None,
 ) -> bool:
     """Mark an open operation done with exactly one of response / error."""
-    changed = await conn.execute(
-        "UPDATE operations SET done = 1, response = ?, error = ?, modified_at = ?,"
-        " lease_owner = NULL, lease_until = 0 WHERE id = ? AND done = 0",
-        _text(response),
-        _text(error),
-        now,
-        operation_id,
-    )
+    changed = await conn.execute(_FINISH, _text(response), _text(error), now, operation_id)
     return changed == 1
+
+
+async def finish_locked(
+    conn: Connection, finished: Sequence[tuple[str, OperationResponse]], now: int
+) -> None:
+    """Mark open operations, whose rows this transaction locked, done with their responses."""
+    await conn.executemany(
+        _FINISH, [(_text(response), None, now, operation_id) for operation_id, response in finished]
+    )
 
 
 async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
@@ -168,21 +188,22 @@ async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
     return changed == 1
 
 
-async def take_lease(
-    conn: Connection, operation_id: str, owner: str, now: int, until: int
-) -> OperationRecord | None:
-    """Claim an open operation whose lease is free or expired; the operation as claimed, or
-    None. Not one we hold already: a second copy of a command we are running must not start
-    a second import."""
-    row = await conn.fetchrow(
-        "UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id = ? AND done = 0"
-        f" AND (lease_owner IS NULL OR lease_until < ?) RETURNING {_COLUMNS}",
+async def take_leases(
+    conn: Connection, operation_ids: Sequence[str], owner: str, now: int, until: int
+) -> dict[str, OperationRecord]:
+    """Claim the open operations whose lease is free or expired; those claimed, as claimed.
+    Not one we hold already: a second copy of a command we are running must not start a
+    second import."""
+    marks = ", ".join("?" for _ in operation_ids)
+    rows = await conn.fetch(
+        f"UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})"
+        f" AND done = 0 AND (lease_owner IS NULL OR lease_until < ?) RETURNING {_COLUMNS}",
         owner,
         until,
-        operation_id,
+        *operation_ids,
         now,
     )
-    return _from_row(row) if row else None
+    return {record.id: record for record in map(_from_row, rows)}
 
 
 async def renew_lease(conn: Connection, operation_id: str, owner: str, until: int) -> bool:

@@ -3,7 +3,7 @@ works and notices a cancel when it does."""
 
 import asyncio
 import enum
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -41,10 +41,19 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True):
 async def take_lease(conn: Connection, lease: Lease) -> OperationRecord | None:
     """Take `lease` in the caller's transaction, from the moment it runs (not when it was
     asked for: it may have waited for a batch); the operation as claimed, or None."""
+    return (await take_leases(conn, [lease])).get(lease.operation_id)
+
+
+async def take_leases(conn: Connection, leases: Sequence[Lease]) -> dict[str, OperationRecord]:
+    """Take several leases at once, as `take_lease`; the operations claimed, by id."""
     now = now_us()
-    return await operations.take_lease(
-        conn, lease.operation_id, lease.owner, now, now + lease.length_us
-    )
+    by_holder: dict[tuple[str, int], list[str]] = {}
+    for lease in leases:
+        by_holder.setdefault((lease.owner, lease.length_us), []).append(lease.operation_id)
+    claimed: dict[str, OperationRecord] = {}
+    for (owner, length_us), operation_ids in by_holder.items():
+        claimed |= await operations.take_leases(conn, operation_ids, owner, now, now + length_us)
+    return claimed
 
 
 class LeaseKeeper:

@@ -58,7 +58,7 @@ async def test_cancel_of_a_create_a_worker_holds_only_asks_for_it(api: Api, db: 
     create = (await api.create()).json
     async with db.transaction() as conn:
         now = now_us()
-        assert await operations.take_lease(conn, create["id"], "worker-1", now, now + 10**9)
+        assert await operations.take_leases(conn, [create["id"]], "worker-1", now, now + 10**9)
 
     reply = await api.cancel(create["id"])
 

@@ -172,7 +172,9 @@ async def test_take_lease(db: Database) -> None:
 
     async def take(owner: str, at: int) -> bool:
         async with db.transaction() as conn:
-            taken = await operations.take_lease(conn, "opr1", owner, at, at + MINUTE)
+            taken = (await operations.take_leases(conn, ["opr1"], owner, at, at + MINUTE)).get(
+                "opr1"
+            )
         assert taken is None or (taken.id, taken.lease_owner) == ("opr1", owner)
         return taken is not None
 
@@ -188,8 +190,25 @@ async def test_take_lease(db: Database) -> None:
     assert (leased.lease_owner, leased.lease_until) == ("worker-b", now + 2 * MINUTE + 3)
 
     async with db.transaction() as conn:
-        assert await operations.take_lease(conn, "opr2", "worker-a", now, now + MINUTE) is None
-        assert await operations.take_lease(conn, "missing", "worker-a", now, now + MINUTE) is None
+        taken = await operations.take_leases(conn, ["opr2", "missing"], "w", now, now + MINUTE)
+    assert taken == {}
+
+
+async def test_take_leases_claims_only_the_free_among_several(db: Database) -> None:
+    await insert(
+        db,
+        operation("opr1", lease_owner="worker-b", lease_until=T0 + MINUTE),  # live
+        operation("opr2", done=True, response=Empty()),
+        operation("opr3"),  # never leased
+        operation("opr4", lease_owner="worker-b", lease_until=T0 - 1),  # expired
+    )
+    ids = ["opr4", "opr1", "missing", "opr2", "opr3"]
+    async with db.transaction() as conn:
+        taken = await operations.take_leases(conn, ids, "worker-a", T0, T0 + MINUTE)
+
+    assert sorted(taken) == ["opr3", "opr4"]
+    assert all(op.lease_owner == "worker-a" for op in taken.values())
+    assert (await get(db, "opr1")).lease_owner == "worker-b"
 
 
 async def test_concurrent_workers_one_takes_the_lease(db: Database) -> None:
@@ -197,7 +216,7 @@ async def test_concurrent_workers_one_takes_the_lease(db: Database) -> None:
 
     async def take(owner: str) -> bool:
         async with db.transaction() as conn:
-            return await operations.take_lease(conn, "opr1", owner, T0, T0 + MINUTE) is not None
+            return bool(await operations.take_leases(conn, ["opr1"], owner, T0, T0 + MINUTE))
 
     won = await asyncio.gather(*(take(f"worker-{n}") for n in range(6)))
 
