@@ -4,11 +4,9 @@ image uses any more, and publish the transitions' outbox rows.
 Transitions that handlers ask for while earlier ones are being committed wait, then go
 together into one transaction (group commit, store/group_commit.py) and one publish: a worker
 runs its imports' start and end in batches instead of a transaction and a confirmed publish
-each. A batch that fails is run again one transition at a time, each with its own retries, so
-only the transition at fault fails."""
-
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, Protocol, TypeVar
+each, the common ones with one statement per table (worker/batched_transitions.py). A batch
+that fails is run again one transition at a time, each with its own retries, so only the
+transition at fault fails."""
 
 import structlog
 import tenacity
@@ -17,20 +15,13 @@ from bus.outbox import OutboxPublisher
 from store import images
 from store.db import Connection, Database, StoreError, StoreUnavailable
 from store.group_commit import Batches, Waiting, answer
+from worker.batched_transitions import In, Step, TransitionFn, run_together
 from worker.blobs import BlobStore
 from worker.observe import count_finished, finishing
 from worker.transitions import Transition
 
 log = structlog.get_logger(__name__)
 
-
-class OfImage(Protocol):
-    @property
-    def image_id(self) -> str: ...
-
-
-In = TypeVar("In", bound=OfImage)  # a transition's input
-TransitionFn = Callable[[Connection, In], Awaitable[Transition]]
 
 # A transaction can lose a deadlock or a serialization race against the gateway; transitions
 # are compare-and-set, so running one again is safe.
@@ -41,16 +32,6 @@ MAX_WRITERS = 2
 
 class BytesReleased(Exception):
     """The bytes an import stored were released by a concurrent delete before it committed."""
-
-
-class Step(NamedTuple):
-    """One transition to run: `uses` names the blob it makes an image point at, `context` the
-    log context of the handler that asked for it."""
-
-    transition: TransitionFn[Any]
-    data: OfImage
-    uses: str | None
-    context: dict[str, object]
 
 
 class Settler:
@@ -114,21 +95,18 @@ class Settler:
                 answer(future, result)
 
     async def _commit_together(self, steps: list[Step]) -> list[Transition]:
-        """Every step in one transaction: first the locks of the blobs they use, in digest
-        order, then the steps in image order (the order the gateway locks several images
-        in), so that two batches cannot wait for each other; the results in the steps'
-        order."""
-        order = sorted(range(len(steps)), key=lambda index: steps[index].data.image_id)
-        results: dict[int, Transition] = {}
+        """Every step in one transaction (worker/batched_transitions.py): first the locks of
+        the blobs they use, in digest order, then the images in id order, so that two batches
+        cannot wait for each other."""
         with finishing() as finished:
             async with self._db.transaction() as conn:
                 for digest in sorted({step.uses for step in steps if step.uses}):
                     await images.lock_blob(conn, digest)
-                for index in order:
-                    with structlog.contextvars.bound_contextvars(**steps[index].context):
-                        results[index] = await self._run(conn, steps[index], blob_locked=True)
+                    if not await self._blobs.exists(digest):
+                        raise BytesReleased(digest)
+                results = await run_together(conn, steps)
             count_finished(finished)
-        return [results[index] for index in range(len(steps))]
+        return results
 
     async def _commit(self, step: Step) -> Transition:
         retrying = tenacity.AsyncRetrying(
@@ -146,11 +124,10 @@ class Settler:
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _run(self, conn: Connection, step: Step, *, blob_locked: bool = False) -> Transition:
-        """Run `step` in the caller's transaction (and in its handler's log context)."""
+    async def _run(self, conn: Connection, step: Step) -> Transition:
+        """Run `step` alone in the caller's transaction."""
         if step.uses:
-            if not blob_locked:
-                await images.lock_blob(conn, step.uses)
+            await images.lock_blob(conn, step.uses)
             if not await self._blobs.exists(step.uses):
                 raise BytesReleased(step.uses)
         return await step.transition(conn, step.data)

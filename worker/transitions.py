@@ -78,11 +78,16 @@ async def import_started(conn: Connection, start: StartImport) -> Transition:
     op = await take_lease(conn, start.lease)
     if op is None:
         return Transition(applied=False)
-    if _create_interrupted(image, op) or image is None:
-        cancel = CancelImport(operation_id=op.id, image_id=start.image_id)
-        return msgspec.structs.replace(await cancelled(conn, cancel), claimed=op)
+    if create_interrupted(image, op) or image is None:
+        return await cancel_claimed(conn, op, start.image_id)
     message = await events.record(conn, image, "import_started", op.id, to_image(image))
     return Transition(applied=True, messages=[message], claimed=op)
+
+
+async def cancel_claimed(conn: Connection, op: OperationRecord, image_id: str) -> Transition:
+    """End as CANCELLED a create we have just claimed, which must stop instead of starting."""
+    cancel = CancelImport(operation_id=op.id, image_id=image_id)
+    return msgspec.structs.replace(await cancelled(conn, cancel), claimed=op)
 
 
 async def ready(conn: Connection, done: ImportDone) -> Transition:
@@ -90,7 +95,7 @@ async def ready(conn: Connection, done: ImportDone) -> Transition:
     result = done.result
     if op is None or op.done:
         return Transition(applied=False, release=await _unused(conn, result.digest))
-    if _create_interrupted(image, op) or image is None:
+    if create_interrupted(image, op) or image is None:
         cancel = CancelImport(operation_id=op.id, image_id=done.image_id, digest=result.digest)
         return await cancelled(conn, cancel)
     if result.copied_from and not await _still_stored(conn, result.copied_from, result.digest):
@@ -99,12 +104,10 @@ async def ready(conn: Connection, done: ImportDone) -> Transition:
             operation_id=op.id, image_id=image.id, code=int(Code.ABORTED), message=message
         )
         return await failed(conn, failure)
-    updated = _ready_record(image, result)
+    updated = ready_record(image, result)
     if not await images.replace(conn, updated, expected=ImageStatus.CREATING):
         return Transition(applied=False, release=await _unused(conn, result.digest))
-    resource = to_image(updated)
-    response = ImageAny(**msgspec.structs.asdict(resource))
-    ready_event = ("ready", op.id, resource)
+    response, ready_event = ready_announcement(updated, op)
     messages = await _finish(conn, updated, op, response=response, announce=[ready_event])
     return Transition(applied=True, messages=messages)
 
@@ -115,7 +118,7 @@ async def failed(conn: Connection, failure: OperationFailed) -> Transition:
     image, op = await _load(conn, failure.image_id, failure.operation_id)
     if op is None or op.done:
         return Transition(applied=False)
-    if op.kind == operations.CREATE and (_create_interrupted(image, op) or image is None):
+    if op.kind == operations.CREATE and (create_interrupted(image, op) or image is None):
         return await cancelled(conn, CancelImport(operation_id=op.id, image_id=failure.image_id))
     error = Status(code=failure.code, message=failure.message)
     expected = ImageStatus.CREATING if op.kind == operations.CREATE else ImageStatus.DELETING
@@ -174,12 +177,13 @@ async def _load(
     return image, await operations.get(conn, operation_id, lock=True)
 
 
-def _create_interrupted(image: ImageRecord | None, op: OperationRecord) -> bool:
+def create_interrupted(image: ImageRecord | None, op: OperationRecord) -> bool:
     """A create must stop when cancelled, or when its image stopped being CREATING."""
     return op.cancel_requested or image is None or image.status is not ImageStatus.CREATING
 
 
-def _ready_record(image: ImageRecord, done: Imported) -> ImageRecord:
+def ready_record(image: ImageRecord, done: Imported) -> ImageRecord:
+    """The CREATING image `image` as the import `done` leaves it: READY."""
     spec, inherit = image.spec, done.inherit or ImageSpec()
     return msgspec.structs.replace(
         image,
@@ -219,8 +223,25 @@ async def _finish(
         note_finished(op.kind, error.code if error else None)
     if image is None:
         return []
-    done = msgspec.structs.replace(op, done=True, modified_at=now, response=response, error=error)
+    done = finished_record(op, now, response=response, error=error)
     return await events.record_many(conn, image, [*announce, events.operation_done(done)])
+
+
+def ready_announcement(image: ImageRecord, op: OperationRecord) -> tuple[ImageAny, events.Event]:
+    """A create's answer once its image is READY, and the event that announces it."""
+    resource = to_image(image)
+    return ImageAny(**msgspec.structs.asdict(resource)), ("ready", op.id, resource)
+
+
+def finished_record(
+    op: OperationRecord,
+    now: int,
+    *,
+    response: OperationResponse | None = None,
+    error: Status | None = None,
+) -> OperationRecord:
+    """The operation as finishing it at `now` leaves it."""
+    return msgspec.structs.replace(op, done=True, modified_at=now, response=response, error=error)
 
 
 async def _open_creates(conn: Connection, image_id: str) -> list[OperationRecord]:

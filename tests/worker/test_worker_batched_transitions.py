@@ -1,0 +1,181 @@
+"""The common transitions of a batch written together (worker/batched_transitions.py): imports
+that start and imports that end READY are decided against rows locked at once and written
+with as many statements for many steps as for two, with the results a lone transition gives;
+any other case in the batch still gets its own transition's answer."""
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from contracts.enums import ImageStatus
+from contracts.errors import Code
+from contracts.events import event_decoder
+from contracts.images import ImageAny, min_disk_size
+from contracts.outbox import OutboxMessage
+from store.db import Connection, Database
+from store.operations import to_operation
+from tests.worker.conftest import Backend
+from tests.worker.test_worker_settle_batches import Publisher
+from tests.worker.worker_testkit import GatewayDouble
+from worker.blobs import FileBlobStore
+from worker.leases import Lease
+from worker.settle import Settler
+from worker.sources import Imported
+from worker.transitions import ImportDone, StartImport, Transition, import_started, ready
+
+OWNER = "worker-test"
+DIGEST = "ab" * 32
+COPY_OF_A_DELETED_IMAGE = {"digest": DIGEST, "size": 1, "storage_size": 1, "copied_from": "gone"}
+
+
+class Counting:
+    """Counts the statements each transaction of a database runs."""
+
+    def __init__(self, inner: Connection, counts: list[int]) -> None:
+        self._inner, self._counts = inner, counts
+        self.dialect = inner.dialect
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        def counted(*args: Any) -> Any:
+            self._counts[-1] += 1
+            return method(*args)
+
+        return counted
+
+
+class CountingDatabase:
+    def __init__(self, inner: Database) -> None:
+        self._inner = inner
+        self.dialect = inner.dialect
+        self.statements: list[int] = []  # per transaction, in order
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Counting]:
+        async with self._inner.transaction() as conn:
+            self.statements.append(0)
+            yield Counting(conn, self.statements)
+
+
+async def _creates(gateway: GatewayDouble, count: int) -> list[tuple[str, str]]:
+    return [
+        await gateway.create(uri="http://127.0.0.1/x.qcow2", publish=False) for _ in range(count)
+    ]
+
+
+def _start(image_id: str, operation_id: str) -> StartImport:
+    lease = Lease(operation_id=operation_id, owner=OWNER, length_us=60_000_000)
+    return StartImport(image_id=image_id, lease=lease)
+
+
+def _done(image_id: str, operation_id: str, digest: str = DIGEST) -> ImportDone:
+    result = Imported(digest=digest, size=4096, storage_size=1024, requested_min_disk_size=8192)
+    return ImportDone(operation_id=operation_id, image_id=image_id, result=result)
+
+
+async def _together(settle: Settler, calls: Sequence[tuple[Any, Any]]) -> list[Transition]:
+    return list(await asyncio.gather(*(settle(fn, data) for fn, data in calls)))
+
+
+def _events(messages: list[OutboxMessage]) -> list[tuple[str, str]]:
+    decoded = [event_decoder.decode(m.body) for m in messages]
+    return [(e.type.rsplit(".", 1)[-1], e.sequence) for e in decoded]
+
+
+@pytest.fixture
+def counting(backend: Backend) -> CountingDatabase:
+    return CountingDatabase(backend.db)
+
+
+@pytest.fixture
+def settle(counting: CountingDatabase, blob_root: Path) -> Settler:
+    return Settler(counting, Publisher(), FileBlobStore(blob_root))  # type: ignore[arg-type]
+
+
+async def test_imports_start_and_end_together_as_each_would_alone(
+    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase
+) -> None:
+    creates = await _creates(gateway, 6)
+
+    started = await _together(settle, [(import_started, _start(*c)) for c in creates])
+
+    for (_, operation_id), result in zip(creates, started, strict=True):
+        assert result.applied and result.claimed is not None
+        assert (result.claimed.id, result.claimed.lease_owner) == (operation_id, OWNER)
+        assert _events(result.messages) == [("import_started", "2")]
+        assert (await gateway.operation(operation_id)).lease_owner == OWNER
+
+    ended = await _together(settle, [(ready, _done(*c)) for c in creates])
+
+    for (image_id, operation_id), result in zip(creates, ended, strict=True):
+        assert result.applied and not result.cancelled
+        assert _events(result.messages) == [("ready", "3"), ("done", "4")]
+        image = await gateway.image(image_id)
+        assert image is not None and image.status is ImageStatus.READY
+        expected = (DIGEST, 4096, 1024, min_disk_size(8192, 4096))
+        assert (image.blob_digest, image.size, image.storage_size, image.min_disk_size) == expected
+        assert image.event_seq == 4
+        op = await gateway.operation(operation_id)
+        assert op.done and op.lease_owner is None and op.error is None
+        assert isinstance(op.response, ImageAny) and op.response.status is ImageStatus.READY
+        announced = event_decoder.decode(result.messages[1].body).data
+        assert announced == msgspec.to_builtins(to_operation(op))  # as stored
+
+
+async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
+    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase
+) -> None:
+    statements = []
+    for size in (2, 8):
+        creates = await _creates(gateway, size)
+        for transition, data in ((import_started, _start), (ready, _done)):
+            counting.statements.clear()
+            results = await _together(settle, [(transition, data(*c)) for c in creates])
+            assert all(r.applied for r in results)
+            assert len(counting.statements) == 1  # one transaction
+            statements.append(counting.statements[0])
+
+    assert statements[:2] == statements[2:]
+
+
+async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
+    gateway: GatewayDouble, settle: Settler
+) -> None:
+    plain, cancelled, twice, copy = await _creates(gateway, 4)
+    held = await gateway.create(uri="http://127.0.0.1/x.qcow2", publish=False, lease_owner="other")
+    await gateway.request_cancel(cancelled[1])
+
+    started = await _together(
+        settle,
+        [(import_started, _start(*c)) for c in (plain, cancelled, held, twice, twice, copy)],
+    )
+
+    assert started[0].applied and started[0].claimed is not None
+    assert started[1].cancelled and started[1].claimed is not None  # claimed, then stopped
+    assert await gateway.image(cancelled[0]) is None
+    assert not started[2].applied and started[2].claimed is None
+    claims = [r.claimed for r in started[3:5]]
+    assert sum(c is not None for c in claims) == 1  # a redelivered command: one claim
+
+    await gateway.request_cancel(twice[1])
+    other_bytes = "cd" * 32
+    orphan = msgspec.structs.replace(_done(*copy), result=Imported(**COPY_OF_A_DELETED_IMAGE))
+    ended = await _together(
+        settle, [(ready, _done(*plain)), (ready, _done(*twice, other_bytes)), (ready, orphan)]
+    )
+
+    assert ended[0].applied and not ended[0].cancelled
+    assert ended[1].cancelled and ended[1].release == other_bytes  # no image uses them
+    image = await gateway.image(plain[0])
+    assert image is not None and image.status is ImageStatus.READY
+    assert await gateway.image(twice[0]) is None
+    copied = await gateway.image(copy[0])
+    assert ended[2].applied and copied is not None and copied.status is ImageStatus.ERROR
+    error = (await gateway.operation(copy[1])).error
+    assert error is not None and error.code == Code.ABORTED
