@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import msgspec
 
@@ -40,23 +40,30 @@ class BlobStore(Protocol):
 
 class FileBlobWriter:
     """Hashes and writes in a worker thread, up to `BUFFER` bytes per thread hop (a small image
-    reaches the thread once, at commit); the lock keeps `discard` from closing the file under a
-    write that a cancelled task left running."""
+    reaches the thread once, at commit). The temporary file is created there too, on the first
+    hop: creating a file can wait on the filesystem's journal while other imports fsync, and the
+    event loop must not wait with it. The lock orders `discard` with a hop that a cancelled task
+    left running: a file created before `discard` is removed by it, none is created after."""
 
     BUFFER = 1 << 20
 
-    def __init__(self, store: "FileBlobStore", fd: int, temp: Path) -> None:
+    def __init__(self, store: "FileBlobStore") -> None:
         self._store = store
-        self._file = os.fdopen(fd, "wb")
-        self._temp = temp
+        self._file: BinaryIO | None = None
+        self._temp: Path | None = None
+        self._discarded = False
         self._hash = hashlib.sha256()
         self._size = 0
         self._lock = threading.Lock()
         self._buffered: list[bytes] = []
         self._buffered_size = 0
 
+    @property
+    def _closed(self) -> bool:
+        return self._discarded or (self._file is not None and self._file.closed)
+
     async def write(self, chunk: bytes) -> None:
-        if self._file.closed:
+        if self._closed:
             raise ValueError("blob writer is closed")
         self._buffered.append(chunk)
         self._buffered_size += len(chunk)
@@ -72,27 +79,37 @@ class FileBlobWriter:
 
     def discard(self) -> None:
         with self._lock:
-            self._file.close()
-        self._temp.unlink(missing_ok=True)
+            self._discarded = True
+            if self._file is not None:
+                self._file.close()
+            if self._temp is not None:
+                self._temp.unlink(missing_ok=True)
+
+    def _open(self) -> BinaryIO:
+        """The temporary file, created on first use; the caller holds the lock."""
+        if self._closed:
+            raise ValueError("blob writer is closed")
+        if self._file is None:
+            self._file, self._temp = self._store.open_temp()
+        return self._file
 
     def _write(self, chunks: list[bytes]) -> None:
         with self._lock:
-            if self._file.closed:
-                raise ValueError("blob writer is closed")
+            file = self._open()
             for chunk in chunks:
                 self._hash.update(chunk)
-                self._file.write(chunk)
+                file.write(chunk)
                 self._size += len(chunk)
 
     def _commit(self, chunks: list[bytes]) -> BlobRef:
         self._write(chunks)
         with self._lock:
-            if self._file.closed:
-                raise ValueError("blob writer is closed")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            file = self._open()
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
             ref = BlobRef(digest=self._hash.hexdigest(), size=self._size)
+            assert self._temp is not None  # set by _open
             self._store.place(self._temp, ref.digest)
         return ref
 
@@ -111,8 +128,7 @@ class FileBlobStore:
 
     @asynccontextmanager
     async def blob_writer(self) -> AsyncIterator[FileBlobWriter]:
-        # Synchronous (and quick) so that a cancellation cannot orphan a fresh temporary file.
-        writer = self._open_temp()
+        writer = FileBlobWriter(self)
         try:
             yield writer
         finally:
@@ -134,10 +150,11 @@ class FileBlobStore:
         os.replace(temp, final)
         _fsync_dir(final.parent)
 
-    def _open_temp(self) -> FileBlobWriter:
+    def open_temp(self) -> tuple[BinaryIO, Path]:
+        """A new temporary file (blocking: called from a worker thread)."""
         _make_dirs(self._tmp)
         fd, name = tempfile.mkstemp(dir=self._tmp, prefix="blob-", suffix=".part")
-        return FileBlobWriter(self, fd, Path(name))
+        return os.fdopen(fd, "wb"), Path(name)
 
 
 def _make_dirs(path: Path) -> None:

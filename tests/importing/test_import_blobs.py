@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.blobs import BlobRef, FileBlobStore
+from worker.blobs import BlobRef, FileBlobStore, FileBlobWriter
 
 Stored = Callable[[], list[Path]]
+# Enough bytes for the writer to hand them to its thread, which creates the temporary file.
+PARTIAL = bytes(FileBlobWriter.BUFFER)
 
 
 async def put(blobs: FileBlobStore, *chunks: bytes) -> BlobRef:
@@ -48,7 +50,7 @@ async def test_an_error_inside_the_writer_removes_the_temporary_file(
 ) -> None:
     with pytest.raises(RuntimeError):
         async with blobs.blob_writer() as writer:
-            await writer.write(b"partial")
+            await writer.write(PARTIAL)
             assert len(stored()) == 1
             raise RuntimeError("source broke")
 
@@ -62,15 +64,28 @@ async def test_cancellation_removes_the_temporary_file(
 
     async def stuck() -> None:
         async with blobs.blob_writer() as writer:
-            await writer.write(b"partial")
+            await writer.write(PARTIAL)
             written.set()
             await asyncio.Event().wait()
 
     task = asyncio.create_task(stuck())
     await written.wait()
+    assert len(stored()) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+    assert stored() == []
+
+
+async def test_a_hop_that_runs_after_discard_creates_no_file(
+    blobs: FileBlobStore, stored: Stored
+) -> None:
+    async with blobs.blob_writer() as writer:
+        await writer.write(b"buffered, not yet handed to the thread")
+        writer.discard()  # as the context's exit does under a cancelled task's pending hop
+        with pytest.raises(ValueError):
+            await writer.commit()
 
     assert stored() == []
 

@@ -18,7 +18,8 @@ MiB = 1 << 20
 
 
 class SignallingStore(FileBlobStore):
-    """A file store that tells the test once bytes have reached a temporary file."""
+    """A file store that tells the test once bytes have reached a temporary file (the writer
+    creates it when it first hands bytes to its thread)."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -31,7 +32,8 @@ class SignallingStore(FileBlobStore):
 
             async def write(chunk: bytes) -> None:
                 await real_write(chunk)
-                self.written.set()
+                if any((self.root / "tmp").glob("*")):
+                    self.written.set()
 
             writer.write = write  # type: ignore[method-assign]
             yield writer
@@ -44,7 +46,7 @@ async def test_cancelling_mid_stream_leaves_no_temporary_file(
     stored: Callable[[], list[Path]],
 ) -> None:
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n" + bytes(MiB))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n" + bytes(2 * MiB))
         await writer.drain()
         await reader.read()  # until the client hangs up
 

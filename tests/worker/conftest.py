@@ -55,16 +55,20 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+SLOW_PART = 2 * MiB
+
+
 async def _slow(request: web.Request) -> web.StreamResponse:
     request.app[HITS][request.path] += 1
     data = (request.app[IMAGES] / request.match_info["name"]).read_bytes()
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     response.content_length = len(data)
     await response.prepare(request)
-    await response.write(data[: 64 * 1024])
+    # More than a blob writer buffers in memory, so that partial bytes reach the disk.
+    await response.write(data[:SLOW_PART])
     request.app[STREAMING].set()
     await request.app[RELEASE].wait()
-    await response.write(data[64 * 1024 :])
+    await response.write(data[SLOW_PART:])
     return response
 
 

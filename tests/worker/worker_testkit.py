@@ -43,7 +43,7 @@ WorkerFactory = Callable[..., Awaitable[Worker]]
 
 
 class Source:
-    """The HTTP image source: `/img/<name>` serves a file, `/slow/<name>` sends 64 KiB of it and
+    """The HTTP image source: `/img/<name>` serves a file, `/slow/<name>` sends 2 MiB of it and
     then stalls until the test (or teardown) releases it."""
 
     def __init__(self, app: web.Application, port: int) -> None:
