@@ -142,6 +142,8 @@ async def get(conn: Connection, operation_id: str, *, lock: bool = False) -> Ope
 async def get_locked(conn: Connection, operation_ids: Sequence[str]) -> dict[str, OperationRecord]:
     """The operations that exist among `operation_ids`, locked until commit (in id order, so
     that two transactions locking overlapping sets cannot deadlock)."""
+    if not operation_ids:  # `IN ()` is no SQL to PostgreSQL
+        return {}
     marks = ", ".join("?" for _ in operation_ids)
     suffix = " FOR UPDATE" if conn.dialect == "postgresql" else ""
     rows = await conn.fetch(
@@ -194,6 +196,8 @@ async def take_leases(
     """Claim the open operations whose lease is free or expired; those claimed, as claimed.
     Not one we hold already: a second copy of a command we are running must not start a
     second import."""
+    if not operation_ids:  # `IN ()` is no SQL to PostgreSQL
+        return {}
     marks = ", ".join("?" for _ in operation_ids)
     rows = await conn.fetch(
         f"UPDATE operations SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})"

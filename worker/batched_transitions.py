@@ -129,10 +129,15 @@ async def run_together(conn: Connection, steps: Sequence[Step]) -> list[Transiti
     """Run every step in the caller's transaction; their results, in the steps' order."""
     ids = [step.data.image_id for step in steps]
     touched = Counter(ids)
-    # Every image first, in id order (the order the gateway locks several images in).
-    batch = _Batch(conn, await images.get_locked(conn, sorted(touched)))
+    operation_ids = [_operation_id(step.data) for step in steps]
+    claimed = Counter(operation_ids)
+    # Every image first, copies' sources included, in id order (the order the gateway locks
+    # several images in).
+    batch = _Batch(conn, await images.get_locked(conn, sorted(touched.keys() | _sources(steps))))
     common = [
-        i for i, image_id in enumerate(ids) if touched[image_id] == 1 and image_id in batch.locked
+        i
+        for i, (image_id, operation_id) in enumerate(zip(ids, operation_ids, strict=True))
+        if touched[image_id] == claimed[operation_id] == 1 and image_id in batch.locked
     ]
     await batch.start({i: steps[i].data for i in common if steps[i].transition is import_started})
     await batch.ready({i: steps[i].data for i in common if steps[i].transition is ready})
@@ -145,3 +150,16 @@ async def run_together(conn: Connection, steps: Sequence[Step]) -> list[Transiti
         with structlog.contextvars.bound_contextvars(**step.context):
             batch.results[index] = await run()
     return [batch.results[index] for index in range(len(steps))]
+
+
+def _operation_id(data: OfImage) -> str:
+    """The operation a step of the common path works on ("" for the other steps)."""
+    if isinstance(data, StartImport):
+        return data.lease.operation_id
+    return data.operation_id if isinstance(data, ImportDone) else ""
+
+
+def _sources(steps: Sequence[Step]) -> set[str]:
+    """The images that the batch's copies were made from, which their `ready` locks."""
+    dones = (step.data for step in steps if isinstance(step.data, ImportDone))
+    return {done.result.copied_from for done in dones if done.result.copied_from}

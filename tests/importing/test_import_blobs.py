@@ -40,7 +40,8 @@ async def test_identical_bytes_are_stored_once(blobs: FileBlobStore, stored: Sto
 
 async def test_leaving_without_commit_stores_nothing(blobs: FileBlobStore, stored: Stored) -> None:
     async with blobs.blob_writer() as writer:
-        await writer.write(b"partial")
+        await writer.write(PARTIAL)
+        assert len(stored()) == 1
 
     assert stored() == []
 

@@ -138,6 +138,35 @@ async def test_finish_happens_once(db: Database) -> None:
     assert (done.lease_owner, done.lease_until) == (None, 0)
 
 
+async def test_several_locked_operations_finish_at_once_and_only_once(db: Database) -> None:
+    await insert(
+        db,
+        operation("opr1", lease_owner="worker-1", lease_until=T0 + MINUTE),
+        operation("opr2"),
+        operation("opr3", done=True, error=FAILURE, modified_at=T0 + 1),
+    )
+    ids = ["opr3", "opr1", "missing", "opr2"]
+
+    async with db.transaction() as conn:
+        assert await operations.get_locked(conn, []) == {}
+        locked = await operations.get_locked(conn, ids)
+        assert sorted(locked) == ["opr1", "opr2", "opr3"]
+        finished = [(operation_id, IMAGE) for operation_id in locked]
+        await operations.finish_locked(conn, finished, T0 + 5)
+
+    for operation_id in ("opr1", "opr2"):
+        done = await get(db, operation_id)
+        assert (done.done, done.response, done.error, done.modified_at) == (
+            True,
+            IMAGE,
+            None,
+            T0 + 5,
+        )
+        assert (done.lease_owner, done.lease_until) == (None, 0)
+    kept = await get(db, "opr3")  # finished before: left as it was
+    assert (kept.response, kept.error, kept.modified_at) == (None, FAILURE, T0 + 1)
+
+
 async def test_finish_with_an_error(db: Database) -> None:
     await insert(db, operation("opr1"))
 
@@ -191,6 +220,7 @@ async def test_take_lease(db: Database) -> None:
 
     async with db.transaction() as conn:
         taken = await operations.take_leases(conn, ["opr2", "missing"], "w", now, now + MINUTE)
+        assert await operations.take_leases(conn, [], "w", now, now + MINUTE) == {}
     assert taken == {}
 
 

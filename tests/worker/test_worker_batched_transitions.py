@@ -105,6 +105,8 @@ async def test_imports_start_and_end_together_as_each_would_alone(
 
     started = await _together(settle, [(import_started, _start(*c)) for c in creates])
 
+    assert len(counting.statements) == 1  # together, not each alone after a failed batch
+
     for (_, operation_id), result in zip(creates, started, strict=True):
         assert result.applied and result.claimed is not None
         assert (result.claimed.id, result.claimed.lease_owner) == (operation_id, OWNER)
@@ -112,6 +114,8 @@ async def test_imports_start_and_end_together_as_each_would_alone(
         assert (await gateway.operation(operation_id)).lease_owner == OWNER
 
     ended = await _together(settle, [(ready, _done(*c)) for c in creates])
+
+    assert len(counting.statements) == 2
 
     for (image_id, operation_id), result in zip(creates, ended, strict=True):
         assert result.applied and not result.cancelled
@@ -145,7 +149,7 @@ async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
 
 
 async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
-    gateway: GatewayDouble, settle: Settler
+    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase
 ) -> None:
     plain, cancelled, twice, copy = await _creates(gateway, 4)
     held = await gateway.create(uri="http://127.0.0.1/x.qcow2", publish=False, lease_owner="other")
@@ -156,6 +160,7 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
         [(import_started, _start(*c)) for c in (plain, cancelled, held, twice, twice, copy)],
     )
 
+    assert len(counting.statements) == 1  # one batch, no rerun
     assert started[0].applied and started[0].claimed is not None
     assert started[1].cancelled and started[1].claimed is not None  # claimed, then stopped
     assert await gateway.image(cancelled[0]) is None
@@ -170,6 +175,7 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
         settle, [(ready, _done(*plain)), (ready, _done(*twice, other_bytes)), (ready, orphan)]
     )
 
+    assert len(counting.statements) == 3  # since the starts: the batch, the bytes released
     assert ended[0].applied and not ended[0].cancelled
     assert ended[1].cancelled and ended[1].release == other_bytes  # no image uses them
     image = await gateway.image(plain[0])
@@ -179,3 +185,17 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
     assert ended[2].applied and copied is not None and copied.status is ImageStatus.ERROR
     error = (await gateway.operation(copy[1])).error
     assert error is not None and error.code == Code.ABORTED
+
+
+async def test_two_steps_on_one_operation_finish_it_once(
+    gateway: GatewayDouble, settle: Settler
+) -> None:
+    (first, operation_id), (second, _) = await _creates(gateway, 2)
+
+    ended = await _together(
+        settle, [(ready, _done(first, operation_id)), (ready, _done(second, operation_id))]
+    )
+
+    assert sum(r.applied for r in ended) == 1
+    done = [m for r in ended for m in r.messages if m.type.endswith("operation.done")]
+    assert len(done) == 1
