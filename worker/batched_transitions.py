@@ -3,8 +3,8 @@ together. Imports that start and imports that end READY are most of a worker's t
 for those, the batch locks and reads their images at once, takes their leases or locks their
 operations at once, and writes images, operations and events with one statement per table
 for all of them, as the gateway writes its creates. Any other step (an interrupted create, a
-copy, a failure, a delete, an image that two steps touch) runs its own transition, in the
-same transaction, after them."""
+copy, a failure, a delete, an image or an operation that two steps name) runs its own
+transition, in the same transaction, after them."""
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
