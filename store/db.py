@@ -54,6 +54,19 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
+async def fetch_locked(conn: Connection, table: str, columns: str, ids: Sequence[str]) -> list[Row]:
+    """The rows of `table` among `ids`, locked until commit in id order (so that two
+    transactions locking overlapping sets cannot deadlock); none for no ids (`IN ()` is no
+    SQL to PostgreSQL)."""
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    suffix = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+    return await conn.fetch(
+        f"SELECT {columns} FROM {table} WHERE id IN ({marks}) ORDER BY id{suffix}", *ids
+    )
+
+
 async def lock_until_commit(conn: Connection, key: int) -> None:
     """Make every transaction that takes the lock `key` wait for this one to end (an
     advisory lock on PostgreSQL; SQLite runs one writing transaction at a time anyway)."""

@@ -8,7 +8,7 @@ import msgspec
 from contracts.enums import ImageStatus
 from contracts.images import HardwareGeneration, Image, KMSKey, Os
 from store.clock import to_datetime
-from store.db import Connection, Row
+from store.db import Connection, Row, fetch_locked
 
 
 class ImageSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -167,13 +167,8 @@ async def replace_many(conn: Connection, records: Sequence[ImageRecord]) -> None
 
 
 async def get_locked(conn: Connection, image_ids: Sequence[str]) -> dict[str, ImageRecord]:
-    """The images that exist among `image_ids`, locked until commit (in id order, so that
-    two transactions locking overlapping sets cannot deadlock)."""
-    marks = ", ".join("?" for _ in image_ids)
-    suffix = " FOR UPDATE" if conn.dialect == "postgresql" else ""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM images WHERE id IN ({marks}) ORDER BY id{suffix}", *image_ids
-    )
+    """The images that exist among `image_ids`, locked until commit (in id order)."""
+    rows = await fetch_locked(conn, "images", _COLUMNS, image_ids)
     return {record.id: record for record in map(_from_row, rows)}
 
 

@@ -14,7 +14,7 @@ from contracts.operations import (
     status_decoder,
 )
 from store.clock import to_datetime
-from store.db import Connection, Row
+from store.db import Connection, Row, fetch_locked
 
 _encoder = msgspec.json.Encoder()
 
@@ -140,16 +140,8 @@ async def get(conn: Connection, operation_id: str, *, lock: bool = False) -> Ope
 
 
 async def get_locked(conn: Connection, operation_ids: Sequence[str]) -> dict[str, OperationRecord]:
-    """The operations that exist among `operation_ids`, locked until commit (in id order, so
-    that two transactions locking overlapping sets cannot deadlock)."""
-    if not operation_ids:  # `IN ()` is no SQL to PostgreSQL
-        return {}
-    marks = ", ".join("?" for _ in operation_ids)
-    suffix = " FOR UPDATE" if conn.dialect == "postgresql" else ""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM operations WHERE id IN ({marks}) ORDER BY id{suffix}",
-        *operation_ids,
-    )
+    """The operations that exist among `operation_ids`, locked until commit (in id order)."""
+    rows = await fetch_locked(conn, "operations", _COLUMNS, operation_ids)
     return {record.id: record for record in map(_from_row, rows)}
 
 

@@ -43,6 +43,8 @@ class OfImage(Protocol):
 In = TypeVar("In", bound=OfImage)  # a transition's input
 TransitionFn = Callable[[Connection, In], Awaitable[Transition]]
 Lone = Callable[[], Awaitable[Transition]]  # a step left to run on its own
+# A common step's news: (step, its image, its events, the operation it claimed).
+_Announced = tuple[int, ImageRecord, list[events.Event], OperationRecord | None]
 
 
 class Step(NamedTuple):
@@ -67,8 +69,7 @@ class _Batch:
         self.lone: dict[int, Lone] = {}  # steps that must run on their own after all, and how
         self._ready: list[ImageRecord] = []
         self._finished: list[tuple[str, OperationResponse]] = []
-        self._events: list[tuple[ImageRecord, list[events.Event]]] = []
-        self._announcers: list[tuple[int, OperationRecord | None]] = []  # (step, its claim)
+        self._announced: list[_Announced] = []
 
     async def start(self, starts: dict[int, StartImport]) -> None:
         """Claim the creates and announce their imports, as transitions.import_started."""
@@ -109,18 +110,18 @@ class _Batch:
         news: list[events.Event],
         claimed: OperationRecord | None = None,
     ) -> None:
-        self._events.append((image, news))
-        self._announcers.append((index, claimed))
+        self._announced.append((index, image, news, claimed))
 
     async def write(self) -> None:
         """Write what the common steps decided, and answer them."""
-        if not self._events:
+        if not self._announced:
             return
         if self._ready:
             await images.replace_many(self.conn, self._ready)
             await operations.finish_locked(self.conn, self._finished, self.now)
-        messages = iter(await events.record_locked(self.conn, self._events))
-        for (index, claimed), (_, news) in zip(self._announcers, self._events, strict=True):
+        recorded = [(image, news) for _, image, news, _ in self._announced]
+        messages = iter(await events.record_locked(self.conn, recorded))
+        for index, _, news, claimed in self._announced:
             mine = [next(messages) for _ in news]
             self.results[index] = Transition(applied=True, messages=mine, claimed=claimed)
 
@@ -128,16 +129,19 @@ class _Batch:
 async def run_together(conn: Connection, steps: Sequence[Step]) -> list[Transition]:
     """Run every step in the caller's transaction; their results, in the steps' order."""
     ids = [step.data.image_id for step in steps]
-    touched = Counter(ids)
+    steps_of_image = Counter(ids)
     operation_ids = [_operation_id(step.data) for step in steps]
-    claimed = Counter(operation_ids)
+    steps_of_operation = Counter(operation_ids)
     # Every image first, copies' sources included, in id order (the order the gateway locks
     # several images in).
-    batch = _Batch(conn, await images.get_locked(conn, sorted(touched.keys() | _sources(steps))))
+    batch = _Batch(
+        conn, await images.get_locked(conn, sorted(steps_of_image.keys() | _sources(steps)))
+    )
     common = [
         i
         for i, (image_id, operation_id) in enumerate(zip(ids, operation_ids, strict=True))
-        if touched[image_id] == claimed[operation_id] == 1 and image_id in batch.locked
+        if steps_of_image[image_id] == steps_of_operation[operation_id] == 1
+        and image_id in batch.locked
     ]
     await batch.start({i: steps[i].data for i in common if steps[i].transition is import_started})
     await batch.ready({i: steps[i].data for i in common if steps[i].transition is ready})

@@ -85,17 +85,17 @@ class FileBlobWriter:
             if self._temp is not None:
                 self._temp.unlink(missing_ok=True)
 
-    def _open(self) -> BinaryIO:
-        """The temporary file, created on first use; the caller holds the lock."""
+    def _open(self) -> tuple[BinaryIO, Path]:
+        """The temporary file and its path, created on first use; the caller holds the lock."""
         if self._closed:
             raise ValueError("blob writer is closed")
-        if self._file is None:
+        if self._file is None or self._temp is None:
             self._file, self._temp = self._store.open_temp()
-        return self._file
+        return self._file, self._temp
 
     def _write(self, chunks: list[bytes]) -> None:
         with self._lock:
-            file = self._open()
+            file, _ = self._open()
             for chunk in chunks:
                 self._hash.update(chunk)
                 file.write(chunk)
@@ -104,13 +104,12 @@ class FileBlobWriter:
     def _commit(self, chunks: list[bytes]) -> BlobRef:
         self._write(chunks)
         with self._lock:
-            file = self._open()
+            file, temp = self._open()
             file.flush()
             os.fsync(file.fileno())
             file.close()
             ref = BlobRef(digest=self._hash.hexdigest(), size=self._size)
-            assert self._temp is not None  # set by _open
-            self._store.place(self._temp, ref.digest)
+            self._store.place(temp, ref.digest)
         return ref
 
 

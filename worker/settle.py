@@ -101,9 +101,7 @@ class Settler:
         with finishing() as finished:
             async with self._db.transaction() as conn:
                 for digest in sorted({step.uses for step in steps if step.uses}):
-                    await images.lock_blob(conn, digest)
-                    if not await self._blobs.exists(digest):
-                        raise BytesReleased(digest)
+                    await self._hold_bytes(conn, digest)
                 results = await run_together(conn, steps)
             count_finished(finished)
         return results
@@ -127,10 +125,14 @@ class Settler:
     async def _run(self, conn: Connection, step: Step) -> Transition:
         """Run `step` alone in the caller's transaction."""
         if step.uses:
-            await images.lock_blob(conn, step.uses)
-            if not await self._blobs.exists(step.uses):
-                raise BytesReleased(step.uses)
+            await self._hold_bytes(conn, step.uses)
         return await step.transition(conn, step.data)
+
+    async def _hold_bytes(self, conn: Connection, digest: str) -> None:
+        """Lock the blob until commit; BytesReleased if its bytes are gone already."""
+        await images.lock_blob(conn, digest)
+        if not await self._blobs.exists(digest):
+            raise BytesReleased(digest)
 
     async def _release(self, digest: str) -> None:
         """Delete bytes no image uses, under the blob's lock: a create that found them stored
