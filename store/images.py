@@ -1,6 +1,6 @@
 """The images table: records, and every query the API makes of it."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -185,11 +185,16 @@ async def delete(conn: Connection, image_id: str, expected: ImageStatus) -> bool
     return changed == 1
 
 
-async def lock_blob(conn: Connection, digest: str) -> None:
+async def lock_blobs(conn: Connection, digests: Collection[str]) -> None:
     """Serialize, until commit, every transaction that adds or drops a user of these bytes
-    (SQLite transactions are serialized already)."""
-    if conn.dialect == "postgresql":
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", digest)
+    (SQLite transactions are serialized already). The locks are taken in one statement, in
+    digest order (the rows of `unnest` come in array order), so two transactions locking
+    overlapping sets cannot wait for each other."""
+    if conn.dialect == "postgresql" and digests:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(d, 0)) FROM unnest(?::text[]) AS d",
+            sorted(digests),
+        )
 
 
 async def count_blob_users(conn: Connection, digest: str) -> int:

@@ -100,8 +100,7 @@ class Settler:
         cannot wait for each other."""
         with finishing() as finished:
             async with self._db.transaction() as conn:
-                for digest in sorted({step.uses for step in steps if step.uses}):
-                    await self._hold_bytes(conn, digest)
+                await self._hold_bytes(conn, {step.uses for step in steps if step.uses})
                 results = await run_together(conn, steps)
             count_finished(finished)
         return results
@@ -125,21 +124,22 @@ class Settler:
     async def _run(self, conn: Connection, step: Step) -> Transition:
         """Run `step` alone in the caller's transaction."""
         if step.uses:
-            await self._hold_bytes(conn, step.uses)
+            await self._hold_bytes(conn, {step.uses})
         return await step.transition(conn, step.data)
 
-    async def _hold_bytes(self, conn: Connection, digest: str) -> None:
-        """Lock the blob until commit; BytesReleased if its bytes are gone already."""
-        await images.lock_blob(conn, digest)
-        if not await self._blobs.exists(digest):
-            raise BytesReleased(digest)
+    async def _hold_bytes(self, conn: Connection, digests: set[str]) -> None:
+        """Lock the blobs until commit; BytesReleased if the bytes of one are gone already."""
+        await images.lock_blobs(conn, digests)
+        for digest in sorted(digests):
+            if not await self._blobs.exists(digest):
+                raise BytesReleased(digest)
 
     async def _release(self, digest: str) -> None:
         """Delete bytes no image uses, under the blob's lock: a create that found them stored
         and commits later either counts as a user here or finds them gone and imports again."""
         try:
             async with self._db.transaction() as conn:
-                await images.lock_blob(conn, digest)
+                await images.lock_blobs(conn, [digest])
                 if await images.count_blob_users(conn, digest):
                     return
                 await self._blobs.delete(digest)

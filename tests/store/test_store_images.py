@@ -1,4 +1,7 @@
-"""The images table: round trip, unique names, compare-and-set writes, family lookups."""
+"""The images table: round trip, unique names, compare-and-set writes, family lookups, blob
+locks."""
+
+import asyncio
 
 import pytest
 
@@ -197,3 +200,30 @@ async def test_count_blob_users(db: Database) -> None:
         assert await images.count_blob_users(conn, "sha256:" + "33" * 32) == 0
         await images.delete(conn, "img3", expected=ERROR)
         assert await images.count_blob_users(conn, shared) == 2
+
+
+async def test_blob_locks_hold_until_commit(db: Database) -> None:
+    """A transaction locking bytes another one has locked waits for that one's commit."""
+    events: list[str] = []
+    locked, commit = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction() as conn:
+            await images.lock_blobs(conn, {"digest-b", "digest-a"})
+            locked.set()
+            await commit.wait()
+            events.append("first committing")
+
+    async def second() -> None:
+        await locked.wait()
+        async with db.transaction() as conn:
+            await images.lock_blobs(conn, ["digest-c", "digest-b"])
+            events.append("second locked")
+
+    running = asyncio.gather(first(), second())
+    await locked.wait()
+    await asyncio.sleep(0.3)  # time for a second transaction that does not wait to lock
+    commit.set()
+    await running
+
+    assert events == ["first committing", "second locked"]

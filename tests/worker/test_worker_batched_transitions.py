@@ -21,7 +21,7 @@ from store.db import Connection, Database
 from store.operations import to_operation
 from tests.worker.conftest import Backend
 from tests.worker.test_worker_settle_batches import Publisher
-from tests.worker.worker_testkit import GatewayDouble
+from tests.worker.worker_testkit import GatewayDouble, store_bytes
 from worker.blobs import FileBlobStore
 from worker.leases import Lease
 from worker.settle import Settler
@@ -133,18 +133,28 @@ async def test_imports_start_and_end_together_as_each_would_alone(
 
 
 async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
-    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase
+    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase, blob_root: Path
 ) -> None:
+    blobs = FileBlobStore(blob_root)
     statements = []
     for size in (2, 8):
         creates = await _creates(gateway, size)
-        for transition, data in ((import_started, _start), (ready, _done)):
-            counting.statements.clear()
-            results = await _together(settle, [(transition, data(*c)) for c in creates])
-            assert all(r.applied for r in results)
-            assert len(counting.statements) == 1  # one transaction
-            statements.append(counting.statements[0])
+        digests = [await store_bytes(blobs, image_id.encode()) for image_id, _ in creates]
+        counting.statements.clear()
+        started = await _together(settle, [(import_started, _start(*c)) for c in creates])
+        statements += counting.statements
+        counting.statements.clear()
+        # As handlers end imports: each locks the bytes it stored (one statement for all).
+        ended = await asyncio.gather(
+            *(
+                settle(ready, _done(*c, digest), uses=digest)
+                for c, digest in zip(creates, digests, strict=True)
+            )
+        )
+        statements += counting.statements
+        assert all(r.applied for r in [*started, *ended])
 
+    assert len(statements) == 4  # one transaction each
     assert statements[:2] == statements[2:]
 
 

@@ -13,15 +13,10 @@ from store.clock import now_us
 from store.images import ImageRecord
 from store.outbox import SentMarker
 from tests.worker.conftest import Backend
+from tests.worker.worker_testkit import store_bytes
 from worker.blobs import FileBlobStore
 from worker.settle import BytesReleased, Settler
 from worker.transitions import Transition
-
-
-async def _store(blobs: FileBlobStore, data: bytes) -> str:
-    async with blobs.blob_writer() as writer:
-        await writer.write(data)
-        return (await writer.commit()).digest
 
 
 async def _nothing(conn: object, data: object) -> Transition:
@@ -38,14 +33,14 @@ async def test_committing_an_image_onto_released_bytes_is_refused(
     with pytest.raises(BytesReleased):
         await settle(_nothing, None, uses=missing)
 
-    digest = await _store(blobs, b"still here")
+    digest = await store_bytes(blobs, b"still here")
     assert (await settle(_nothing, None, uses=digest)).applied
 
 
 async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_root: Path) -> None:
     blobs = FileBlobStore(blob_root)
     settle = Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs)
-    digest = await _store(blobs, b"shared bytes")
+    digest = await store_bytes(blobs, b"shared bytes")
     user = ImageRecord(
         id="img00000000000000001",
         folder_id="f",

@@ -32,6 +32,7 @@ from store.db import Database
 from store.images import ImageRecord, ImageSpec
 from store.operations import OperationRecord
 from support.images import HITS
+from worker.blobs import FileBlobStore
 from worker.service import Worker
 
 WAIT = 8.0  # seconds a test waits for something that must happen
@@ -40,6 +41,13 @@ STREAMING = web.AppKey("streaming", asyncio.Event)
 RELEASE = web.AppKey("release", asyncio.Event)
 
 WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
+async def store_bytes(blobs: FileBlobStore, data: bytes) -> str:
+    """Store `data` as a blob, as an import does; its digest."""
+    async with blobs.blob_writer() as writer:
+        await writer.write(data)
+        return (await writer.commit()).digest
 
 
 class Source:
