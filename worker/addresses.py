@@ -54,20 +54,32 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 class PinnedResolver(AbstractResolver):
-    """Answers only with the addresses vetted for a host, so DNS cannot change after the check."""
+    """Answers only with the addresses vetted for a host, so DNS cannot change after the check.
+
+    It keeps the `MAX_PINS` hosts vetted last, so that a worker importing from ever new hosts
+    does not grow without end. A pin is needed from its vetting to the connection made right
+    after it; a worker has far fewer fetches between those two than `MAX_PINS`."""
+
+    MAX_PINS = 1024
 
     def __init__(self) -> None:
-        self.pins: dict[str, list[str]] = {}
+        self._pins: dict[str, list[str]] = {}  # oldest vetting first
+
+    def pin(self, host: str, addresses: list[str]) -> None:
+        self._pins.pop(host, None)
+        self._pins[host] = addresses
+        if len(self._pins) > self.MAX_PINS:
+            del self._pins[next(iter(self._pins))]
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        if host not in self.pins:
+        if host not in self._pins:
             raise OSError(f"host {host} was not vetted")
-        return [_result(host, address, port) for address in self.pins[host]]
+        return [_result(host, address, port) for address in self._pins[host]]
 
     async def close(self) -> None:
-        self.pins.clear()
+        self._pins.clear()
 
 
 def _result(host: str, address: str, port: int) -> ResolveResult:

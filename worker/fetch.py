@@ -173,7 +173,7 @@ async def _request(
     session: aiohttp.ClientSession, resolver: PinnedResolver, url: URL, policy: FetchPolicy
 ) -> aiohttp.ClientResponse:
     _check_url(url, urls.HTTP_SCHEMES)
-    resolver.pins[url.raw_host or ""] = await vet(url, policy.allowed_hosts)
+    resolver.pin(url.raw_host or "", await vet(url, policy.allowed_hosts))
     try:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=policy.connect_timeout, sock_read=policy.idle_timeout

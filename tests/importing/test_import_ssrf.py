@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from contracts.errors import Code
+from worker.addresses import PinnedResolver
 from worker.errors import ImportRefused
 from worker.fetch import FetchPolicy
 
@@ -100,6 +101,22 @@ async def test_the_vetted_address_is_pinned_for_the_connection(
 
     assert body == (images / "data.qcow2").read_bytes()
     assert lookups == ["rebind.example"]
+
+
+async def test_the_resolver_keeps_the_hosts_vetted_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PinnedResolver, "MAX_PINS", 3)
+    resolver = PinnedResolver()
+    for host in ("a.example", "b.example", "c.example"):
+        resolver.pin(host, ["192.0.2.1"])
+    resolver.pin("a.example", ["192.0.2.2"])  # vetted again: now the newest
+
+    resolver.pin("d.example", ["192.0.2.4"])
+
+    with pytest.raises(OSError, match=r"b\.example was not vetted"):
+        await resolver.resolve("b.example", 80)
+    for host, address in (("a.example", "192.0.2.2"), ("c.example", "192.0.2.1")):
+        assert [r["host"] for r in await resolver.resolve(host, 80)] == [address]
+    assert [r["host"] for r in await resolver.resolve("d.example", 80)] == ["192.0.2.4"]
 
 
 async def test_an_allow_listed_host_name_is_exempt(
