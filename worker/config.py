@@ -12,6 +12,10 @@ GiB = 1 << 30
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Times are seconds.
 
+    `prefetch` is how many commands a worker runs at once; `fetches` how many of their imports
+    stream bytes at once (each holds a few MB while it does), the others waiting for a turn
+    under their lease. Small imports spend most of their time outside the stream (the state
+    changes, the fsync), so a worker runs many more of them than it streams.
     `lease_seconds` is how long a running operation's lease lasts, renewed every `renew_every`
     (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
     re-published command may wait for a worker before the reconciler re-drives it again.
@@ -26,7 +30,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     disk_source_dir: Path | None = None
     idle_timeout: float = 30.0
     fetch_retries: int = 3
-    prefetch: int = 16
+    prefetch: int = 64
+    fetches: int = 16
     lease_seconds: float = 30.0
     renew_every: float = 10.0
     pending_grace: float = 300.0
@@ -42,6 +47,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {self.prefetch}")
+        if self.fetches < 1:
+            raise ValueError(f"fetches must be at least 1, got {self.fetches}")
 
     def fetch_policy(self) -> FetchPolicy:
         """The limits of one fetch from an image source."""

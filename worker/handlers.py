@@ -81,7 +81,7 @@ class CommandHandlers:
         self._db = db
         self._leases = LeaseKeeper(db, config)
         self._settle = settle
-        self._importer = Importer(db, blobs, config.fetch_policy(), disks)
+        self._importer = Importer(db, blobs, config.fetch_policy(), disks, config.fetches)
 
     async def close(self) -> None:
         """Close the keep-alive HTTP session of the imports."""

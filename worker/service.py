@@ -90,7 +90,12 @@ class Worker:
             asyncio.create_task(self.sequencer.run(), name="kiln-event-sequencer"),
             asyncio.create_task(poll_gauges(self._db, self._bus), name="kiln-metrics"),
         ]
-        log.info("worker.started", worker_id=self.config.worker_id, prefetch=self.config.prefetch)
+        log.info(
+            "worker.started",
+            worker_id=self.config.worker_id,
+            prefetch=self.config.prefetch,
+            fetches=self.config.fetches,
+        )
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop intake, give in-flight commands `timeout` seconds to finish (the rest are

@@ -1,5 +1,6 @@
 """Where a create takes its bytes from: a URL, another image, or an operator's disk source."""
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Literal, Protocol
@@ -69,13 +70,19 @@ class Importer:
     """Carries out one create's import; raises ImportRefused or SourceUnavailable."""
 
     def __init__(
-        self, db: Database, blobs: BlobStore, policy: FetchPolicy, disks: DiskSource | None
+        self,
+        db: Database,
+        blobs: BlobStore,
+        policy: FetchPolicy,
+        disks: DiskSource | None,
+        fetches: int,
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._policy = policy
         self._disks = disks
         self._client = SourceClient()
+        self._fetches = asyncio.Semaphore(fetches)  # streams at once: bounds the memory
 
     async def close(self) -> None:
         await self._client.close()
@@ -93,7 +100,8 @@ class Importer:
         raise ImportRefused(Code.INVALID_ARGUMENT, "the create names no source")
 
     async def _fetch(self, url: str, policy: FetchPolicy, requested: int) -> Imported:
-        result = await import_from_url(url, policy, self._blobs, self._client)
+        async with self._fetches:
+            result = await import_from_url(url, policy, self._blobs, self._client)
         return Imported(
             digest=result.digest,
             size=result.virtual_size,

@@ -2,7 +2,7 @@
 by uri from the local image server at 64 connections, timed from the first POST until every
 image is READY or ERROR (the store polled every 100 ms), on a gateway and `import_workers`
 workers. Floor: a bare asyncio client fetching, sha256-hashing and fsync-writing the same
-files at Kiln's import concurrency (workers × prefetch). Every file is distinct, in every run.
+files at Kiln's stream concurrency (workers × fetches). Every file is distinct, in every run.
 Also recorded: CPU time per image of Kiln's processes (gateway + workers) and of the floor."""
 
 import asyncio
@@ -88,7 +88,7 @@ async def _floor_run(ctx: Context, urls: list[str], concurrency: int) -> tuple[F
 
 async def run(ctx: Context) -> ScenarioResult:
     p = ctx.profile
-    concurrency = p.import_workers * p.worker_prefetch
+    concurrency = p.import_workers * p.worker_fetches
     result = ScenarioResult(name="small-imports", title="Small-image imports")
     async with postgres_database() as dsn, rabbit_vhost() as amqp, children() as started:
         source = await python_module(
@@ -107,6 +107,7 @@ async def run(ctx: Context) -> ScenarioResult:
             database_url=dsn,
             broker_url=amqp,
             worker_prefetch=p.worker_prefetch,
+            worker_fetches=p.worker_fetches,
         )
         gateway = await kiln.gateway()
         workers = await asyncio.gather(*(kiln.worker() for _ in range(p.import_workers)))
@@ -202,7 +203,8 @@ async def run(ctx: Context) -> ScenarioResult:
                         )
                     )
     result.notes.append(
-        f"{p.import_workers} workers, prefetch {p.worker_prefetch}; floor concurrency"
+        f"{p.import_workers} workers, prefetch {p.worker_prefetch}, fetches {p.worker_fetches};"
+        f" floor concurrency"
         f" {concurrency}; Kiln's POSTs at {POST_CONNECTIONS} connections; time runs from the"
         f" first POST to the last image READY; {WARMUP} images imported by each side first"
     )

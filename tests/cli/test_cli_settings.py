@@ -31,6 +31,7 @@ def test_values_are_coerced_from_text() -> None:
         ({"http_port": "eighty"}, "KILN_HTTP_PORT"),
         ({"http_port": "70000"}, "KILN_HTTP_PORT"),
         ({"worker_prefetch": "0"}, "KILN_WORKER_PREFETCH"),
+        ({"worker_fetches": "0"}, "KILN_WORKER_FETCHES"),
         ({"log_format": "xml"}, "KILN_LOG_FORMAT"),
         ({"database_url": "mysql://x"}, "KILN_DATABASE_URL"),
         ({"broker_url": "kafka://x"}, "KILN_BROKER_URL"),

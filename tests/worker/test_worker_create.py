@@ -1,6 +1,7 @@
 """Create from a URL: real images end READY with the sizes read from their headers, hostile and
 missing ones end in ERROR with a precise error, and a redelivered command changes nothing."""
 
+import asyncio
 import hashlib
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -158,3 +159,26 @@ async def test_a_redelivered_create_neither_imports_nor_announces_twice(
     assert events.types(image_id).count("compute.image.ready") == 1
     image = await gateway.image(image_id)
     assert image is not None and image.status is ImageStatus.READY
+
+
+async def test_imports_beyond_the_fetch_limit_wait_their_turn_under_lease(
+    start_worker: WorkerFactory, gateway: GatewayDouble, events: EventLog, source: Source
+) -> None:
+    worker_id = (await start_worker(prefetch=4, fetches=2)).config.worker_id
+    created = [await gateway.create(uri=source.url("/slow/data.raw")) for _ in range(4)]
+
+    async def all_leased() -> bool:
+        leased = [(await gateway.operation(op_id)).lease_owner for _, op_id in created]
+        return leased == [worker_id] * 4
+
+    await wait_until(all_leased)  # all four run on the worker...
+    await wait_until(lambda: source.hits["/slow/data.raw"] == 2)
+    await asyncio.sleep(0.5)  # ...two stream: time for the others to start, were there no limit
+    assert source.hits["/slow/data.raw"] == 2
+
+    source.release.set()
+    for image_id, op_id in created:
+        await events.operation_done(op_id)
+        image = await gateway.image(image_id)
+        assert image is not None and image.status is ImageStatus.READY
+    assert source.hits["/slow/data.raw"] == 4
