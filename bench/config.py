@@ -23,7 +23,7 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     small_size: int = 256 * KiB
     mib_count: int  # the 1 MiB variant
     import_workers: int = 2
-    worker_prefetch: int = 64  # Kiln's defaults; the floor runs at workers × fetches
+    worker_prefetch: int = 16  # Kiln's defaults; the floor runs at workers × fetches
     worker_fetches: int = 16
     # large-image import
     large_sizes: tuple[int, ...]

@@ -1,7 +1,8 @@
 """`python -m bench.worker_memory [--count N] [--size-mib S] [--prefetch P] [--fetches F]`:
 the peak RSS of one worker importing N raw images of S MiB that are all created at once, the
 worst case for a worker's memory (the `large-import` scenario imports one image at a time).
-Starts its own database, vhost, image server, gateway and worker; deletes what it stored."""
+Starts its own database, vhost, image server, gateway and worker in a temporary directory,
+and removes all of them afterwards."""
 
 import argparse
 import asyncio
@@ -41,7 +42,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> str:
         gateway = await kiln.gateway()
         worker = await kiln.worker(worker_prefetch=args.prefetch, worker_fetches=args.fetches)
         idle = worker.rss()
-        worker.reset_peak()
+        if not worker.reset_peak():
+            raise RuntimeError("cannot reset the worker's peak RSS (/proc/<pid>/clear_refs)")
         salt, size = secrets.token_hex(4), args.size_mib * MiB
         uris = [f"{source.url}/raw/{salt}-{i}/{size}.raw" for i in range(args.count)]
         bodies = [msgspec.json.encode({"folderId": FOLDER, "uri": uri}) for uri in uris]
@@ -60,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.worker_memory", description=__doc__)
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--size-mib", type=int, default=128)
-    parser.add_argument("--prefetch", type=int, default=64)
+    parser.add_argument("--prefetch", type=int, default=16)
     parser.add_argument("--fetches", type=int, default=16)
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds for all to end")
     args = parser.parse_args()

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import os
 import secrets
@@ -42,23 +41,8 @@ def run(main: Coroutine[Any, Any, None]) -> None:
     # collector's full passes, which otherwise stop the event loop for ~50 ms each here.
     gc.collect()
     gc.freeze()
-    _limit_malloc_arenas()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def _limit_malloc_arenas() -> None:
-    """Two malloc arenas, not up to eight per core. glibc gives threads arenas of their own,
-    and the blob writers' threads, passing MB-sized buffers, leave freed memory spread over
-    them: a worker running 64 imports of 128 MiB peaked at 214 and 223 MB of RSS with the
-    default, at 187–201 MB (four runs) with two. Does nothing where the C library has no
-    `mallopt` (musl)."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is not None:
-        mallopt(M_ARENA_MAX, 2)
 
 
 def require_shared(settings: Settings) -> None:

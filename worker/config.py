@@ -13,9 +13,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Times are seconds.
 
     `prefetch` is how many commands a worker runs at once; `fetches` how many of their imports
-    stream bytes at once (each holds a few MB while it does), the others waiting for a turn
-    under their lease. Small imports spend most of their time outside the stream (the state
-    changes, the fsync), so a worker runs many more of them than it streams.
+    fetch and store bytes at once (each holds a few MB while it does on the file store, an
+    8 MiB part on S3); with `fetches` below `prefetch` the others wait their turn, leased.
     `lease_seconds` is how long a running operation's lease lasts, renewed every `renew_every`
     (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
     re-published command may wait for a worker before the reconciler re-drives it again.
@@ -30,7 +29,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     disk_source_dir: Path | None = None
     idle_timeout: float = 30.0
     fetch_retries: int = 3
-    prefetch: int = 64
+    prefetch: int = 16
     fetches: int = 16
     lease_seconds: float = 30.0
     renew_every: float = 10.0

@@ -164,14 +164,11 @@ async def test_a_redelivered_create_neither_imports_nor_announces_twice(
 async def test_imports_beyond_the_fetch_limit_wait_their_turn_under_lease(
     start_worker: WorkerFactory, gateway: GatewayDouble, events: EventLog, source: Source
 ) -> None:
-    worker_id = (await start_worker(prefetch=4, fetches=2)).config.worker_id
+    await start_worker(prefetch=4, fetches=2)
     created = [await gateway.create(uri=source.url("/slow/data.raw")) for _ in range(4)]
 
-    async def all_leased() -> bool:
-        leased = [(await gateway.operation(op_id)).lease_owner for _, op_id in created]
-        return leased == [worker_id] * 4
-
-    await wait_until(all_leased)  # all four run on the worker...
+    for _, op_id in created:  # all four run on the worker...
+        await wait_until(lambda op_id=op_id: _leased(gateway, op_id))
     await wait_until(lambda: source.hits["/slow/data.raw"] == 2)
     await asyncio.sleep(0.5)  # ...two stream: time for the others to start, were there no limit
     assert source.hits["/slow/data.raw"] == 2
@@ -182,3 +179,29 @@ async def test_imports_beyond_the_fetch_limit_wait_their_turn_under_lease(
         image = await gateway.image(image_id)
         assert image is not None and image.status is ImageStatus.READY
     assert source.hits["/slow/data.raw"] == 4
+
+
+async def test_a_cancel_ends_an_import_waiting_for_its_turn(
+    start_worker: WorkerFactory, gateway: GatewayDouble, events: EventLog, source: Source
+) -> None:
+    await start_worker(prefetch=2, fetches=1)
+    streaming_id, streaming_op = await gateway.create(uri=source.url("/slow/data.raw"))
+    await source.streaming.wait()
+    waiting_id, waiting_op = await gateway.create(uri=source.url("/slow/data.raw"))
+    await wait_until(lambda: _leased(gateway, waiting_op))
+
+    await gateway.request_cancel(waiting_op)
+    await events.operation_done(waiting_op)
+
+    op = await gateway.operation(waiting_op)
+    assert op.error is not None and op.error.code == Code.CANCELLED
+    assert await gateway.image(waiting_id) is None
+    assert source.hits["/slow/data.raw"] == 1  # it never fetched
+    source.release.set()
+    await events.operation_done(streaming_op)
+    image = await gateway.image(streaming_id)
+    assert image is not None and image.status is ImageStatus.READY
+
+
+async def _leased(gateway: GatewayDouble, operation_id: str) -> bool:
+    return (await gateway.operation(operation_id)).lease_owner is not None
