@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
+from yarl import URL
 
 from bus import BusError, BusUnavailable, OutgoingMessage, RabbitBus
 from bus.topology import (
@@ -16,6 +17,7 @@ from bus.topology import (
     DELETE_QUEUE,
     DELIVERY_LIMIT,
 )
+from support.rabbit import BROKER
 from support.tcp_proxy import TcpProxy
 
 COMMAND = OutgoingMessage(routing_key=CREATE_QUEUE, body=b"{}", message_id="cmd-1")
@@ -69,12 +71,13 @@ async def test_publish_before_start_is_unavailable() -> None:
 
 
 async def test_bus_is_unavailable_while_reconnecting_then_recovers(vhost: str, inbox) -> None:
-    # Through a proxy that refuses connections until restored: cut by the broker itself
-    # (rabbitmqctl close_all_connections), the client may be connected again before a test
+    # Through a proxy that refuses connections until restored, so that the cut lasts: closed
+    # by the broker itself (the next test), the client may be connected again before a test
     # can look, since aio-pika reconnects at once when its last connect is older than the
-    # reconnect interval; that made this test flaky.
+    # reconnect interval; watching for that gap made this test flaky.
     async with TcpProxy() as proxy:
-        bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}?reconnect_interval=0.2")
+        through_proxy = URL(BROKER).with_port(proxy.port) / vhost
+        bus = RabbitBus(f"{through_proxy}?reconnect_interval=0.2")
         await bus.start()
         try:
             received = inbox()
@@ -90,6 +93,32 @@ async def test_bus_is_unavailable_while_reconnecting_then_recovers(vhost: str, i
             assert (await received.next()).message_id == COMMAND.message_id
         finally:
             await bus.close()
+
+
+async def test_bus_recovers_when_the_broker_closes_its_connection(
+    rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]], inbox
+) -> None:
+    bus = RabbitBus(f"{rabbit_url}?reconnect_interval=0.2")
+    await bus.start()
+    try:
+        received = inbox()
+        await bus.consume(CREATE_QUEUE, received, prefetch=1)
+        before = await client_ports(ctl, vhost)
+
+        await ctl("close_all_connections", "-p", vhost, "kiln test")
+        await asyncio.wait_for(publish_until_confirmed(bus), 10.0)
+
+        assert (await received.next()).message_id == COMMAND.message_id
+        after = await client_ports(ctl, vhost)
+        assert before and after and not before & after  # connected again, anew
+    finally:
+        await bus.close()
+
+
+async def client_ports(ctl: Callable[..., Awaitable[str]], vhost: str) -> set[int]:
+    """The client ports of the broker's connections in `vhost`."""
+    listing = await ctl("list_connections", "vhost", "peer_port", "--formatter", "json")
+    return {row["peer_port"] for row in json.loads(listing) if row["vhost"] == vhost}
 
 
 async def disconnected(bus: RabbitBus) -> None:
