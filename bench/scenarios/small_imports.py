@@ -204,8 +204,8 @@ async def run(ctx: Context) -> ScenarioResult:
                     )
     result.notes.append(
         f"{p.import_workers} workers, prefetch {p.worker_prefetch}, fetches {p.worker_fetches};"
-        f" floor concurrency"
-        f" {concurrency}; Kiln's POSTs at {POST_CONNECTIONS} connections; time runs from the"
-        f" first POST to the last image READY; {WARMUP} images imported by each side first"
+        f" floor concurrency {concurrency}; Kiln's POSTs at {POST_CONNECTIONS} connections;"
+        f" time runs from the first POST to the last image READY; {WARMUP} images imported by"
+        " each side first"
     )
     return result
