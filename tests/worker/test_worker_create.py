@@ -1,5 +1,6 @@
 """Create from a URL: real images end READY with the sizes read from their headers, hostile and
-missing ones end in ERROR with a precise error, and a redelivered command changes nothing."""
+missing ones end in ERROR with a precise error, a redelivered command changes nothing, and
+imports beyond the worker's fetch limit wait their turn, leased and cancellable."""
 
 import asyncio
 import hashlib
