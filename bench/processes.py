@@ -328,6 +328,15 @@ async def python_module(
     return child
 
 
+async def image_source(started: list[Child], workdir: Path, qcow2_sizes: str = "") -> Child:
+    """The local image server (bench/sources.py): raw streams of any size, and qcow2 files of
+    `qcow2_sizes` (comma-separated bytes; none by default)."""
+    args = ("--workdir", str(workdir), "--qcow2-sizes", qcow2_sizes)
+    return await python_module(
+        started, workdir, "image-source", "bench.sources", *args, port=free_port()
+    )
+
+
 async def moto_server(started: list[Child], workdir: Path) -> Child:
     """A local `moto_server` (AWS EC2 and friends) on 127.0.0.1."""
     port = free_port()

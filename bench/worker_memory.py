@@ -18,9 +18,8 @@ from bench.load import Http
 from bench.processes import (
     Kiln,
     children,
-    free_port,
+    image_source,
     postgres_database,
-    python_module,
     rabbit_vhost,
 )
 from bench.scenarios.common import IMAGES, wait_terminal
@@ -30,14 +29,7 @@ FOLDER = "worker-memory"
 
 async def measure(args: argparse.Namespace, workdir: Path) -> str:
     async with postgres_database() as dsn, rabbit_vhost() as amqp, children() as started:
-        source = await python_module(
-            started,
-            workdir,
-            "image-source",
-            "bench.sources",
-            *("--workdir", str(workdir), "--qcow2-sizes", ""),
-            port=free_port(),
-        )
+        source = await image_source(started, workdir)
         kiln = Kiln(workdir, started, database_url=dsn, broker_url=amqp)
         gateway = await kiln.gateway()
         worker = await kiln.worker(worker_prefetch=args.prefetch, worker_fetches=args.fetches)

@@ -14,9 +14,8 @@ from bench.load import Http
 from bench.processes import (
     Kiln,
     children,
-    free_port,
+    image_source,
     postgres_database,
-    python_module,
     rabbit_vhost,
 )
 from bench.results import ScenarioResult, compare, target
@@ -31,17 +30,7 @@ async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(name="large-import", title="Large-image import")
     peaks: list[float] = []
     async with postgres_database() as dsn, rabbit_vhost() as amqp, children() as started:
-        source = await python_module(
-            started,
-            ctx.workdir,
-            "image-source",
-            "bench.sources",
-            "--workdir",
-            str(ctx.workdir),
-            "--qcow2-sizes",
-            "",
-            port=free_port(),
-        )
+        source = await image_source(started, ctx.workdir)
         kiln = Kiln(ctx.workdir, started, database_url=dsn, broker_url=amqp)
         gateway = await kiln.gateway()
         worker = await kiln.worker()

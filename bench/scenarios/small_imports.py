@@ -21,10 +21,9 @@ from bench.processes import (
     Child,
     Kiln,
     children,
-    free_port,
+    image_source,
     postgres_database,
     py_spy,
-    python_module,
     rabbit_vhost,
 )
 from bench.results import ScenarioResult, compare, target
@@ -91,14 +90,7 @@ async def run(ctx: Context) -> ScenarioResult:
     concurrency = p.import_workers * p.worker_fetches
     result = ScenarioResult(name="small-imports", title="Small-image imports")
     async with postgres_database() as dsn, rabbit_vhost() as amqp, children() as started:
-        source = await python_module(
-            started,
-            ctx.workdir,
-            "image-source",
-            "bench.sources",
-            *("--workdir", str(ctx.workdir), "--qcow2-sizes", f"{p.small_size},{MiB}"),
-            port=free_port(),
-        )
+        source = await image_source(started, ctx.workdir, f"{p.small_size},{MiB}")
         async with aiohttp.ClientSession() as session, session.get(f"{source.url}/info") as r:
             actual = (await r.json())["qcow2"]
         kiln = Kiln(
