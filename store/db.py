@@ -3,7 +3,7 @@
 Queries are written once with `?` placeholders; the PostgreSQL driver numbers them.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -72,3 +72,14 @@ async def lock_until_commit(conn: Connection, key: int) -> None:
     advisory lock on PostgreSQL; SQLite runs one writing transaction at a time anyway)."""
     if conn.dialect == "postgresql":
         await conn.execute("SELECT pg_advisory_xact_lock(?)", key)
+
+
+async def lock_names_until_commit(conn: Connection, names: Collection[str]) -> None:
+    """`lock_until_commit` for every one of `names` (PostgreSQL hashes each to its key), in
+    one statement and in name order (the rows of `unnest` come in array order), so that two
+    transactions locking overlapping sets cannot wait for each other."""
+    if conn.dialect == "postgresql" and names:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest(?::text[]) AS n",
+            sorted(names),
+        )

@@ -8,7 +8,7 @@ import msgspec
 from contracts.enums import ImageStatus
 from contracts.images import HardwareGeneration, Image, KMSKey, Os
 from store.clock import to_datetime
-from store.db import Connection, Row, fetch_locked
+from store.db import Connection, Row, fetch_locked, lock_names_until_commit
 
 
 class ImageSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -186,15 +186,8 @@ async def delete(conn: Connection, image_id: str, expected: ImageStatus) -> bool
 
 
 async def lock_blobs(conn: Connection, digests: Collection[str]) -> None:
-    """Serialize, until commit, every transaction that adds or drops a user of these bytes
-    (SQLite transactions are serialized already). The locks are taken in one statement, in
-    digest order (the rows of `unnest` come in array order), so two transactions locking
-    overlapping sets cannot wait for each other."""
-    if conn.dialect == "postgresql" and digests:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(d, 0)) FROM unnest(?::text[]) AS d",
-            sorted(digests),
-        )
+    """Serialize, until commit, every transaction that adds or drops a user of these bytes."""
+    await lock_names_until_commit(conn, digests)
 
 
 async def count_blob_users(conn: Connection, digest: str) -> int:
