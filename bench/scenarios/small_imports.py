@@ -48,9 +48,11 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
-async def _kiln_run(
+async def kiln_imports(
     ctx: Context, http: Http, processes: list[Child], dsn: str, urls: list[str], folder: str
 ) -> ImportRun:
+    """Every url POSTed at 64 connections, timed until all are READY or ERROR; `processes`
+    are the Kiln processes whose CPU time is counted."""
     encoded = [msgspec.json.encode({"folderId": folder, "uri": url}) for url in urls]
 
     async def create(index: int) -> None:
@@ -76,7 +78,10 @@ async def _kiln_run(
     )
 
 
-async def _floor_run(ctx: Context, urls: list[str], concurrency: int) -> tuple[FloorImports, float]:
+async def floor_imports(
+    ctx: Context, urls: list[str], concurrency: int
+) -> tuple[FloorImports, float]:
+    """The floor on `urls`, and the CPU seconds the harness spent on it."""
     floor_dir = ctx.workdir / "floor-files"
     before = _own_cpu()
     floor = await fetch_hash_write(urls, concurrency, floor_dir, ctx.profile.import_deadline)
@@ -110,15 +115,17 @@ async def run(ctx: Context) -> ScenarioResult:
 
         async with Http(gateway.url, kiln.headers, POST_CONNECTIONS) as http:
             ctx.log(f"imports: warm-up ({WARMUP} images each side)")
-            await _floor_run(ctx, urls(p.small_size, "warm-floor", WARMUP), concurrency)
-            await _kiln_run(ctx, http, processes, dsn, urls(p.small_size, "warm", WARMUP), "warm")
+            await floor_imports(ctx, urls(p.small_size, "warm-floor", WARMUP), concurrency)
+            await kiln_imports(
+                ctx, http, processes, dsn, urls(p.small_size, "warm", WARMUP), "warm"
+            )
             for size, count in ((p.small_size, p.small_count), (MiB, p.mib_count)):
                 label = f"{size // KiB} KiB" if size < MiB else f"{size // MiB} MiB"
                 floors: list[tuple[FloorImports, float]] = []
                 kilns: list[ImportRun] = []
                 for number in range(p.runs):
                     salt = secrets.token_hex(4)
-                    floor, floor_cpu = await _floor_run(
+                    floor, floor_cpu = await floor_imports(
                         ctx, urls(size, f"{salt}-f", count), concurrency
                     )
                     floors.append((floor, floor_cpu))
@@ -131,7 +138,7 @@ async def run(ctx: Context) -> ScenarioResult:
                         py_spy(workers[0], ctx.profile_path("worker-imports") if first else None),
                         py_spy(gateway, ctx.profile_path("gateway-imports") if first else None),
                     ):
-                        kiln_run = await _kiln_run(
+                        kiln_run = await kiln_imports(
                             ctx, http, processes, dsn, urls(size, f"{salt}-k", count),
                             f"imports-{size}-{number}",
                         )  # fmt: skip
