@@ -113,13 +113,11 @@ class GroupCommit(Generic[P]):
             for _, future in batch:
                 answer(future, exc)
             return
-        try:
-            for op in done.started:
-                self._started(op)
-            await self._publisher.publish(done.rows)
-        finally:
-            for index, result in done.answers.items():
-                answer(batch[index][1], result)
+        for op in done.started:
+            self._started(op)
+        for index, result in done.answers.items():
+            answer(batch[index][1], result)
+        await self._publisher.publish(done.rows)
         if done.later:
             await self._write([batch[index] for index in done.later])
 
