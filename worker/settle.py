@@ -81,18 +81,20 @@ class Settler:
     async def _after_commit(
         self, batch: list[Waiting[Step, Transition]], results: list[Transition]
     ) -> None:
-        """Release and publish what the committed transitions say, then answer them: they
-        happened, whatever goes wrong here (unpublished rows stay for the outbox relay)."""
+        """Release what the committed transitions say, answer them, then publish their rows:
+        they happened, whatever goes wrong here (unpublished rows stay for the outbox relay).
+        Their handlers need not wait for the broker's confirms to acknowledge their commands."""
         try:
-            for result in results:
-                if result.release:
-                    await self._release(result.release)
+            try:
+                for result in results:
+                    if result.release:
+                        await self._release(result.release)
+            finally:
+                for (_, future), result in zip(batch, results, strict=True):
+                    answer(future, result)
             await self._publisher.publish([m for result in results for m in result.messages])
         except Exception:
             log.exception("transition.after_commit_failed")
-        finally:
-            for (_, future), result in zip(batch, results, strict=True):
-                answer(future, result)
 
     async def _commit_together(self, steps: list[Step]) -> list[Transition]:
         """Every step in one transaction (worker/batched_transitions.py): first the locks of

@@ -1,6 +1,7 @@
 """Group commit of transitions (worker/settle.py): transitions asked for together share one
 transaction and one publish, each is answered with its own result in its handler's log
-context, and one that fails takes only itself down."""
+context (once committed, before the broker confirms its rows), and one that fails takes only
+itself down."""
 
 import asyncio
 from collections.abc import MutableMapping
@@ -29,13 +30,17 @@ class Insert(msgspec.Struct, frozen=True):
 
 
 class Publisher:
-    """Stands in for the outbox publisher: counts the messages of each publish call."""
+    """Stands in for the outbox publisher: counts the messages of each publish call, once
+    `confirm` is set."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
         self.fail_next = False
+        self.confirm = asyncio.Event()
+        self.confirm.set()
 
     async def publish(self, messages: list[OutboxMessage]) -> bool:
+        await self.confirm.wait()
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("the broker client broke")
@@ -127,6 +132,21 @@ async def test_a_failure_after_commit_still_answers_and_the_settler_goes_on(
     assert all(r.applied for r in results)  # committed: answered as such
     later = await asyncio.wait_for(_settle_as_handler(settle, Insert("img00000000000000040")), 5)
     assert later.applied and publisher.calls == [1]
+
+
+async def test_a_transition_is_answered_before_the_broker_confirms_its_rows(
+    backend: Backend, blob_root: Path
+) -> None:
+    """Its handler can acknowledge its command while the publish waits for the broker."""
+    settle, publisher = _settler(backend, blob_root)
+    publisher.confirm.clear()
+
+    result = await asyncio.wait_for(_settle_as_handler(settle, Insert("img00000000000000050")), 5)
+    assert result.applied and publisher.calls == []
+
+    publisher.confirm.set()
+    await settle.close()
+    assert publisher.calls == [1]
 
 
 @pytest.fixture(autouse=True)
