@@ -8,6 +8,8 @@ each, the common ones with one statement per table (worker/batched_transitions.p
 that fails is run again one transition at a time, each with its own retries, so only the
 transition at fault fails."""
 
+import asyncio
+
 import structlog
 import tenacity
 
@@ -130,10 +132,14 @@ class Settler:
         return await step.transition(conn, step.data)
 
     async def _hold_bytes(self, conn: Connection, digests: set[str]) -> None:
-        """Lock the blobs until commit; BytesReleased if the bytes of one are gone already."""
+        """Lock the blobs until commit; BytesReleased if the bytes of one are gone already.
+        The stores are asked all at once: on an object store each is a request, made while
+        the locks are held."""
         await images.lock_blobs(conn, digests)
-        for digest in sorted(digests):
-            if not await self._blobs.exists(digest):
+        ordered = sorted(digests)
+        found = await asyncio.gather(*(self._blobs.exists(digest) for digest in ordered))
+        for digest, stored in zip(ordered, found, strict=True):
+            if not stored:
                 raise BytesReleased(digest)
 
     async def _release(self, digest: str) -> None:

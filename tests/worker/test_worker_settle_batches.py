@@ -134,6 +134,31 @@ async def test_a_failure_after_commit_still_answers_and_the_settler_goes_on(
     assert later.applied and publisher.calls == [1]
 
 
+class LookedUpTogether(FileBlobStore):
+    """Answers `exists` (yes) only while `together` lookups wait at once; half a second at
+    most, then the lookup fails."""
+
+    def __init__(self, root: Path, together: int) -> None:
+        super().__init__(root)
+        self._all_asked = asyncio.Barrier(together)
+
+    async def exists(self, digest: str) -> bool:
+        async with asyncio.timeout(0.5):
+            await self._all_asked.wait()
+        return True
+
+
+async def test_a_batch_looks_up_its_blobs_all_at_once(backend: Backend, blob_root: Path) -> None:
+    """On an object store each lookup is a request, made while the batch holds its locks."""
+    ids = [f"img{n:017d}" for n in range(60, 63)]
+    settle = Settler(backend.db, Publisher(), LookedUpTogether(blob_root, len(ids)))  # type: ignore[arg-type]
+
+    asked = (settle(insert, Insert(i), uses=f"sha256:{i}") for i in ids)
+    results = await asyncio.wait_for(asyncio.gather(*asked), 5)
+
+    assert all(r.applied for r in results)
+
+
 async def test_a_transition_is_answered_before_the_broker_confirms_its_rows(
     backend: Backend, blob_root: Path
 ) -> None:
