@@ -90,7 +90,7 @@ async def _list_page(
 @routes.get(IMAGE + ":listAccessBindings")
 async def list_image_access_bindings(request: web.Request) -> web.Response:
     parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         await authz.image(conn, context_of(request), parsed.resource_id, Permission.LIST_BINDINGS)
         page = await _list_page(request, conn, parsed.resource_id, parsed)
     return respond(page)
@@ -100,7 +100,7 @@ async def list_image_access_bindings(request: web.Request) -> web.Response:
 async def list_folder_access_bindings(request: web.Request) -> web.Response:
     parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
     folder_id = parsed.resource_id
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         await authz.require_on_folder(
             conn, context_of(request), folder_id, Permission.LIST_BINDINGS
         )

@@ -34,7 +34,7 @@ _ID_LENGTH = 20
 @routes.get("/compute/v1/images/{imageId:[^/:]+}")
 async def get_image(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageRequest, dict(request.match_info))
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         image = await authz.image(conn, context_of(request), parsed.image_id, Permission.GET)
     return respond(to_image(image))
 
@@ -44,7 +44,7 @@ async def latest_by_family(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageLatestByFamilyRequest)
     if not parsed.family:
         raise InvalidArgument("family: required (the image family to look up)")
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         image = await authz.latest_ready(conn, context_of(request), parsed.folder_id, parsed.family)
     if image is None:
         raise NotFound(f"no READY image of family {parsed.family!r} in folder {parsed.folder_id}")
@@ -84,7 +84,7 @@ async def list_images(request: web.Request) -> web.Response:
     scope = f"images\n{parsed.folder_id}\n{parsed.filter}\n{parsed.order_by}"
     tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
     after = _after(tokens.open(scope, parsed.page_token), sort) if parsed.page_token else None
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         await authz.require_on_folder(conn, context_of(request), parsed.folder_id, Permission.LIST)
         rows = await images.page(
             conn, parsed.folder_id, conditions, sort, descending, after, limit + 1
@@ -104,7 +104,7 @@ async def list_operations(request: web.Request) -> web.Response:
     if parsed.page_token:
         created_at, operation_id = _after(tokens.open(scope, parsed.page_token), "created_at")
         after = (int(created_at), str(operation_id))
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         rows = await _operations_page(conn, context_of(request), parsed.image_id, after, limit)
     more = len(rows) > limit
     token = (

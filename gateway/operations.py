@@ -34,7 +34,7 @@ async def _existing(conn: Connection, operation_id: str, *, lock: bool = False) 
 @routes.get("/operations/{operationId:[^/:]+}")
 async def get_operation(request: web.Request) -> web.Response:
     parsed = query_request(request, GetOperationRequest, dict(request.match_info))
-    async with request.app[DB].transaction() as conn:
+    async with request.app[DB].reading() as conn:
         record = await _existing(conn, parsed.operation_id)
         await authz.require_on_operation(conn, context_of(request), record, Permission.GET)
     return respond(to_operation(record))

@@ -51,6 +51,11 @@ class Database(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A connection inside one transaction: committed on exit, rolled back on error."""
 
+    def reading(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for reads only, outside any transaction: each statement sees what was
+        committed when it began (as in a transaction at PostgreSQL's READ COMMITTED, the one
+        Kiln's transactions run at), without the round trips of BEGIN and COMMIT."""
+
     async def close(self) -> None: ...
 
 

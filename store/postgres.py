@@ -59,8 +59,8 @@ class PostgresConnection:
 
 class _Connection(asyncpg.Connection):
     """Released to the pool without asyncpg's reset query (a round trip per transaction):
-    every transaction ends before release, advisory locks are transaction-scoped, and
-    nothing sets session state, LISTENs or keeps cursors."""
+    every transaction ends before release (reads run outside any), advisory locks are
+    transaction-scoped, and nothing sets session state, LISTENs or keeps cursors."""
 
     def get_reset_query(self) -> str:
         return ""
@@ -83,14 +83,24 @@ class PostgresDatabase:
         return cls(pool)
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[PostgresConnection]:
+        async with self._connection() as conn:
+            yield PostgresConnection(conn)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConnection]:
+        async with self._connection() as conn, conn.transaction():
+            yield PostgresConnection(conn)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; a database that cannot be reached raises StoreUnavailable."""
         try:
             conn = await self._pool.acquire()
         except (OSError, asyncpg.PostgresConnectionError) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
         try:
-            async with conn.transaction():
-                yield PostgresConnection(conn)
+            yield conn
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
         finally:

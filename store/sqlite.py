@@ -69,6 +69,13 @@ class SqliteDatabase:
         return cls(conn)
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[SqliteConnection]:
+        """Under the lock too: the one connection must not run a read inside another's
+        transaction, where it would see what that one has not committed."""
+        async with self._lock:
+            yield SqliteConnection(self._conn)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteConnection]:
         async with self._lock:
             try:

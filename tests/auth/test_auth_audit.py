@@ -103,6 +103,11 @@ class CountingDatabase:
         async with self._db.transaction() as conn:
             yield CountingConnection(conn, self.statements)
 
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[CountingConnection]:
+        async with self._db.reading() as conn:
+            yield CountingConnection(conn, self.statements)
+
     async def close(self) -> None:
         await self._db.close()
 
