@@ -2,6 +2,8 @@
 written wait, then go together (store/group_commit.py) into one transaction, written with one
 statement per table for the whole batch instead of a round trip per row, and one commit
 (gateway/create_batches.py, gateway/update_batches.py); a lone request is a batch of one.
+Requests are answered once their batch commits; its writer then publishes the batch's outbox
+rows before it takes another batch, so a slow broker still bounds the batches in flight.
 
 A batch is all or nothing, and each request is still answered as if it had been alone. The
 checks that only read answer their own request and leave the rest of the batch alone. A
@@ -113,10 +115,10 @@ class GroupCommit(Generic[P]):
             for _, future in batch:
                 answer(future, exc)
             return
-        for op in done.started:
-            self._started(op)
         for index, result in done.answers.items():
             answer(batch[index][1], result)
+        for op in done.started:
+            self._started(op)
         await self._publisher.publish(done.rows)
         if done.later:
             await self._write([batch[index] for index in done.later])
