@@ -34,7 +34,12 @@ from bench.processes import Child, Kiln, children, image_source, postgres_databa
 from bench.scenarios import Context
 from bench.scenarios.common import IMAGES, fmt, purge
 from bench.scenarios.create_rate import KILN_QUEUE
-from bench.scenarios.small_imports import POST_CONNECTIONS, floor_imports, kiln_imports
+from bench.scenarios.small_imports import (
+    POST_CONNECTIONS,
+    floor_imports,
+    kiln_imports,
+    qcow2_urls,
+)
 
 SIDES = ("floor", "bound", "kiln")
 WARMUP = 64
@@ -62,29 +67,30 @@ class Side(msgspec.Struct, kw_only=True):
 
 
 class Running(msgspec.Struct, kw_only=True):
-    """Kiln processes on their own database and vhost, and a client of their gateway."""
+    """A gateway and its workers on their own database, and a client of the gateway."""
 
     http: Http
     processes: list[Child]
     dsn: str
-    amqp: str
     blob_root: Path
 
 
 class Sides:
-    """The three sides, on one image server: `kiln` is a gateway with workers, `lone` a
-    gateway without any."""
+    """The three sides, on one image server: `kiln` is a gateway with workers; `lone` is a
+    client of a gateway without any, whose commands go to the vhost `lone_amqp`."""
 
-    def __init__(self, ctx: Context, source_url: str, kiln: Running, lone: Running) -> None:
+    def __init__(
+        self, ctx: Context, source_url: str, kiln: Running, lone: Http, lone_amqp: str
+    ) -> None:
         self.ctx = ctx
         self.source_url = source_url
         self.kiln = kiln
         self.lone = lone
+        self.lone_amqp = lone_amqp
         self.concurrency = ctx.profile.import_workers * ctx.profile.worker_fetches
 
     def urls(self, salt: str, count: int) -> list[str]:
-        size = self.ctx.profile.small_size
-        return [f"{self.source_url}/qcow2/{size}/{salt}/{i}.qcow2" for i in range(count)]
+        return qcow2_urls(self.source_url, self.ctx.profile.small_size, salt, count)
 
     async def floor(self, salt: str, count: int) -> int:
         floor, _ = await floor_imports(self.ctx, self.urls(salt, count), self.concurrency)
@@ -99,7 +105,7 @@ class Sides:
         ]
 
         async def create(index: int) -> None:
-            await self.lone.http.post(IMAGES, bodies[index])
+            await self.lone.post(IMAGES, bodies[index])
 
         deadline, files = self.ctx.profile.import_deadline, self.ctx.workdir / "bound-files"
         posted, floor = await asyncio.gather(
@@ -107,7 +113,7 @@ class Sides:
             fetch_hash_write(self.urls(salt, count), self.concurrency, files, deadline),
         )
         shutil.rmtree(files, ignore_errors=True)
-        await purge(self.lone.amqp, [KILN_QUEUE])
+        await purge(self.lone_amqp, [KILN_QUEUE])
         return min(posted.ok, floor.ok)
 
     async def imports(self, salt: str, count: int) -> int:
@@ -152,14 +158,10 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Side]:
             Http(gateway.url, kiln.headers, POST_CONNECTIONS) as http,
             Http(lone_gateway.url, lone.headers, POST_CONNECTIONS) as lone_http,
         ):
-            sides = Sides(
-                ctx,
-                source.url,
-                Running(http=http, processes=[gateway, *workers], dsn=dsn, amqp=amqp,
-                        blob_root=kiln.blob_root),
-                Running(http=lone_http, processes=[lone_gateway], dsn=lone_dsn, amqp=lone_amqp,
-                        blob_root=lone.blob_root),
-            )  # fmt: skip
+            running = Running(
+                http=http, processes=[gateway, *workers], dsn=dsn, blob_root=kiln.blob_root
+            )
+            sides = Sides(ctx, source.url, running, lone_http, lone_amqp)
             runs = {"floor": sides.floor, "bound": sides.bound, "kiln": sides.imports}
             for name, run in runs.items():
                 await run(f"warm-{name}", WARMUP)

@@ -43,6 +43,11 @@ class ImportRun(msgspec.Struct, kw_only=True):
     cpu: float  # seconds of CPU used by the gateway and the workers
 
 
+def qcow2_urls(source_url: str, size: int, salt: str, count: int) -> list[str]:
+    """`count` distinct qcow2 files of `size` bytes on the image server (bench/sources.py)."""
+    return [f"{source_url}/qcow2/{size}/{salt}/{i}.qcow2" for i in range(count)]
+
+
 def _own_cpu() -> float:
     times = os.times()
     return times.user + times.system
@@ -111,7 +116,7 @@ async def run(ctx: Context) -> ScenarioResult:
         processes = [gateway, *workers]
 
         def urls(size: int, salt: str, count: int) -> list[str]:
-            return [f"{source.url}/qcow2/{size}/{salt}/{i}.qcow2" for i in range(count)]
+            return qcow2_urls(source.url, size, salt, count)
 
         async with Http(gateway.url, kiln.headers, POST_CONNECTIONS) as http:
             ctx.log(f"imports: warm-up ({WARMUP} images each side)")
