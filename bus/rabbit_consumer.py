@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import aio_pika
 import structlog
@@ -120,9 +119,14 @@ class RabbitSubscription:
             # Arrived between our cancel and the broker's cancel-ok.
             await self._settle(message, Outcome.REQUEUE)
             return
-        task: asyncio.Task[Any] | None = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
+        # aiormq cancels the tasks it runs deliveries in when their channel closes: on a lost
+        # connection, and when the broker's consumer_timeout runs out under a long import. The
+        # handler runs in a task of its own, so its work outlives the channel; its
+        # acknowledgement is lost with the channel, and the broker's second delivery finds the
+        # operation still leased, or done.
+        self._in_flight.add(asyncio.create_task(self._handle(message)))
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
         outcome = await run_handler(self._handler, to_delivery(message), self._queue.name)
         await self._settle(message, outcome)
 
