@@ -110,6 +110,9 @@ class FileBlobWriter:
             file.close()
             ref = BlobRef(digest=self._hash.hexdigest(), size=self._size)
             self._store.place(temp, ref.digest)
+            # Nothing is left for `discard` to remove: its unlink would run on the event loop
+            # and wait for the temporary directory while other imports create files in it.
+            self._temp = None
         return ref
 
 
@@ -141,9 +144,10 @@ class FileBlobStore:
         await asyncio.to_thread(self.path(digest).unlink, missing_ok=True)
 
     def place(self, temp: Path, digest: str) -> None:
-        """Move a fsynced temporary file to its digest, or drop it if that blob exists."""
+        """Move a fsynced temporary file to its digest, or remove it if that blob exists."""
         final = self.path(digest)
         if final.exists():
+            temp.unlink()
             return
         _make_dirs(final.parent)
         os.replace(temp, final)

@@ -1,5 +1,6 @@
 import asyncio
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,27 @@ async def test_identical_bytes_are_stored_once(blobs: FileBlobStore, stored: Sto
 
     assert first == second
     assert stored() == [blobs.path(first.digest)]
+
+
+async def test_a_committed_writer_unlinks_nothing_on_the_event_loop(
+    blobs: FileBlobStore, stored: Stored, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unlink on the loop waits for the temporary directory while other imports create
+    files in it; after a commit there is nothing left to remove there."""
+    unlinked_on_loop: list[bool] = []
+    unlink = Path.unlink
+
+    def watched(path: Path, missing_ok: bool = False) -> None:
+        unlinked_on_loop.append(threading.current_thread() is threading.main_thread())
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", watched)
+    first = await put(blobs, b"same")
+    second = await put(blobs, b"same")  # stored already: its temporary file is removed
+
+    assert first == second
+    assert stored() == [blobs.path(first.digest)]
+    assert unlinked_on_loop == [False]
 
 
 async def test_leaving_without_commit_stores_nothing(blobs: FileBlobStore, stored: Stored) -> None:
