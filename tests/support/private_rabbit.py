@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -54,9 +55,16 @@ async def private_rabbit(config: dict[str, str], advanced: str = "[].") -> Async
         try:
             await asyncio.wait_for(server.wait(), BOOT_SECONDS)
         except TimeoutError:
+            _kill_node(workdir / "node.pid")
             server.kill()
             await server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_node(pid_file: Path) -> None:
+    """Kill the node's Erlang VM, which runs on under the rabbitmq user when its launcher dies."""
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 async def _accepts(port: int) -> bool:
