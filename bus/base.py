@@ -88,7 +88,9 @@ class Bus(Protocol):
         ...
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
-        """Run `handler` for messages of a declared queue, at most `prefetch` at once."""
+        """Run `handler` for messages of a declared queue, at most `prefetch` at once, except
+        that handlers outlive a channel the broker closes (RabbitMQ), and the messages of the
+        channel that replaces it come on top of them."""
         ...
 
     async def queue_depths(self) -> dict[str, int]:

@@ -74,7 +74,13 @@ def _delivery_count(message: AbstractIncomingMessage) -> int:
 
 
 class RabbitSubscription:
-    """One consumer on its own channel, so that its prefetch bounds its handlers."""
+    """One consumer on its own channel, so that its prefetch bounds its handlers, but for
+    handlers that outlived a closed channel (see `_on_message`).
+
+    Slots that kept the handlers at `prefetch` across a close were tried: a delivery waiting
+    for one stays unacknowledged, times out in turn, and the queue's delivery limit then
+    dead-letters it (tests/faults/test_faults_consumer_timeout.py showed it: a create sent
+    behind three imports that held every slot ended in ERROR after six deliveries)."""
 
     def __init__(
         self, channel: AbstractRobustChannel, queue: AbstractRobustQueue, handler: Handler

@@ -12,9 +12,11 @@ GiB = 1 << 30
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Times are seconds.
 
-    `prefetch` is how many commands a worker runs at once; `fetches` how many of their imports
-    fetch and store bytes at once (each holds a few MB while it does on the file store, an
-    8 MiB part on S3); with `fetches` below `prefetch` the others wait their turn, leased.
+    `prefetch` is how many commands a worker runs at once (more after RabbitMQ closed its
+    channel under running imports: those go on, and the new channel brings new commands, see
+    bus/rabbit_consumer.py); `fetches` how many of their imports fetch and store bytes at
+    once (each holds a few MB while it does on the file store, an 8 MiB part on S3); with
+    `fetches` below `prefetch` the others wait their turn, leased.
     `lease_seconds` is how long a running operation's lease lasts, renewed every `renew_every`
     (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
     re-published command may wait for a worker before the reconciler re-drives it again.

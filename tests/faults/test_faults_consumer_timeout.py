@@ -1,7 +1,7 @@
 """Imports that outlast RabbitMQ's consumer_timeout, on a node of the test's own (timeout 2 s):
 the broker closes the worker's channel and delivers the unacknowledged creates again. The worker
-answers the copies as leases it holds, keeps consuming on a new channel, and every image ends
-READY exactly once, imported once."""
+answers the copies as leases it holds, keeps consuming on a new channel (beyond its prefetch,
+which the running imports fill), and every image ends READY exactly once, imported once."""
 
 from collections.abc import AsyncIterator
 
@@ -49,7 +49,9 @@ async def test_imports_outlasting_the_consumer_timeout_end_ready_once_and_consum
 ) -> None:
     gateway = await deployment.gateway()
     await events.start()
-    worker = await deployment.worker()
+    # No more commands than slow imports: the fast create comes on the channel that replaced
+    # the closed one, on top of them, and must not wait (a waiting delivery times out too).
+    worker = await deployment.worker(worker_prefetch=SLOW_IMPORTS)
     api = ImageApi(http, gateway.url)
     slow_names, fast_name = image_names[:SLOW_IMPORTS], image_names[SLOW_IMPORTS]
     slow: dict[str, str] = {}
