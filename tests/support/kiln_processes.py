@@ -28,6 +28,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def accepts(port: int) -> bool:
+    """True once something listens on 127.0.0.1:`port`."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
 async def wait_until(check: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
     """Poll `check` (a function or a coroutine function) until it gives something truthy; fail
     after `timeout` seconds naming `what`."""
@@ -102,13 +113,7 @@ class KilnProcess:
         async def listening() -> bool:
             if not self.running:
                 raise AssertionError(f"kiln {self.role} exited early:\n{self.text()[-3000:]}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                return False
-            writer.close()
-            await writer.wait_closed()
-            return True
+            return await accepts(self.port)
 
         await wait_until(listening, timeout, f"kiln {self.role} listening on {self.port}")
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from support.kiln_processes import free_port, wait_until
+from support.kiln_processes import accepts, free_port, wait_until
 from support.rabbit import rabbitmqctl
 
 BOOT_SECONDS = 60.0
@@ -47,7 +47,8 @@ async def private_rabbit(config: dict[str, str], advanced: str = "[].") -> Async
             "rabbitmq-server", stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env
         )
     try:
-        await wait_until(lambda: _accepts(port), BOOT_SECONDS, f"RabbitMQ node {node} booted")
+        # The node opens its AMQP listener last when it boots.
+        await wait_until(lambda: accepts(port), BOOT_SECONDS, f"RabbitMQ node {node} booted")
         yield f"amqp://guest:guest@127.0.0.1:{port}/"
     finally:
         with contextlib.suppress(RuntimeError):
@@ -65,14 +66,3 @@ def _kill_node(pid_file: Path) -> None:
     """Kill the node's Erlang VM, which runs on under the rabbitmq user when its launcher dies."""
     with contextlib.suppress(OSError, ValueError):
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
-
-
-async def _accepts(port: int) -> bool:
-    """True once the node's AMQP listener is open, which it opens last when it boots."""
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
