@@ -4,7 +4,10 @@ Every chunk goes to one inspector per format the library knows, so a file that a
 like another format is caught, and the safety check runs on what was detected, not on what
 the uploader claimed."""
 
+import contextlib
+import re
 import struct
+from collections.abc import Iterator
 
 import msgspec
 import structlog
@@ -12,6 +15,7 @@ from oslo_utils.imageutils import format_inspector as fi
 
 from contracts.base import MAX_DISK_SIZE
 from contracts.errors import Code
+from worker import qemu_probe
 from worker.errors import ImportRefused
 
 log = structlog.get_logger(__name__)
@@ -40,24 +44,40 @@ class StreamInspector:
     def __init__(self) -> None:
         self._inspectors = [kind() for kind in fi.ALL_FORMATS.values()]
         self._failed: dict[str, Exception] = {}
+        self._head = bytearray()
         self._size = 0
         self._decided = False
 
     def feed(self, chunk: bytes) -> None:
         """Inspect one chunk; refuse early once the headers alone condemn the image."""
+        with _refusing_crashes():
+            self._feed(chunk)
+
+    def finish(self) -> Inspection:
+        """Decide the format and run every check; raises ImportRefused."""
+        with _refusing_crashes():
+            return self._finish()
+
+    def _feed(self, chunk: bytes) -> None:
         self._size += len(chunk)
+        if len(self._head) < qemu_probe.PROBE_BYTES:
+            self._head += chunk[: qemu_probe.PROBE_BYTES - len(self._head)]
         for inspector in self._inspectors:
             if inspector.NAME not in self._failed:
                 self._eat(inspector, chunk)
-        if not self._decided and all(i.complete for i in self._inspectors):
+        if not self._decided and self._can_decide():
             self._decided = True
             found = self._detect()
             if found.NAME not in _RAW_LIKE:
                 self._check(found)
                 _check_virtual_size(found.virtual_size)
 
-    def finish(self) -> Inspection:
-        """Decide the format and run every check; raises ImportRefused."""
+    def _can_decide(self) -> bool:
+        """Every header is read, qemu's probe window too."""
+        head_read = len(self._head) == qemu_probe.PROBE_BYTES
+        return head_read and all(i.complete for i in self._inspectors)
+
+    def _finish(self) -> Inspection:
         for inspector in self._inspectors:
             inspector.finish()
         if self._size == 0:
@@ -89,20 +109,37 @@ class StreamInspector:
         return next(i for i in self._inspectors if i.NAME == "raw")
 
     def _check(self, found: fi.FileInspector) -> None:
+        """Refuse a corrupt or unaccepted format, one that qemu would open as something else,
+        then whatever the inspector's safety checks condemn."""
         name = found.NAME
         if name in self._failed:
             raise _corrupt(name, self._failed[name])
         if name not in ACCEPTED and name not in _RAW_LIKE:
-            raise ImportRefused(
-                Code.FAILED_PRECONDITION,
-                f"image format {name} is not accepted (accepted: {', '.join(ACCEPTED)})",
-            )
+            raise _not_accepted(name)
+        self._check_as_qemu_sees_it(name)
         try:
             found.safety_check()
         except fi.SafetyCheckFailed as exc:
             raise ImportRefused(Code.INVALID_ARGUMENT, _describe(found, exc)) from exc
         except fi.ImageFormatError as exc:
             raise _corrupt(name, exc) from exc
+        if name == "vmdk":
+            _check_vmdk_parent(found)
+
+    def _check_as_qemu_sees_it(self, detected: str) -> None:
+        """A consumer opening the blob without `-f` gets qemu's probe, whatever Kiln detected."""
+        if qemu_probe.is_vmdk_descriptor(self._head):
+            raise ImportRefused(
+                Code.INVALID_ARGUMENT,
+                "image is a VMDK text descriptor: its data would be read from other files",
+            )
+        qemu = qemu_probe.probe(self._head)
+        if qemu not in ACCEPTED:
+            raise _not_accepted(qemu)
+        if qemu != ("raw" if detected in _RAW_LIKE else detected):
+            raise ImportRefused(
+                Code.INVALID_ARGUMENT, f"image would be opened by qemu as {qemu}, not {detected}"
+            )
 
     def _check_qcow2_layout(self, found: fi.FileInspector) -> None:
         """Refuse a qcow2 whose tables lie beyond the end of the stream: truncated or corrupt."""
@@ -123,7 +160,46 @@ class StreamInspector:
                 Code.INVALID_ARGUMENT,
                 f"raw image of {self._size} bytes is not a whole number of {SECTOR}-byte sectors",
             )
+        if _is_text(self._head[:SECTOR]):
+            raise ImportRefused(
+                Code.INVALID_ARGUMENT,
+                f"raw image's first {SECTOR} bytes are printable text, not a disk image",
+            )
         return Inspection(format="raw", virtual_size=self._size)
+
+
+@contextlib.contextmanager
+def _refusing_crashes() -> Iterator[None]:
+    """The parsers read hostile bytes: whatever they raise refuses the image, never retries."""
+    try:
+        yield
+    except ImportRefused:
+        raise
+    except Exception as exc:
+        log.warning("image.inspection_crashed", error=repr(exc))
+        raise ImportRefused(
+            Code.INVALID_ARGUMENT, f"image could not be inspected: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _check_vmdk_parent(found: fi.FileInspector) -> None:
+    """A sparse VMDK naming a parent makes qemu open that file, as a qcow2 backing file does.
+
+    qemu looks for these keys anywhere in the text it reads from the descriptor sector up to
+    the first NUL byte, so the descriptor must end inside its own sectors."""
+    region = found.region("descriptor").data
+    if b"\0" not in region:
+        raise _corrupt("vmdk", "its descriptor does not end within its sectors")
+    text = found.desc_text or ""
+    if "parentfilenamehint" in text:
+        raise ImportRefused(Code.INVALID_ARGUMENT, "vmdk image has a parent (parentFileNameHint)")
+    parents = re.findall(r"parentcid\s*=\s*(\S*)", text)
+    if any(cid != "ffffffff" for cid in parents):
+        raise ImportRefused(Code.INVALID_ARGUMENT, "vmdk image has a parent (parentCID)")
+
+
+def _is_text(data: bytes) -> bool:
+    return all(32 <= byte < 127 or byte in b"\t\n\r\x0b\x0c" for byte in data)
 
 
 def _matches(inspector: fi.FileInspector) -> bool:
@@ -131,6 +207,13 @@ def _matches(inspector: fi.FileInspector) -> bool:
         return inspector.format_match
     except Exception:  # a half-parsed header of a foreign format
         return False
+
+
+def _not_accepted(name: str) -> ImportRefused:
+    return ImportRefused(
+        Code.FAILED_PRECONDITION,
+        f"image format {name} is not accepted (accepted: {', '.join(ACCEPTED)})",
+    )
 
 
 def _corrupt(name: str, reason: Exception | str) -> ImportRefused:

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
+from support import hostile_images
 from support.images import HITS, IMAGES, qemu_img, serve_image
 from worker.blobs import FileBlobStore
 from worker.errors import ImportRefused
@@ -85,10 +86,24 @@ def _make_hostile(d: Path) -> None:
     qemu_img("create", "-f", "vmdk", str(d / "abs.vmdk"), "4M")
     vmdk = (d / "abs.vmdk").read_bytes()
     (d / "abs.vmdk").write_bytes(vmdk.replace(b'"abs.vmdk"', b'"/etc/pw"'))
+    _make_external(d)
     (d / "odd.raw").write_bytes(bytes(1000))
     (d / "page.html").write_text("<html><body>not a disk</body></html>" * 100)
     (d / "sparse256.raw").touch()
     os.truncate(d / "sparse256.raw", 256 * MiB)
+
+
+def _make_external(d: Path) -> None:
+    """Files that make qemu open others: see support.hostile_images."""
+    (d / "host-secret").write_bytes(b"host secret\n" * 256)
+    hostile_images.flat_descriptor(d / "padded-flat.vmdk", d / "host-secret", padded=True)
+    hostile_images.vmdk_with_parent(d / "child.vmdk", d / "sparse.vmdk")
+    hostile_images.vmdk_with_parent_cid(d / "parent-cid.vmdk")
+    hostile_images.vmdk_with_overlong_descriptor(d / "overlong.vmdk", "sparse.vmdk")
+    qemu_img("create", "-f", "qcow", "-b", "empty.qcow2", "-F", "qcow2", str(d / "backing.qcow"))
+    qemu_img("create", "-f", "qed", "-b", "empty.qcow2", "-F", "qcow2", str(d / "backing.qed"))
+    hostile_images.sparse_claiming_descriptor(d / "sparse-claim.vmdk")
+    (d / "notes.raw").write_bytes((b"plain text, nothing like a disk\n" * 32)[:1024])
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from structlog.testing import LogCapture
 
 from bus import Bus, MemoryBus, RabbitBus
 from store import Database, open_database
+from support import hostile_images
 from support.images import HITS, IMAGES, qemu_img, serve_image
 from tests.worker.worker_testkit import (
     RELEASE,
@@ -52,6 +53,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     qemu_img("create", "-f", "vmdk", str(d / "sparse.vmdk"), "32M")
     qemu_img("create", "-f", "qcow2", str(d / "empty.qcow2"), "16M")
     qemu_img("create", "-f", "qcow2", "-b", "empty.qcow2", "-F", "qcow2", str(d / "backing.qcow2"))
+    (d / "host-secret").write_bytes(b"host secret\n" * 256)
+    hostile_images.flat_descriptor(d / "padded-flat.vmdk", d / "host-secret", padded=True)
+    hostile_images.vmdk_with_parent(d / "child.vmdk", d / "sparse.vmdk")
+    hostile_images.vmdk_with_overlong_descriptor(d / "overlong.vmdk", "sparse.vmdk")
+    hostile_images.sparse_claiming_descriptor(d / "sparse-claim.vmdk")
     return d
 
 

@@ -18,6 +18,7 @@ from contracts.errors import Code
 from contracts.images import ImageAny
 from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE
 from contracts.operations import Operation
+from support import hostile_images
 from tests.worker.worker_testkit import (
     EventLog,
     GatewayDouble,
@@ -114,6 +115,58 @@ async def test_a_hostile_image_ends_in_error_and_leaves_no_bytes(
     assert image.blob_digest is None
     assert [p for p in blob_root.rglob("*") if p.is_file()] == []
     assert "compute.image.failed" in events.types(image_id)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "padded-flat.vmdk",
+            "image is a VMDK text descriptor: its data would be read from other files",
+        ),
+        ("child.vmdk", "vmdk image has a parent (parentFileNameHint)"),
+        (
+            "overlong.vmdk",
+            "vmdk image has a corrupt header: its descriptor does not end within its sectors",
+        ),
+    ],
+)
+async def test_an_image_reading_another_file_ends_in_error_downloaded_once(
+    start_worker: WorkerFactory,
+    gateway: GatewayDouble,
+    events: EventLog,
+    source: Source,
+    images: Path,
+    name: str,
+    message: str,
+) -> None:
+    assert hostile_images.external_references(images / name), "qemu opens nothing else for it"
+    await start_worker()
+
+    image_id, op_id = await gateway.create(uri=source.url(f"/img/{name}"))
+    await events.operation_done(op_id)
+
+    op = await gateway.operation(op_id)
+    assert op.error is not None
+    assert (op.error.code, op.error.message) == (Code.INVALID_ARGUMENT, message)
+    assert source.hits[f"/img/{name}"] == 1
+    image = await gateway.image(image_id)
+    assert image is not None and image.status is ImageStatus.ERROR
+
+
+async def test_a_descriptor_that_crashed_the_inspector_is_refused_downloaded_once(
+    start_worker: WorkerFactory, gateway: GatewayDouble, events: EventLog, source: Source
+) -> None:
+    """Text claiming to be a monolithicSparse VMDK once raised inside the inspector, and the
+    command was redelivered and the source downloaded again until it was dead-lettered."""
+    await start_worker()
+
+    _, op_id = await gateway.create(uri=source.url("/img/sparse-claim.vmdk"))
+    await events.operation_done(op_id)
+
+    op = await gateway.operation(op_id)
+    assert op.error is not None and op.error.code == Code.INVALID_ARGUMENT, op.error
+    assert source.hits["/img/sparse-claim.vmdk"] == 1
 
 
 async def test_a_missing_source_ends_in_error_at_once(
