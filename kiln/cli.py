@@ -59,6 +59,8 @@ OPTIONS: list[tuple[str, str]] = [
         " one in the data dir.",
     ),
     ("jwks_url", "JWKS URL of an OIDC provider; its RS256/ES256 tokens are accepted."),
+    ("jwt_audience", "Audience every token's aud must name (default: not checked)."),
+    ("jwt_issuer", "Issuer every token's iss must be (default: not checked)."),
     ("admins", "Comma-separated subject ids that are admins of every folder."),
 ]
 

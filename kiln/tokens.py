@@ -21,10 +21,15 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([0-9]+)([smhd]?)")
 
 
-def issue(secret: str, subject: str, seconds: int) -> str:
-    """A token for `subject`, valid from now for `seconds`."""
+def issue(secret: str, subject: str, seconds: int, *, audience: str = "", issuer: str = "") -> str:
+    """A token for `subject`, valid from now for `seconds`; with the `aud` and `iss` a gateway
+    configured with KILN_JWT_AUDIENCE / KILN_JWT_ISSUER requires."""
     now = int(time.time())
-    claims = {"sub": subject, "iat": now, "nbf": now, "exp": now + seconds}
+    claims: dict[str, object] = {"sub": subject, "iat": now, "nbf": now, "exp": now + seconds}
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -66,7 +71,13 @@ def bootstrap_dev(settings: Settings) -> tuple[Settings, str | None]:
     if settings.token_secret or settings.jwks_url:
         return settings, None
     secret = dev_secret(settings.data_dir)
-    token = issue(secret, DEV_ADMIN, DEV_TOKEN_SECONDS)
+    token = issue(
+        secret,
+        DEV_ADMIN,
+        DEV_TOKEN_SECONDS,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
     _write_private(settings.data_dir / ADMIN_TOKEN_FILE, token + "\n")
     admins = (*settings.admins, DEV_ADMIN)
     return msgspec.structs.replace(settings, token_secret=secret, admins=admins), token
