@@ -128,7 +128,7 @@ def warn_unchecked_claims(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
     db = await open_database(settings.database)
     try:
         bus = connect_bus(settings.broker_url)

@@ -58,7 +58,7 @@ def dev_secret(data_dir: Path) -> str:
     """The data directory's token secret, made on first use (tokens survive restarts)."""
     secret = stored_secret(data_dir)
     if secret is None or len(secret) < MIN_SECRET_LENGTH:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
         _write_private(data_dir / SECRET_FILE, secret + "\n")
     os.chmod(data_dir / SECRET_FILE, 0o600)  # however it was left
