@@ -56,7 +56,9 @@ def setup(app: web.Application) -> None:
     """The token verifier of `app[SETTINGS]`; its JWKS client closes with the app."""
     settings = app[SETTINGS]
     jwks = JwksKeys(settings.jwks_url) if settings.jwks_url else None
-    app[TOKENS] = TokenVerifier(settings.token_secret, jwks)
+    app[TOKENS] = TokenVerifier(
+        settings.token_secret, jwks, audience=settings.jwt_audience, issuer=settings.jwt_issuer
+    )
     app.on_cleanup.append(_close)
 
 

@@ -13,5 +13,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # the keys at the JWKS URL; with neither, every API call is refused.
     token_secret: str = ""
     jwks_url: str = ""
+    # When set, a token's `aud` must name this audience / its `iss` must be this issuer.
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
     # Subjects that are admins of every folder (the bootstrap).
     admins: frozenset[str] = frozenset()

@@ -1,6 +1,8 @@
 """Verifying bearer tokens: JWTs signed HS256 with the configured secret, or RS256/ES256 by a
 key of the configured JWKS (any OIDC provider). Signature, `exp` and `nbf` are checked with a
-small leeway for clock skew; `sub` names the caller.
+small leeway for clock skew; `sub` names the caller. A configured audience must be named by
+every token's `aud`, a configured issuer be its `iss` (an OIDC provider signs the tokens of
+all its applications with the same keys).
 
 A client sends the same token with every call: a token verified with the secret is remembered
 (up to `CACHE_SIZE` of them, each at most `CACHE_SECONDS`, never past its `exp`), which saves
@@ -31,9 +33,18 @@ _REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
 
 
 class TokenVerifier:
-    def __init__(self, secret: str = "", jwks: JwksKeys | None = None) -> None:
+    def __init__(
+        self,
+        secret: str = "",
+        jwks: JwksKeys | None = None,
+        *,
+        audience: str = "",
+        issuer: str = "",
+    ) -> None:
         self._secret = secret
         self._jwks = jwks
+        self._audience = audience
+        self._issuer = issuer
         self._verified: dict[str, tuple[str, float]] = {}  # token: (sub, valid until)
 
     async def subject(self, token: str) -> str:
@@ -63,11 +74,20 @@ class TokenVerifier:
                 key,
                 algorithms=[str(algorithm)],
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "sub"], "verify_aud": False},
+                audience=self._audience or None,
+                issuer=self._issuer or None,
+                options={"require": ["exp", "sub"], "verify_aud": bool(self._audience)},
             )
         except jwt.PyJWTError as exc:
-            raise Unauthenticated(_reason(exc)) from None
+            raise Unauthenticated(self._refusal(exc)) from None
         return algorithm, _subject(claims.get("sub")), float(claims["exp"])
+
+    def _refusal(self, exc: jwt.PyJWTError) -> str:
+        if isinstance(exc, jwt.InvalidAudienceError):
+            return f"token audience ('aud') is not {self._audience!r}"
+        if isinstance(exc, jwt.InvalidIssuerError):
+            return f"token issuer ('iss') is not {self._issuer!r}"
+        return _reason(exc)
 
     async def _key(self, algorithm: object, kid: str | None) -> str | jwt.PyJWK:
         if algorithm == HMAC_ALGORITHM and self._secret:

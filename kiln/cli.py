@@ -26,7 +26,10 @@ OPTIONS: list[tuple[str, str]] = [
     ),
     ("import_root", "Directory below which file:// image sources are allowed (default: none)."),
     ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),
-    ("disk_source_dir", "Directory of disk/snapshot files that diskId/snapshotId name."),
+    (
+        "disk_source_dir",
+        "Directory of <folderId>/disks/<diskId> and <folderId>/snapshots/<snapshotId> files.",
+    ),
     ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
     ("worker_prefetch", "Commands a worker runs at once (default 16)."),
     ("worker_fetches", "Imports a worker fetches at once; the others wait (default 16)."),
@@ -56,6 +59,8 @@ OPTIONS: list[tuple[str, str]] = [
         " one in the data dir.",
     ),
     ("jwks_url", "JWKS URL of an OIDC provider; its RS256/ES256 tokens are accepted."),
+    ("jwt_audience", "Audience every token's aud must name (default: not checked)."),
+    ("jwt_issuer", "Issuer every token's iss must be (default: not checked)."),
     ("admins", "Comma-separated subject ids that are admins of every folder."),
 ]
 

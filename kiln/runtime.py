@@ -106,13 +106,29 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
         import_allowed_hosts=settings.import_allowed_hosts,
         token_secret=settings.token_secret,
         jwks_url=settings.jwks_url,
+        jwt_audience=settings.jwt_audience,
+        jwt_issuer=settings.jwt_issuer,
         admins=frozenset(settings.admins),
     )
 
 
+def warn_unchecked_claims(settings: Settings) -> None:
+    """A JWKS verifies its provider's tokens for every application and tenant: warn unless the
+    gateway checks both their audience and their issuer."""
+    checked = {"aud": settings.jwt_audience, "iss": settings.jwt_issuer}
+    unchecked = [claim for claim, expected in checked.items() if not expected]
+    if settings.jwks_url and unchecked:
+        log.warning(
+            "auth.claims_unchecked",
+            unchecked=unchecked,
+            hint=f"set {env_name('jwt_audience')} and {env_name('jwt_issuer')}: otherwise"
+            " tokens the JWKS provider signed for other applications or tenants are accepted",
+        )
+
+
 @contextlib.asynccontextmanager
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
     db = await open_database(settings.database)
     try:
         bus = connect_bus(settings.broker_url)
@@ -137,6 +153,7 @@ async def blob_store(settings: Settings) -> AsyncIterator[BlobStore]:
 async def serving(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[None]:
     """The gateway. On the way out: readiness fails at once, then after the grace period the
     listener closes, requests in flight finish (up to DRAIN_SECONDS) and connections close."""
+    warn_unchecked_claims(settings)
     app = await create_app(gateway_settings(settings), db, bus)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()

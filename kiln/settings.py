@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_part_size: PartSize = 8 * 1024**2
     token_secret: str = ""
     jwks_url: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
     admins: tuple[str, ...] = ()
 
     @property

@@ -21,10 +21,15 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([0-9]+)([smhd]?)")
 
 
-def issue(secret: str, subject: str, seconds: int) -> str:
-    """A token for `subject`, valid from now for `seconds`."""
+def issue(secret: str, subject: str, seconds: int, *, audience: str = "", issuer: str = "") -> str:
+    """A token for `subject`, valid from now for `seconds`; with the `aud` and `iss` a gateway
+    configured with KILN_JWT_AUDIENCE / KILN_JWT_ISSUER requires."""
     now = int(time.time())
-    claims = {"sub": subject, "iat": now, "nbf": now, "exp": now + seconds}
+    claims: dict[str, object] = {"sub": subject, "iat": now, "nbf": now, "exp": now + seconds}
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -53,7 +58,7 @@ def dev_secret(data_dir: Path) -> str:
     """The data directory's token secret, made on first use (tokens survive restarts)."""
     secret = stored_secret(data_dir)
     if secret is None or len(secret) < MIN_SECRET_LENGTH:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
         _write_private(data_dir / SECRET_FILE, secret + "\n")
     os.chmod(data_dir / SECRET_FILE, 0o600)  # however it was left
@@ -66,7 +71,13 @@ def bootstrap_dev(settings: Settings) -> tuple[Settings, str | None]:
     if settings.token_secret or settings.jwks_url:
         return settings, None
     secret = dev_secret(settings.data_dir)
-    token = issue(secret, DEV_ADMIN, DEV_TOKEN_SECONDS)
+    token = issue(
+        secret,
+        DEV_ADMIN,
+        DEV_TOKEN_SECONDS,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
     _write_private(settings.data_dir / ADMIN_TOKEN_FILE, token + "\n")
     admins = (*settings.admins, DEV_ADMIN)
     return msgspec.structs.replace(settings, token_secret=secret, admins=admins), token

@@ -22,7 +22,7 @@ async def open_database(url: str) -> Database:
         from store.sqlite import SqliteDatabase
 
         path = Path(url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await SqliteDatabase.open(path)
     elif url.startswith(("postgresql://", "postgres://")):
         from store.postgres import PostgresDatabase

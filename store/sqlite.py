@@ -1,7 +1,10 @@
 """SQLite driver (the embedded default) on aiosqlite: one connection, one writer at a time."""
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,6 +46,19 @@ class SqliteConnection:
         return rows[0] if rows else None
 
 
+def _owner_only(path: Path) -> None:
+    """Create the database file with mode 0600 and take the group's and others' bits off it
+    and its -wal and -shm files, however they were left: it holds the page-token key and
+    source URIs that may be pre-signed. SQLite gives the -wal and -shm files it creates the
+    database file's mode, so they follow."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(name.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+
+
 def _unique_violation(exc: sqlite3.IntegrityError) -> Exception:
     text = str(exc)
     if "UNIQUE" not in text:
@@ -62,6 +78,7 @@ class SqliteDatabase:
 
     @classmethod
     async def open(cls, path: Path | str) -> "SqliteDatabase":
+        _owner_only(Path(path))
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):

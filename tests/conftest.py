@@ -1,8 +1,9 @@
 """Fixtures shared by every test package: a fresh database on each backend, a fresh
 RabbitMQ vhost. Real-service fixtures fail (never skip) when the service is missing."""
 
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -49,3 +50,12 @@ def rabbit_url(vhost: str) -> str:
 def ctl() -> Callable[..., Awaitable[str]]:
     """rabbitmqctl, for tests that inspect the broker."""
     return rabbitmqctl
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """The common umask 022, under which what is not made private comes out readable to all
+    (for the processes a test starts too)."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)

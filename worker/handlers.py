@@ -145,7 +145,7 @@ class CommandHandlers:
         try:
             params = _params(op)
             with ImportAttempt(params.source) as attempt:
-                work = self._importer.run(params)
+                work = self._importer.run(params, op.folder_id)
                 outcome = attempt.outcome(await self._leases.hold(op.id, work))
         except ImportRefused as exc:
             refused = OperationFailed(**ids, code=int(exc.code), message=exc.message)

@@ -22,6 +22,7 @@ from worker.pipeline import import_from_url
 log = structlog.get_logger(__name__)
 
 DiskKind = Literal["disk", "snapshot"]
+_ID_FIELDS: dict[DiskKind, str] = {"disk": "diskId", "snapshot": "snapshotId"}
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 
 
@@ -33,26 +34,41 @@ class ResolvedSource(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DiskSource(Protocol):
-    """Resolves a diskId or snapshotId to something the import pipeline can read."""
+    """Resolves a diskId or snapshotId of a folder to something the import pipeline can read."""
 
-    async def resolve(self, kind: DiskKind, source_id: str) -> ResolvedSource:
-        """Raises ImportRefused when there is no such disk or snapshot."""
+    async def resolve(self, folder_id: str, kind: DiskKind, source_id: str) -> ResolvedSource:
+        """Raises ImportRefused when the folder has no such disk or snapshot."""
         ...
 
 
 class DirectoryDiskSource:
-    """Disks and snapshots are the files `<root>/<id>`."""
+    """A folder's disks are the files `<root>/<folderId>/disks/<diskId>`, its snapshots
+    `<root>/<folderId>/snapshots/<snapshotId>`: a create reads only its own folder's."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    async def resolve(self, kind: DiskKind, source_id: str) -> ResolvedSource:
-        if not _SAFE_ID.fullmatch(source_id) or ".." in source_id:
-            raise ImportRefused(Code.INVALID_ARGUMENT, f"{kind} id {source_id!r} is malformed")
-        path = self.root / source_id
+    async def resolve(self, folder_id: str, kind: DiskKind, source_id: str) -> ResolvedSource:
+        _check_path_part("folderId", folder_id)
+        _check_path_part(_ID_FIELDS[kind], source_id)
+        directory = self.root / folder_id / f"{kind}s"
+        path = directory / source_id
         if not path.is_file():
-            raise ImportRefused(Code.NOT_FOUND, f"{kind} {source_id} not found")
-        return ResolvedSource(url=path.as_uri(), import_root=self.root)
+            # Whether another folder has one by that id is not the caller's business.
+            raise ImportRefused(
+                Code.NOT_FOUND, f"{kind} {source_id} not found in folder {folder_id}"
+            )
+        return ResolvedSource(url=path.as_uri(), import_root=directory)
+
+
+def _check_path_part(field: str, value: str) -> None:
+    """An id that names one file in one directory: no separators, no `..`."""
+    if not _SAFE_ID.fullmatch(value) or ".." in value:
+        raise ImportRefused(
+            Code.INVALID_ARGUMENT,
+            f"{field} {value!r} is malformed: 1 to 50 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit, without '..'",
+        )
 
 
 class Imported(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,14 +103,15 @@ class Importer:
     async def close(self) -> None:
         await self._client.close()
 
-    async def run(self, params: CreateParams) -> Imported:
+    async def run(self, params: CreateParams, folder_id: str) -> Imported:
+        """`folder_id`: the folder of the image being created, whose disks it may read."""
         source, requested = params.source, params.requested_min_disk_size
         if source.image_id:
             return await self._copy(source.image_id, requested)
         if source.disk_id:
-            return await self._from_disk("disk", source.disk_id, requested)
+            return await self._from_disk(folder_id, "disk", source.disk_id, requested)
         if source.snapshot_id:
-            return await self._from_disk("snapshot", source.snapshot_id, requested)
+            return await self._from_disk(folder_id, "snapshot", source.snapshot_id, requested)
         if source.uri:
             return await self._fetch(source.uri, self._policy, requested)
         raise ImportRefused(Code.INVALID_ARGUMENT, "the create names no source")
@@ -109,12 +126,14 @@ class Importer:
             requested_min_disk_size=requested,
         )
 
-    async def _from_disk(self, kind: DiskKind, source_id: str, requested: int) -> Imported:
+    async def _from_disk(
+        self, folder_id: str, kind: DiskKind, source_id: str, requested: int
+    ) -> Imported:
         if self._disks is None:
             raise ImportRefused(
                 Code.FAILED_PRECONDITION, f"no disk source is configured: cannot import a {kind}"
             )
-        resolved = await self._disks.resolve(kind, source_id)
+        resolved = await self._disks.resolve(folder_id, kind, source_id)
         policy = msgspec.structs.replace(self._policy, import_root=resolved.import_root)
         return await self._fetch(resolved.url, policy, requested)
 

@@ -26,7 +26,19 @@ def token() -> None:
     default=None,
     help="kiln dev's data directory (env KILN_DATA_DIR, default ./.kiln).",
 )
-def issue_command(subject: str, ttl: str, token_secret: str | None, data_dir: str | None) -> None:
+@click.option(
+    "--jwt-audience",
+    envvar="KILN_JWT_AUDIENCE",
+    default=None,
+    help="The token's aud (env KILN_JWT_AUDIENCE: the audience the gateway requires).",
+)
+@click.option(
+    "--jwt-issuer",
+    envvar="KILN_JWT_ISSUER",
+    default=None,
+    help="The token's iss (env KILN_JWT_ISSUER: the issuer the gateway requires).",
+)
+def issue_command(subject: str, ttl: str, **values: str | None) -> None:
     """Print a token for --subject, valid from now for --ttl."""
     try:
         seconds = parse_duration(ttl)
@@ -37,7 +49,9 @@ def issue_command(subject: str, ttl: str, token_secret: str | None, data_dir: st
             f"must be 1 to {MAX_SUBJECT_LENGTH} characters", param_hint="--subject"
         )
     try:
-        secret = signing_secret(build({"token_secret": token_secret, "data_dir": data_dir}))
+        settings = build(values)
+        secret = signing_secret(settings)
     except SettingsError as exc:
         raise click.UsageError(f"bad setting {exc}") from None
-    click.echo(issue(secret, subject, seconds))
+    audience, issuer = settings.jwt_audience, settings.jwt_issuer
+    click.echo(issue(secret, subject, seconds, audience=audience, issuer=issuer))

@@ -17,6 +17,7 @@ import jwt
 import pytest
 from click.testing import CliRunner
 
+from kiln import tokens
 from kiln.cli import main
 from kiln.settings import SettingsError, build
 from support.auth import SECRET
@@ -40,6 +41,27 @@ def test_token_issue_signs_with_the_configured_secret() -> None:
     assert abs(claims["iat"] - time.time()) < 60
     flag = issue("--subject", "bob", "--token-secret", SECRET)[1]
     assert jwt.decode(flag, SECRET, algorithms=["HS256"])["exp"] - time.time() > 3500  # 1h
+
+
+def test_tokens_kiln_signs_carry_the_audience_and_issuer_it_requires(tmp_path: Path) -> None:
+    env = {"KILN_TOKEN_SECRET": SECRET, "KILN_JWT_AUDIENCE": "kiln-api"}
+    code, token, _ = issue("--subject", "bob", "--jwt-issuer", "https://kiln.example/", env=env)
+
+    assert code == 0
+    claims = jwt.decode(
+        token, SECRET, algorithms=["HS256"], audience="kiln-api", issuer="https://kiln.example/"
+    )
+    assert claims["sub"] == "bob"
+    plain = jwt.decode(
+        issue("--subject", "bob", env={"KILN_TOKEN_SECRET": SECRET})[1],
+        SECRET,
+        algorithms=["HS256"],
+    )
+    assert "aud" not in plain and "iss" not in plain
+    settings, admin = tokens.bootstrap_dev(build({"data_dir": str(tmp_path), "jwt_audience": "x"}))
+    assert admin is not None
+    dev = jwt.decode(admin, settings.token_secret, algorithms=["HS256"], audience="x")
+    assert dev["sub"] == "admin"
 
 
 def test_token_issue_refuses_what_it_cannot_sign(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 import asyncio
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -97,3 +98,15 @@ async def test_kiln_dev_imports_an_image(kiln_dev: str, image_server: str, tmp_p
     assert image["size"] == str(VIRTUAL_SIZE)
     assert image["minDiskSize"] == str(VIRTUAL_SIZE)
     assert int(image["storageSize"]) > 0
+
+
+@pytest.mark.usefixtures("permissive_umask")  # before kiln_dev: the process inherits it
+async def test_kiln_dev_keeps_its_data_directory_to_its_owner(
+    kiln_dev: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    kept = [data, *(data / name for name in ("kiln.db", "kiln.db-wal", "kiln.db-shm"))]
+
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in kept}
+
+    assert modes == {"data": 0o700, "kiln.db": 0o600, "kiln.db-wal": 0o600, "kiln.db-shm": 0o600}

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
@@ -27,6 +28,8 @@ from store import Database, open_database
 from support import hostile_images
 from support.images import HITS, IMAGES, qemu_img, serve_image
 from tests.worker.worker_testkit import (
+    FOLDER,
+    OTHER_FOLDER,
     RELEASE,
     STREAMING,
     EventLog,
@@ -59,6 +62,26 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hostile_images.vmdk_with_overlong_descriptor(d / "overlong.vmdk", "sparse.vmdk")
     hostile_images.sparse_claiming_descriptor(d / "sparse-claim.vmdk")
     return d
+
+
+@pytest.fixture(scope="session")
+def disk_sources(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """KILN_DISK_SOURCE_DIR: FOLDER's disks `data.qcow2` and `same-id` (4 MiB), its snapshot
+    `same-id` (16 MiB), OTHER_FOLDER's disk `theirs.vmdk` (32 MiB), and FOLDER's disk
+    `link-to-theirs`, a symbolic link to that one."""
+    root = tmp_path_factory.mktemp("disk-sources")
+    theirs = f"{OTHER_FOLDER}/disks/theirs.vmdk"
+    layout = {
+        f"{FOLDER}/disks/data.qcow2": "data.qcow2",
+        f"{FOLDER}/disks/same-id": "data.qcow2",
+        f"{FOLDER}/snapshots/same-id": "empty.qcow2",
+        theirs: "sparse.vmdk",
+    }
+    for target, image in layout.items():
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(images / image, root / target)
+    (root / FOLDER / "disks" / "link-to-theirs").symlink_to(root / theirs)
+    return root
 
 
 SLOW_PART = 2 * MiB
@@ -163,14 +186,14 @@ def blob_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def config(tmp_path: Path, blob_root: Path, images: Path) -> WorkerConfig:
+def config(tmp_path: Path, blob_root: Path, images: Path, disk_sources: Path) -> WorkerConfig:
     """Short leases and periods, so that recovery happens within a test's time."""
     return WorkerConfig(
         worker_id=f"test-worker-{uuid.uuid4().hex[:8]}",
         blob_root=blob_root,
         allowed_hosts=("127.0.0.1",),
         import_root=images,
-        disk_source_dir=images,
+        disk_source_dir=disk_sources,
         idle_timeout=5.0,
         fetch_retries=0,
         prefetch=4,

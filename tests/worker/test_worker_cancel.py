@@ -81,7 +81,7 @@ async def test_a_missing_snapshot_ends_in_error(
     assert op.error is not None
     assert (op.error.code, op.error.message) == (
         Code.NOT_FOUND,
-        "snapshot no-such-snapshot not found",
+        "snapshot no-such-snapshot not found in folder b1gtestfolder",
     )
 
 

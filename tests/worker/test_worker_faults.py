@@ -104,7 +104,7 @@ class CrashingDisks:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def resolve(self, kind: DiskKind, source_id: str) -> ResolvedSource:
+    async def resolve(self, folder_id: str, kind: DiskKind, source_id: str) -> ResolvedSource:
         self.calls += 1
         raise RuntimeError("disk source crashed")
 

@@ -36,6 +36,8 @@ from worker.blobs import FileBlobStore
 from worker.service import Worker
 
 WAIT = 8.0  # seconds a test waits for something that must happen
+FOLDER = "b1gtestfolder"  # the folder of GatewayDouble's images
+OTHER_FOLDER = "b1gotherfolder"
 MiB = 1 << 20
 STREAMING = web.AppKey("streaming", asyncio.Event)
 RELEASE = web.AppKey("release", asyncio.Event)
@@ -82,7 +84,7 @@ class GatewayDouble:
     """Test double of the gateway's writes: the same rows, in one transaction each, then the
     outbox rows published and marked sent (unless `publish=False`, to leave them to the relay)."""
 
-    def __init__(self, db: Database, bus: Bus, folder_id: str = "b1gtestfolder") -> None:
+    def __init__(self, db: Database, bus: Bus, folder_id: str = FOLDER) -> None:
         self.db = db
         self.bus = bus
         self.folder_id = folder_id
@@ -180,6 +182,7 @@ class GatewayDouble:
         return OperationRecord(
             id=new_id(OPERATION_PREFIX),
             resource_id=image_id,
+            folder_id=self.folder_id,
             kind=kind,
             description=kind,
             created_by="test-subject",
