@@ -62,6 +62,11 @@ DEAD_LETTERED_MESSAGES = Counter(
     "Commands that reached the dead-letter queue, by the queue they died in and why.",
     ["queue", "reason"],
 )
+DEPENDENCY_UNAVAILABLE = Counter(
+    "kiln_dependency_unavailable_total",
+    "Handler runs that found a dependency unavailable (the command waits for it), by dependency.",
+    ["dependency"],
+)
 QUEUE_DEPTH = Gauge(
     "kiln_queue_depth_messages",
     "Messages ready in each Kiln queue, as the worker last saw them.",

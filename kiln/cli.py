@@ -38,6 +38,10 @@ OPTIONS: list[tuple[str, str]] = [
         "Lease of a running operation, renewed every third of it (default 30).",
     ),
     ("worker_reconcile_seconds", "How often a worker re-drives stalled operations (default 15)."),
+    (
+        "dependency_deadline_seconds",
+        "How long a command waits for an unavailable database or blob store (default 600).",
+    ),
     ("log_format", "console or json (default: console for dev, json otherwise)."),
     (
         "worker_http_port",

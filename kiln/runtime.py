@@ -63,6 +63,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         fetches=settings.worker_fetches,
         lease_seconds=settings.worker_lease_seconds,
         renew_every=settings.worker_lease_seconds / 3,
+        dependency_deadline=settings.dependency_deadline_seconds,
         reconcile_every=settings.worker_reconcile_seconds,
     )
 
@@ -179,7 +180,7 @@ async def side_port(
     if not settings.worker_http_port:
         yield draining
         return
-    app = create_side_app(db, bus, draining, lambda: worker.running)
+    app = create_side_app(db, bus, worker.blobs, draining, lambda: worker.running)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     host, port = settings.http_host, settings.worker_http_port

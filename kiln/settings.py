@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_fetches: Positive = 16
     worker_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     worker_reconcile_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    dependency_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     log_format: Literal["console", "json"] = "json"
     worker_http_port: OptionalPort = 9090
     shutdown_grace_seconds: Seconds = 0.0

@@ -2,19 +2,26 @@
 to their sha256, so a blob is either complete or absent."""
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
 import tempfile
 import threading
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import msgspec
 
+from worker.errors import BlobStoreUnavailable
+
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_REFUSED_WRITES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# Free space below which a full blob store is still taken for full: an import waiting for room
+# is not run again (and its source downloaded again) for a few free blocks.
+MIN_FREE_BYTES = 16 << 20
 
 
 class BlobRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +43,10 @@ class BlobStore(Protocol):
     async def exists(self, digest: str) -> bool: ...
 
     async def delete(self, digest: str) -> None: ...
+
+    async def writable(self) -> bool:
+        """Whether writes may succeed again after the store refused them."""
+        ...
 
 
 class FileBlobWriter:
@@ -68,10 +79,12 @@ class FileBlobWriter:
         self._buffered.append(chunk)
         self._buffered_size += len(chunk)
         if self._buffered_size >= self.BUFFER:
-            await asyncio.to_thread(self._write, self._take_buffered())
+            with self._store.refusing():
+                await asyncio.to_thread(self._write, self._take_buffered())
 
     async def commit(self) -> BlobRef:
-        return await asyncio.to_thread(self._commit, self._take_buffered())
+        with self._store.refusing():
+            return await asyncio.to_thread(self._commit, self._take_buffered())
 
     def _take_buffered(self) -> list[bytes]:
         chunks, self._buffered, self._buffered_size = self._buffered, [], 0
@@ -139,6 +152,22 @@ class FileBlobStore:
 
     async def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()  # a local stat: cheaper than a thread hop
+
+    async def writable(self) -> bool:
+        """Whether the filesystem has room for writes again (a local statvfs)."""
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        fs = os.statvfs(existing)
+        return not fs.f_flag & os.ST_RDONLY and fs.f_bavail * fs.f_frsize >= MIN_FREE_BYTES
+
+    @contextmanager
+    def refusing(self) -> Iterator[None]:
+        """A full, over-quota or read-only filesystem as the worker's "wait for it" error."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in _REFUSED_WRITES:
+                raise
+            raise BlobStoreUnavailable(f"blob store {self.root}: {exc.strerror}") from exc
 
     async def delete(self, digest: str) -> None:
         await asyncio.to_thread(self.path(digest).unlink, missing_ok=True)

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from contracts.errors import Code
 from worker.blobs import BlobRef
-from worker.errors import ImportRefused, SourceUnavailable
+from worker.errors import BlobStoreUnavailable, ImportRefused
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +39,6 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 Client = Any  # an aiobotocore S3 client (untyped; types-aiobotocore-s3 would name it)
-
-
-class BlobStoreUnavailable(SourceUnavailable):
-    """Transient: the object store failed or could not be reached; the import may be retried."""
 
 
 class S3Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,6 +159,10 @@ class S3BlobStore:
         key = self.key(digest)
         with translated():
             await (await self.client()).delete_object(Bucket=self.bucket, Key=key)
+
+    async def writable(self) -> bool:
+        """An object store has no full disk to wait for: the next request finds out."""
+        return True
 
     async def sweep_temporary(self, max_age: float) -> int:
         """Abort uploads and delete temporary objects older than `max_age` seconds (left by a

@@ -5,6 +5,7 @@ from pathlib import Path
 import msgspec
 
 from worker.fetch import FetchPolicy
+from worker.outages import DEFAULT_DEADLINE
 
 GiB = 1 << 30
 
@@ -21,6 +22,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
     re-published command may wait for a worker before the reconciler re-drives it again.
     `relay_after` is how old an unsent outbox row must be before the relay publishes it.
+    `dependency_deadline` is how long a command waits for an unavailable database or blob store
+    before it is given up (worker/outages.py).
     """
 
     worker_id: str
@@ -39,6 +42,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_every: float = 15.0
     relay_every: float = 2.0
     relay_after: float = 5.0
+    dependency_deadline: float = DEFAULT_DEADLINE
 
     def __post_init__(self) -> None:
         if self.renew_every >= self.lease_seconds:

@@ -29,8 +29,9 @@ class DeadLetterHandler:
             "dead_letter_reason": delivery.headers.get("x-first-death-reason", ""),
             "message_id": delivery.message_id,
         }
-        queue, reason = origin["dead_letter_queue"], origin["dead_letter_reason"]
-        DEAD_LETTERED_MESSAGES.labels(queue=queue, reason=reason).inc()
+        if delivery.delivery_count == 1:  # not again when this handler's own run failed
+            queue, reason = origin["dead_letter_queue"], origin["dead_letter_reason"]
+            DEAD_LETTERED_MESSAGES.labels(queue=queue, reason=reason).inc()
         try:
             command = command_decoder.decode(delivery.body)
         except msgspec.DecodeError as exc:

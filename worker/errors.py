@@ -19,5 +19,10 @@ class ImportRefused(WorkerError):
         return f"ImportRefused({self.code.name}, {self.message!r})"
 
 
+class BlobStoreUnavailable(WorkerError):
+    """Transient, and not the command's fault: the blob store refuses writes (disk full, quota,
+    read-only) or cannot be reached. The command waits for it (worker/outages.py)."""
+
+
 class SourceUnavailable(WorkerError):
     """Transient: the source kept failing after the retries; the whole command may be retried."""

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import msgspec
 import structlog
+import tenacity
 
 from bus.base import Delivery, Reject, Retry
 from bus.topology import DELIVERY_LIMIT
@@ -20,13 +21,14 @@ from contracts.commands import (
 )
 from contracts.errors import Code
 from store import operations
-from store.db import Database, StoreError
+from store.db import Database, StoreError, StoreUnavailable
 from store.operations import OperationRecord
 from worker.blobs import BlobStore
 from worker.config import WorkerConfig
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.leases import Interruption, LeaseKeeper
 from worker.observe import ImportAttempt
+from worker.outages import STORE, DependencyDeadline, Outages
 from worker.settle import BytesReleased, Settler
 from worker.sources import DiskSource, Imported, Importer
 from worker.transitions import (
@@ -81,6 +83,8 @@ class CommandHandlers:
         self._db = db
         self._leases = LeaseKeeper(db, config)
         self._settle = settle
+        self._outages = Outages(config.dependency_deadline, blobs.writable)
+        self._lease_seconds = config.lease_seconds
         self._importer = Importer(db, blobs, config.fetch_policy(), disks, config.fetches)
 
     async def close(self) -> None:
@@ -90,35 +94,60 @@ class CommandHandlers:
     async def handle_create(self, delivery: Delivery) -> None:
         command = decode_command(delivery, CreateImage)
         with bound(command):
-            lease = self._leases.new(command.operation_id)
-            started = await self._settle(
-                import_started, StartImport(image_id=command.image_id, lease=lease)
-            )
-            op = started.claimed
-            if op is None:
-                await self._unclaimed(command)
-                return
-            if started.cancelled:
-                return
-            finished = False
             try:
-                finished = await self._create(command, op, delivery.delivery_count)
-            finally:
-                if not finished:
-                    await self._give_back(op.id)
+                await self._outages.outlast(lambda: self._start(command, delivery.delivery_count))
+            except DependencyDeadline as exc:
+                await self._give_up(command, exc)
 
     async def handle_delete(self, delivery: Delivery) -> None:
         command = decode_command(delivery, DeleteImage)
         with bound(command):
-            op = await self._claim(command)
-            if op is None:
-                return
             try:
-                request = ReleaseImage(operation_id=op.id, image_id=command.image_id)
-                result = await self._settle(deleted, request)
-                log.info("image.deleted", applied=result.applied, released=result.release)
-            finally:
+                await self._outages.outlast(lambda: self._delete(command))
+            except DependencyDeadline as exc:
+                await self._give_up(command, exc)
+
+    async def _start(self, command: CreateImage, deliveries: int) -> None:
+        lease = self._leases.new(command.operation_id)
+        started = await self._settle(
+            import_started, StartImport(image_id=command.image_id, lease=lease)
+        )
+        op = started.claimed
+        if op is None:
+            await self._unclaimed(command)
+            return
+        if started.cancelled:
+            return
+        finished = False
+        try:
+            finished = await self._create(command, op, deliveries)
+        finally:
+            if not finished:
                 await self._give_back(op.id)
+
+    async def _delete(self, command: DeleteImage) -> None:
+        op = await self._claim(command)
+        if op is None:
+            return
+        try:
+            request = ReleaseImage(operation_id=op.id, image_id=command.image_id)
+            result = await self._settle(deleted, request)
+            log.info("image.deleted", applied=result.applied, released=result.release)
+        finally:
+            await self._give_back(op.id)
+
+    async def _give_up(self, command: Command, outage: DependencyDeadline) -> None:
+        """End the operation in ERROR naming the dependency; with the database down, there is
+        nowhere to write that: the command goes back to its queue (one delivery per deadline)."""
+        if outage.dependency == STORE:
+            raise Retry(str(outage)) from outage
+        failure = OperationFailed(
+            operation_id=command.operation_id,
+            image_id=command.image_id,
+            code=int(Code.UNAVAILABLE),
+            message=str(outage),
+        )
+        await self._settle(failed, failure)
 
     async def _claim(self, command: Command) -> OperationRecord | None:
         """The command's operation, leased to us; None when there is nothing to do here."""
@@ -176,9 +205,19 @@ class CommandHandlers:
         await self._settle(failed, msgspec.structs.replace(failure, message=message))
 
     async def _give_back(self, operation_id: str) -> None:
-        """Release the lease of an operation we leave open (no-op once it is done)."""
+        """Release the lease of an operation we leave open (no-op once it is done), retried
+        while the database is away for as long as the lease lasts: after that it ran out, and
+        the command run again (or the reconciler) can take it anyway."""
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_delay(self._lease_seconds),
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+            retry=tenacity.retry_if_exception_type(StoreUnavailable),
+            reraise=True,
+        )
         try:
-            await self._leases.give_back(operation_id)
+            async for attempt in retrying:
+                with attempt:
+                    await self._leases.give_back(operation_id)
         except StoreError as exc:
             log.warning("lease.release_failed", error=str(exc))
 

@@ -1,7 +1,8 @@
 """A worker's side port: `/metrics`, `/healthz` and `/readyz` for scrapers and orchestrators.
 
 `/healthz` answers 200 while the event loop runs. `/readyz` answers 200 while the store answers a
-`SELECT 1`, the broker is connected, the worker consumes and no shutdown began; 503 otherwise.
+`SELECT 1`, the broker is connected, the worker consumes, its blob store has room and no shutdown
+began; 503 otherwise.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from bus.base import Bus
 from contracts.health import readiness
 from store.db import Database
 from store.probe import reachable
+from worker.blobs import BlobStore
 
 STORE_TIMEOUT = 2.0  # seconds a readiness probe waits for the store
 
@@ -22,6 +24,7 @@ DB = web.AppKey("db", Database)
 BUS = web.AppKey("bus", Bus)
 DRAINING = web.AppKey("draining", asyncio.Event)
 CONSUMING = web.AppKey("consuming", Callable[[], bool])
+BLOBS = web.AppKey("blobs", BlobStore)
 
 _encoder = msgspec.json.Encoder()
 
@@ -35,7 +38,8 @@ async def readyz(request: web.Request) -> web.Response:
     draining = app[DRAINING].is_set()
     store = not draining and await reachable(app[DB], STORE_TIMEOUT)
     broker = app[BUS].connected and app[CONSUMING]()
-    report = readiness(store=store, broker=broker, draining=draining)
+    blobs = await app[BLOBS].writable()
+    report = readiness(store=store, broker=broker, draining=draining, blobs=blobs)
     return web.Response(
         body=_encoder.encode(report),
         status=200 if report.ready else 503,
@@ -44,12 +48,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_side_app(
-    db: Database, bus: Bus, draining: asyncio.Event, consuming: Callable[[], bool]
+    db: Database,
+    bus: Bus,
+    blobs: BlobStore,
+    draining: asyncio.Event,
+    consuming: Callable[[], bool],
 ) -> web.Application:
     """The side port's app; `draining` is set when shutdown starts, `consuming` tells whether
     the worker takes commands."""
     app = web.Application()
     app[DB], app[BUS], app[DRAINING], app[CONSUMING] = db, bus, draining, consuming
+    app[BLOBS] = blobs
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler())

@@ -51,7 +51,7 @@ class Worker:
         self._marker = SentMarker(db)
         publisher = OutboxPublisher(bus, self._marker)
         # One settler for every consumer, so that their transitions share batches.
-        self._settle = Settler(db, publisher, self.blobs)
+        self._settle = Settler(db, publisher, self.blobs, deadline=config.dependency_deadline)
         self.handlers = CommandHandlers(db, self._settle, config, self.blobs, disks)
         self.dead_letters = DeadLetterHandler(self._settle)
         self.reconciler = Reconciler(db, publisher, config, temporary_sweeper(self.blobs))

@@ -9,6 +9,7 @@ that fails is run again one transition at a time, each with its own retries, so 
 transition at fault fails."""
 
 import asyncio
+import random
 
 import structlog
 import tenacity
@@ -20,6 +21,7 @@ from store.group_commit import Batches, Waiting, answer
 from worker.batched_transitions import In, Step, TransitionFn, run_together
 from worker.blobs import BlobStore
 from worker.observe import count_finished, finishing
+from worker.outages import DEFAULT_DEADLINE, LONGEST_PAUSE
 from worker.transitions import Transition
 
 log = structlog.get_logger(__name__)
@@ -37,8 +39,17 @@ class BytesReleased(Exception):
 
 
 class Settler:
-    def __init__(self, db: Database, publisher: OutboxPublisher, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        db: Database,
+        publisher: OutboxPublisher,
+        blobs: BlobStore,
+        *,
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> None:
+        """`deadline`: how long a transition waits for an unavailable database."""
         self._db = db
+        self._deadline = deadline
         self._publisher = publisher
         self._blobs = blobs
         self._batches: Batches[Step, Transition] = Batches(
@@ -111,9 +122,9 @@ class Settler:
 
     async def _commit(self, step: Step) -> Transition:
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(ATTEMPTS),
+            stop=self._stop,
             retry=tenacity.retry_if_not_exception_type(BytesReleased),
-            wait=tenacity.wait_random(0.05, 0.3),
+            wait=_wait,
             before_sleep=_log_retry,
             reraise=True,
         )
@@ -124,6 +135,13 @@ class Settler:
                 count_finished(finished)
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        """A lost race is tried `ATTEMPTS` times; an unavailable database until the deadline:
+        the transition may be the end of an import whose bytes are stored already."""
+        if isinstance(_error(state), StoreUnavailable):
+            return state.seconds_since_start >= self._deadline
+        return state.attempt_number >= ATTEMPTS
 
     async def _run(self, conn: Connection, step: Step) -> Transition:
         """Run `step` alone in the caller's transaction."""
@@ -157,10 +175,19 @@ class Settler:
         log.info("blob.released", digest=digest)
 
 
+def _wait(state: tenacity.RetryCallState) -> float:
+    if isinstance(_error(state), StoreUnavailable):
+        return min(0.5 * 2 ** (state.attempt_number - 1), LONGEST_PAUSE)
+    return random.uniform(0.05, 0.3)
+
+
+def _error(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
 def _interrupted() -> StoreUnavailable:
     return StoreUnavailable("the transition was interrupted; retry")
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning("transition.retry", attempt=state.attempt_number, error=repr(error))
+    log.warning("transition.retry", attempt=state.attempt_number, error=repr(_error(state)))

@@ -22,6 +22,7 @@ from kiln import runtime
 from store import Database, open_database
 from store.postgres import PostgresDatabase
 from support.kiln_processes import free_port
+from worker.blobs import FileBlobStore
 from worker.http import create_side_app
 
 
@@ -82,14 +83,20 @@ async def test_gateway_not_ready_without_its_broker(tmp_path: Path, bus: MemoryB
 
 
 async def test_worker_side_port_not_ready_without_its_store(
-    bus: MemoryBus, unreachable: Database
+    tmp_path: Path, bus: MemoryBus, unreachable: Database
 ) -> None:
-    app = create_side_app(unreachable, bus, asyncio.Event(), lambda: True)
+    app = create_side_app(unreachable, bus, FileBlobStore(tmp_path), asyncio.Event(), lambda: True)
     async with TestClient(TestServer(app)) as client:
         assert await get(client, "/healthz") == (200, {"status": "ok"})
         status, body = await get(client, "/readyz")
     assert status == 503
-    assert body == {"ready": False, "store": False, "broker": True, "draining": False}
+    assert body == {
+        "ready": False,
+        "store": False,
+        "broker": True,
+        "draining": False,
+        "blobs": True,
+    }
 
 
 async def test_worker_side_port_serves_probes_and_metrics(
@@ -108,6 +115,7 @@ async def test_worker_side_port_serves_probes_and_metrics(
                 "store": True,
                 "broker": True,
                 "draining": False,
+                "blobs": True,
             }
         page = await scrape(http, f"{base}/metrics")
         assert "kiln_imports_in_flight" in page.families
