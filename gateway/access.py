@@ -22,6 +22,7 @@ from contracts.access import (
 )
 from contracts.enums import AccessBindingAction, ImageStatus
 from contracts.errors import FailedPrecondition, InvalidArgument
+from contracts.ids import FOLDER_ID, IMAGE_ID, IdRule, checked_path
 from contracts.operations import Operation
 from gateway import authz
 from gateway.authz import Permission
@@ -89,7 +90,8 @@ async def _list_page(
 
 @routes.get(IMAGE + ":listAccessBindings")
 async def list_image_access_bindings(request: web.Request) -> web.Response:
-    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=IMAGE_ID)
+    parsed = query_request(request, ListAccessBindingsRequest, path)
     async with request.app[DB].reading() as conn:
         await authz.image(conn, context_of(request), parsed.resource_id, Permission.LIST_BINDINGS)
         page = await _list_page(request, conn, parsed.resource_id, parsed)
@@ -98,7 +100,8 @@ async def list_image_access_bindings(request: web.Request) -> web.Response:
 
 @routes.get(FOLDER + ":listAccessBindings")
 async def list_folder_access_bindings(request: web.Request) -> web.Response:
-    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=FOLDER_ID)
+    parsed = query_request(request, ListAccessBindingsRequest, path)
     folder_id = parsed.resource_id
     async with request.app[DB].reading() as conn:
         await authz.require_on_folder(
@@ -211,9 +214,10 @@ async def _change_folder_bindings(
 ChangeBindings = Callable[..., Awaitable[Operation]]
 
 
-async def _set(request: web.Request, change: ChangeBindings) -> web.Response:
+async def _set(request: web.Request, change: ChangeBindings, rule: IdRule) -> web.Response:
     context = context_of(request)
-    parsed = await body_request(request, SetAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=rule)
+    parsed = await body_request(request, SetAccessBindingsRequest, path)
     wanted = {
         _checked(binding, f"accessBindings[{index}]")
         for index, binding in enumerate(parsed.access_bindings)
@@ -229,9 +233,10 @@ async def _set(request: web.Request, change: ChangeBindings) -> web.Response:
     return respond(operation)
 
 
-async def _update(request: web.Request, change: ChangeBindings) -> web.Response:
+async def _update(request: web.Request, change: ChangeBindings, rule: IdRule) -> web.Response:
     context = context_of(request)
-    parsed = await body_request(request, UpdateAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=rule)
+    parsed = await body_request(request, UpdateAccessBindingsRequest, path)
     _update_deltas(set(), parsed)  # validate every delta before touching the store
     operation = await change(
         request.app,
@@ -246,19 +251,19 @@ async def _update(request: web.Request, change: ChangeBindings) -> web.Response:
 
 @routes.post(IMAGE + ":setAccessBindings")
 async def set_image_access_bindings(request: web.Request) -> web.Response:
-    return await _set(request, _change_image_bindings)
+    return await _set(request, _change_image_bindings, IMAGE_ID)
 
 
 @routes.post(IMAGE + ":updateAccessBindings")
 async def update_image_access_bindings(request: web.Request) -> web.Response:
-    return await _update(request, _change_image_bindings)
+    return await _update(request, _change_image_bindings, IMAGE_ID)
 
 
 @routes.post(FOLDER + ":setAccessBindings")
 async def set_folder_access_bindings(request: web.Request) -> web.Response:
-    return await _set(request, _change_folder_bindings)
+    return await _set(request, _change_folder_bindings, FOLDER_ID)
 
 
 @routes.post(FOLDER + ":updateAccessBindings")
 async def update_folder_access_bindings(request: web.Request) -> web.Response:
-    return await _update(request, _change_folder_bindings)
+    return await _update(request, _change_folder_bindings, FOLDER_ID)

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.settings import GatewaySettings
 from support.auth import gateway_settings as auth_settings
-from tests.gateway.conftest import Api, Reply
+from tests.gateway.conftest import MISSING_IMAGE, Api, Reply
 
 ACCESS = "type.googleapis.com/yandex.cloud.access."
 
@@ -254,10 +254,10 @@ async def test_list_pages_through_the_bindings(api: Api) -> None:
 
 async def test_unknown_image_is_404_for_every_binding_method(api: Api) -> None:
     replies = [
-        await api.list_bindings("img-missing"),
-        await api.set_bindings("img-missing", {"accessBindings": [binding("viewer", "u1")]}),
+        await api.list_bindings(MISSING_IMAGE),
+        await api.set_bindings(MISSING_IMAGE, {"accessBindings": [binding("viewer", "u1")]}),
         await api.update_bindings(
-            "img-missing", {"accessBindingDeltas": [delta("ADD", "viewer", "u1")]}
+            MISSING_IMAGE, {"accessBindingDeltas": [delta("ADD", "viewer", "u1")]}
         ),
     ]
 
