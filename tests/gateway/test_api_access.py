@@ -203,10 +203,34 @@ async def test_bad_bindings_are_refused(api: Api) -> None:
     assert await bindings_of(api, image_id) == []
 
 
+UNKNOWN_SYSTEM_SUBJECTS = ["allAuthenticatedUser", "allusers", "group:organization:o1:users"]
+
+
+async def test_unknown_system_subjects_are_refused(api: Api) -> None:
+    """Only allUsers and allAuthenticatedUsers mean anything: any other system subject would
+    be stored and match nobody, so a typo would silently grant (or revoke) nothing."""
+    image_id = await api.new_image()
+    for path in (f"/compute/v1/images/{image_id}", "/resource-manager/v1/folders/folder-a"):
+        for subject in UNKNOWN_SYSTEM_SUBJECTS:
+            unknown = binding("viewer", subject, "system")
+            grants = {"accessBindings": [binding("viewer", "u1"), unknown]}
+            set_reply = await api.call("POST", f"{path}:setAccessBindings", json_body=grants)
+            _assert_invalid(set_reply, "accessBindings[1].subject.id", subject)
+            assert subject in set_reply.message
+            for action in ("ADD", "REMOVE"):
+                deltas = {"accessBindingDeltas": [{"action": action, "accessBinding": unknown}]}
+                reply = await api.call("POST", f"{path}:updateAccessBindings", json_body=deltas)
+                _assert_invalid(reply, "accessBindingDeltas[0].accessBinding.subject.id", subject)
+        assert (await api.call("GET", f"{path}:listAccessBindings")).json == {}
+    everyone = [binding("viewer", s, "system") for s in ("allUsers", "allAuthenticatedUsers")]
+    accepted = await api.set_bindings(image_id, {"accessBindings": everyone})
+    assert len(effective(accepted, "SetAccessBindingsMetadata", image_id)) == 2
+
+
 async def test_more_than_1000_bindings_are_refused(api: Api) -> None:
     """1000 bindings need more than 64 KiB of JSON: this module's gateway takes 1 MiB."""
     image_id = await api.new_image()
-    many = [binding("viewer", f"u{n}", "system") for n in range(1001)]
+    many = [binding("viewer", f"u{n}", "serviceAccount") for n in range(1001)]
 
     too_many_set = await api.set_bindings(image_id, {"accessBindings": many})
     too_many_update = await api.update_bindings(
