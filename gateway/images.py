@@ -26,7 +26,7 @@ from gateway.writes import idempotency_claim
 from store import images, operations
 from store.db import Connection
 from store.images import ImageRecord, SortColumn, to_image
-from store.operations import OperationRecord, to_operation
+from store.operations import OperationRecord
 
 routes = web.RouteTableDef()
 _ID_LENGTH = 20
@@ -109,17 +109,15 @@ async def list_operations(request: web.Request) -> web.Response:
     if parsed.page_token:
         created_at, operation_id = _after(tokens.open(scope, parsed.page_token), "created_at")
         after = (int(created_at), str(operation_id))
+    context = context_of(request)
     async with request.app[DB].reading() as conn:
-        rows = await _operations_page(conn, context_of(request), parsed.image_id, after, limit)
+        rows = await _operations_page(conn, context, parsed.image_id, after, limit)
+        shown = await authz.shown_operations(conn, context, rows[:limit])
     more = len(rows) > limit
     token = (
         tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
     )
-    return respond(
-        ListImageOperationsResponse(
-            operations=[to_operation(r) for r in rows[:limit]], next_page_token=token
-        )
-    )
+    return respond(ListImageOperationsResponse(operations=shown, next_page_token=token))
 
 
 async def _operations_page(

@@ -39,10 +39,12 @@ async def _existing(conn: Connection, operation_id: str, *, lock: bool = False) 
 @routes.get("/operations/{operationId:[^/:]+}")
 async def get_operation(request: web.Request) -> web.Response:
     parsed = query_request(request, GetOperationRequest, _path(request))
+    context = context_of(request)
     async with request.app[DB].reading() as conn:
         record = await _existing(conn, parsed.operation_id)
-        await authz.require_on_operation(conn, context_of(request), record, Permission.GET)
-    return respond(to_operation(record))
+        await authz.require_on_operation(conn, context, record, Permission.GET)
+        (operation,) = await authz.shown_operations(conn, context, [record])
+    return respond(operation)
 
 
 async def _cancel_unclaimed_create(
