@@ -22,8 +22,9 @@ from contracts.access import (
 )
 from contracts.enums import AccessBindingAction, ImageStatus
 from contracts.errors import FailedPrecondition, InvalidArgument
+from contracts.ids import FOLDER_ID, IMAGE_ID, IdRule, checked_path
 from contracts.operations import Operation
-from gateway import authz
+from gateway import authz, binding_rules
 from gateway.authz import Permission
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
@@ -42,17 +43,7 @@ from store.operations import OperationRecord, to_operation
 routes = web.RouteTableDef()
 IMAGE = "/compute/v1/images/{resourceId:[^/:]+}"
 FOLDER = "/resource-manager/v1/folders/{resourceId:[^/:]+}"
-ROLES = frozenset(authz.ROLE_PERMISSIONS)
-SUBJECT_TYPES = frozenset({"userAccount", "serviceAccount", "federatedUser", "system"})
 _position_codec = msgspec.json.Decoder(tuple[str, str, str])
-
-
-def _checked(binding: AccessBinding, field: str) -> BindingKey:
-    if binding.role_id not in ROLES:
-        raise InvalidArgument(f"{field}.roleId: unknown role {binding.role_id!r}")
-    if binding.subject.type not in SUBJECT_TYPES:
-        raise InvalidArgument(f"{field}.subject.type: unknown type {binding.subject.type!r}")
-    return bindings.key(binding)
 
 
 def _binding(key: BindingKey) -> AccessBinding:
@@ -89,7 +80,8 @@ async def _list_page(
 
 @routes.get(IMAGE + ":listAccessBindings")
 async def list_image_access_bindings(request: web.Request) -> web.Response:
-    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=IMAGE_ID)
+    parsed = query_request(request, ListAccessBindingsRequest, path)
     async with request.app[DB].reading() as conn:
         await authz.image(conn, context_of(request), parsed.resource_id, Permission.LIST_BINDINGS)
         page = await _list_page(request, conn, parsed.resource_id, parsed)
@@ -98,7 +90,8 @@ async def list_image_access_bindings(request: web.Request) -> web.Response:
 
 @routes.get(FOLDER + ":listAccessBindings")
 async def list_folder_access_bindings(request: web.Request) -> web.Response:
-    parsed = query_request(request, ListAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=FOLDER_ID)
+    parsed = query_request(request, ListAccessBindingsRequest, path)
     folder_id = parsed.resource_id
     async with request.app[DB].reading() as conn:
         await authz.require_on_folder(
@@ -121,7 +114,7 @@ def _update_deltas(
     state, effective = set(current), []
     for index, delta in enumerate(request.access_binding_deltas):
         field = f"accessBindingDeltas[{index}]"
-        key = _checked(delta.access_binding, f"{field}.accessBinding")
+        key = binding_rules.checked(delta.access_binding, f"{field}.accessBinding")
         if delta.action is AccessBindingAction.ADD and key not in state:
             state.add(key)
         elif delta.action is AccessBindingAction.REMOVE and key in state:
@@ -138,9 +131,10 @@ DeltaRule = Callable[[set[BindingKey]], list[AccessBindingDelta]]
 Metadata = SetAccessBindingsMetadata | UpdateAccessBindingsMetadata
 
 
-async def _apply(conn: Connection, key: str, compute: DeltaRule, op: OperationRecord) -> None:
+async def _apply(
+    conn: Connection, key: str, deltas: list[AccessBindingDelta], op: OperationRecord
+) -> None:
     """Change the bindings stored under `key`; the operation ends done with the deltas."""
-    deltas = compute(await bindings.all_for(conn, key))
     for delta in deltas:
         change = bindings.add if delta.action is AccessBindingAction.ADD else bindings.remove
         await change(conn, key, bindings.key(delta.access_binding))
@@ -174,7 +168,9 @@ async def _change_image_bindings(
             raise authz.missing_image(image_id)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image_id} is being deleted")
-        await _apply(conn, image_id, compute, op)
+        deltas = compute(await bindings.all_for(conn, image_id))
+        await binding_rules.require_folder_admin_to_open_editing(conn, context, image, deltas)
+        await _apply(conn, image_id, deltas, op)
         assert op.response is not None
         announced = [("access_bindings_changed", op.id, op.response), events.operation_done(op)]
         rows = await events.record_many(conn, image, announced)
@@ -203,7 +199,7 @@ async def _change_folder_bindings(
         if previous := await replay(conn, key, op.id, now):
             return previous
         await bindings.lock(conn, resource)
-        await _apply(conn, resource, compute, op)
+        await _apply(conn, resource, compute(await bindings.all_for(conn, resource)), op)
     operation_started(op)
     return to_operation(op)
 
@@ -211,11 +207,12 @@ async def _change_folder_bindings(
 ChangeBindings = Callable[..., Awaitable[Operation]]
 
 
-async def _set(request: web.Request, change: ChangeBindings) -> web.Response:
+async def _set(request: web.Request, change: ChangeBindings, rule: IdRule) -> web.Response:
     context = context_of(request)
-    parsed = await body_request(request, SetAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=rule)
+    parsed = await body_request(request, SetAccessBindingsRequest, path)
     wanted = {
-        _checked(binding, f"accessBindings[{index}]")
+        binding_rules.checked(binding, f"accessBindings[{index}]")
         for index, binding in enumerate(parsed.access_bindings)
     }
     operation = await change(
@@ -229,9 +226,10 @@ async def _set(request: web.Request, change: ChangeBindings) -> web.Response:
     return respond(operation)
 
 
-async def _update(request: web.Request, change: ChangeBindings) -> web.Response:
+async def _update(request: web.Request, change: ChangeBindings, rule: IdRule) -> web.Response:
     context = context_of(request)
-    parsed = await body_request(request, UpdateAccessBindingsRequest, dict(request.match_info))
+    path = checked_path(request.match_info, resourceId=rule)
+    parsed = await body_request(request, UpdateAccessBindingsRequest, path)
     _update_deltas(set(), parsed)  # validate every delta before touching the store
     operation = await change(
         request.app,
@@ -246,19 +244,19 @@ async def _update(request: web.Request, change: ChangeBindings) -> web.Response:
 
 @routes.post(IMAGE + ":setAccessBindings")
 async def set_image_access_bindings(request: web.Request) -> web.Response:
-    return await _set(request, _change_image_bindings)
+    return await _set(request, _change_image_bindings, IMAGE_ID)
 
 
 @routes.post(IMAGE + ":updateAccessBindings")
 async def update_image_access_bindings(request: web.Request) -> web.Response:
-    return await _update(request, _change_image_bindings)
+    return await _update(request, _change_image_bindings, IMAGE_ID)
 
 
 @routes.post(FOLDER + ":setAccessBindings")
 async def set_folder_access_bindings(request: web.Request) -> web.Response:
-    return await _set(request, _change_folder_bindings)
+    return await _set(request, _change_folder_bindings, FOLDER_ID)
 
 
 @routes.post(FOLDER + ":updateAccessBindings")
 async def update_folder_access_bindings(request: web.Request) -> web.Response:
-    return await _update(request, _change_folder_bindings)
+    return await _update(request, _change_folder_bindings, FOLDER_ID)

@@ -10,12 +10,14 @@ at all answers exactly like a missing one (404); a role without the permission, 
 import enum
 import functools
 
+from contracts.access import AccessBindingsOperationResult
 from contracts.errors import NotFound, PermissionDenied
+from contracts.operations import Operation
 from gateway.context import RequestContext
 from store import bindings, images
 from store.db import Connection
 from store.images import ImageRecord
-from store.operations import OperationRecord
+from store.operations import OperationRecord, to_operation
 
 
 class Permission(enum.StrEnum):
@@ -171,6 +173,27 @@ async def require_on_operation(
     if not held and not creator:
         raise missing_operation(record.id)
     raise PermissionDenied(f"permission {permission} is required on {record.resource_id}")
+
+
+async def shown_operations(
+    conn: Connection, context: RequestContext, records: list[OperationRecord]
+) -> list[Operation]:
+    """The operations as the caller may see them: the effective deltas of a binding change
+    only to whoever may list those bindings (of the image, or of the folder); anyone else
+    gets its result without them."""
+    may_list: dict[tuple[str, ...], bool] = {}
+    shown = []
+    for record in records:
+        operation = to_operation(record)
+        if isinstance(operation.response, AccessBindingsOperationResult):
+            resources = _operation_resources(record)
+            if resources not in may_list:
+                held = await permissions(conn, context, resources)
+                may_list[resources] = Permission.LIST_BINDINGS in held
+            if not may_list[resources]:
+                operation.response = AccessBindingsOperationResult()
+        shown.append(operation)
+    return shown
 
 
 async def latest_ready(

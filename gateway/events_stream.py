@@ -8,9 +8,10 @@ followed live. Everything sent is read from the log, in position order, so a res
 misses and repeats nothing; the bus only wakes streams up (gateway/event_feed.py).
 
 An `id:` line without data (the start position, or the position after events a `type`
-filter skipped) moves the client's Last-Event-ID on without an event. A position whose
-successors were pruned is refused with 400 OUT_OF_RANGE before the stream starts, or ends
-a running stream with a `kiln.error` event: never a silent gap.
+filter skipped or the caller may not see: binding changes of an image whose bindings it may
+not list, gateway/binding_events.py) moves the client's Last-Event-ID on without an event.
+A position whose successors were pruned is refused with 400 OUT_OF_RANGE before the stream
+starts, or ends a running stream with a `kiln.error` event: never a silent gap.
 """
 
 import asyncio
@@ -28,7 +29,7 @@ from contracts.base import Message, RequiredId
 from contracts.errors import ApiError, Code, InvalidArgument
 from contracts.events import event_type
 from contracts.operations import RequestInfo, Status
-from gateway import authz
+from gateway import authz, binding_events
 from gateway.authz import Permission
 from gateway.context import RequestContext, context_of
 from gateway.event_feed import EventFeed, prune_periodically
@@ -192,16 +193,20 @@ class EventStream:
                 page = await event_log.read_after(conn, self._folder_id, cursor, BATCH)
 
     async def _send(self, page: Page) -> int:
-        """Write the page's events (those the filter keeps); the position now reached."""
+        """Write the page's events (those the filter keeps and the caller may see); the
+        position now reached."""
         if not page.entries:
             return page.after
-        parts = [
-            _frame(entry.position, entry.type, entry.body)
+        context, db = context_of(self._request), self._request.app[DB]
+        hidden = await binding_events.withheld(db, context, self._folder_id, page.entries)
+        shown = [
+            entry
             for entry in page.entries
-            if not self._types or entry.type in self._types
+            if entry.position not in hidden and (not self._types or entry.type in self._types)
         ]
+        parts = [_frame(entry.position, entry.type, entry.body) for entry in shown]
         last = page.entries[-1]
-        if self._types and last.type not in self._types:
+        if not shown or shown[-1] is not last:
             parts.append(f"id: {last.position}\n\n".encode())
         await self._write(b"".join(parts))
         return last.position

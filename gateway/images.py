@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from contracts.errors import InvalidArgument, NotFound
+from contracts.ids import IMAGE_ID, checked_path
 from contracts.images import (
     CreateImageRequest,
     DeleteImageRequest,
@@ -25,15 +26,19 @@ from gateway.writes import idempotency_claim
 from store import images, operations
 from store.db import Connection
 from store.images import ImageRecord, SortColumn, to_image
-from store.operations import OperationRecord, to_operation
+from store.operations import OperationRecord
 
 routes = web.RouteTableDef()
 _ID_LENGTH = 20
 
 
+def _path(request: web.Request) -> dict[str, str]:
+    return checked_path(request.match_info, imageId=IMAGE_ID)
+
+
 @routes.get("/compute/v1/images/{imageId:[^/:]+}")
 async def get_image(request: web.Request) -> web.Response:
-    parsed = query_request(request, GetImageRequest, dict(request.match_info))
+    parsed = query_request(request, GetImageRequest, _path(request))
     async with request.app[DB].reading() as conn:
         image = await authz.image(conn, context_of(request), parsed.image_id, Permission.GET)
     return respond(to_image(image))
@@ -97,24 +102,22 @@ async def list_images(request: web.Request) -> web.Response:
 
 @routes.get("/compute/v1/images/{imageId:[^/:]+}/operations")
 async def list_operations(request: web.Request) -> web.Response:
-    parsed = query_request(request, ListImageOperationsRequest, dict(request.match_info))
+    parsed = query_request(request, ListImageOperationsRequest, _path(request))
     scope = f"operations\n{parsed.image_id}"
     tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
     after = None
     if parsed.page_token:
         created_at, operation_id = _after(tokens.open(scope, parsed.page_token), "created_at")
         after = (int(created_at), str(operation_id))
+    context = context_of(request)
     async with request.app[DB].reading() as conn:
-        rows = await _operations_page(conn, context_of(request), parsed.image_id, after, limit)
+        rows = await _operations_page(conn, context, parsed.image_id, after, limit)
+        shown = await authz.shown_operations(conn, context, rows[:limit])
     more = len(rows) > limit
     token = (
         tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
     )
-    return respond(
-        ListImageOperationsResponse(
-            operations=[to_operation(r) for r in rows[:limit]], next_page_token=token
-        )
-    )
+    return respond(ListImageOperationsResponse(operations=shown, next_page_token=token))
 
 
 async def _operations_page(
@@ -145,7 +148,7 @@ async def create_image(request: web.Request) -> web.Response:
 @routes.patch("/compute/v1/images/{imageId:[^/:]+}")
 async def update_image(request: web.Request) -> web.Response:
     context = context_of(request)
-    parsed = await body_request(request, UpdateImageRequest, dict(request.match_info))
+    parsed = await body_request(request, UpdateImageRequest, _path(request))
     key = idempotency_claim(request, context, parsed)
     return respond(await image_writes.update_image(request.app, context, parsed, key))
 
@@ -153,6 +156,6 @@ async def update_image(request: web.Request) -> web.Response:
 @routes.delete("/compute/v1/images/{imageId:[^/:]+}")
 async def delete_image(request: web.Request) -> web.Response:
     context = context_of(request)
-    parsed = query_request(request, DeleteImageRequest, dict(request.match_info))
+    parsed = query_request(request, DeleteImageRequest, _path(request))
     key = idempotency_claim(request, context, parsed)
     return respond(await image_writes.delete_image(request.app, context, parsed.image_id, key))

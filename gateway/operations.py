@@ -5,6 +5,7 @@ from aiohttp import web
 
 from contracts.enums import ImageStatus
 from contracts.errors import Code, FailedPrecondition
+from contracts.ids import OPERATION_ID, checked_path
 from contracts.metrics import operation_finished
 from contracts.operations import GetOperationRequest, cancelled_status
 from contracts.outbox import OutboxMessage
@@ -24,6 +25,10 @@ routes = web.RouteTableDef()
 CANCELLED = cancelled_status()
 
 
+def _path(request: web.Request) -> dict[str, str]:
+    return checked_path(request.match_info, operationId=OPERATION_ID)
+
+
 async def _existing(conn: Connection, operation_id: str, *, lock: bool = False) -> OperationRecord:
     record = await operations.get(conn, operation_id, lock=lock)
     if record is None:
@@ -33,11 +38,13 @@ async def _existing(conn: Connection, operation_id: str, *, lock: bool = False) 
 
 @routes.get("/operations/{operationId:[^/:]+}")
 async def get_operation(request: web.Request) -> web.Response:
-    parsed = query_request(request, GetOperationRequest, dict(request.match_info))
+    parsed = query_request(request, GetOperationRequest, _path(request))
+    context = context_of(request)
     async with request.app[DB].reading() as conn:
         record = await _existing(conn, parsed.operation_id)
-        await authz.require_on_operation(conn, context_of(request), record, Permission.GET)
-    return respond(to_operation(record))
+        await authz.require_on_operation(conn, context, record, Permission.GET)
+        (operation,) = await authz.shown_operations(conn, context, [record])
+    return respond(operation)
 
 
 async def _cancel_unclaimed_create(
@@ -59,7 +66,7 @@ async def _cancel_unclaimed_create(
 async def cancel_operation(request: web.Request) -> web.Response:
     if request.method not in ("GET", "POST"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
-    parsed = query_request(request, GetOperationRequest, dict(request.match_info))
+    parsed = query_request(request, GetOperationRequest, _path(request))
     now, rows, ended_here = now_us(), [], False
     async with request.app[DB].transaction() as conn:
         record = await _existing(conn, parsed.operation_id)

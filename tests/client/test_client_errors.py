@@ -16,6 +16,7 @@ from contracts.errors import Code
 from kiln.client import Image, KilnClient, KilnError
 
 FORWARDED = ("Idempotency-Key", "Content-Type", "Authorization")
+MISSING_IMAGE, MISSING_OPERATION = "img" + "0" * 17, "opr" + "0" * 17  # well-formed, unknown
 CONTRACT_400 = b'{"code":3,"message":"name: bad","details":[]}'
 
 
@@ -82,12 +83,12 @@ def fast_client(url: str, **options: object) -> KilnClient:
 
 async def test_not_found_error_fields(client: KilnClient) -> None:
     with pytest.raises(KilnError) as caught:
-        await client.get_image("imgmissing")
+        await client.get_image(MISSING_IMAGE)
     error = caught.value
     assert (error.code, error.code_name, error.http_status) == (Code.NOT_FOUND, "NOT_FOUND", 404)
-    assert error.message == "image imgmissing not found"
+    assert error.message == f"image {MISSING_IMAGE} not found"
     assert uuid.UUID(error.request_id)
-    assert str(error) == "NOT_FOUND: image imgmissing not found"
+    assert str(error) == f"NOT_FOUND: image {MISSING_IMAGE} not found"
 
 
 async def test_invalid_argument_error_fields(client: KilnClient, folder: str) -> None:
@@ -152,7 +153,7 @@ async def test_retries_429_and_non_json_5xx(
     script = [(429, "before", b""), (500, "before", b"<html>oops</html>")]
     async with flaky(kiln_dev, *script) as fake, fast_client(fake.url, token=admin_token) as kiln:
         with pytest.raises(KilnError) as caught:
-            await kiln.get_operation("oprmissing")
+            await kiln.get_operation(MISSING_OPERATION)
     assert len(fake.seen) == 3
     assert (caught.value.code, caught.value.http_status) == (Code.NOT_FOUND, 404)
 

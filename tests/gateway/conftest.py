@@ -33,6 +33,9 @@ from support.auth import gateway_settings as auth_settings
 
 FOLDER = "folder-a"
 OTHER_FOLDER = "folder-b"
+# Well-formed ids (contracts/ids.py) that name nothing.
+MISSING_IMAGE = "img" + "0" * 17
+MISSING_OPERATION = "opr" + "0" * 17
 URI = "https://images.example.com/disk.qcow2"
 GIB = 1024**3
 MIB4 = 4 * 1024**2

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.settings import GatewaySettings
 from support.auth import gateway_settings as auth_settings
-from tests.gateway.conftest import Api, Reply
+from tests.gateway.conftest import MISSING_IMAGE, Api, Reply
 
 ACCESS = "type.googleapis.com/yandex.cloud.access."
 
@@ -203,10 +203,34 @@ async def test_bad_bindings_are_refused(api: Api) -> None:
     assert await bindings_of(api, image_id) == []
 
 
+UNKNOWN_SYSTEM_SUBJECTS = ["allAuthenticatedUser", "allusers", "group:organization:o1:users"]
+
+
+async def test_unknown_system_subjects_are_refused(api: Api) -> None:
+    """Only allUsers and allAuthenticatedUsers mean anything: any other system subject would
+    be stored and match nobody, so a typo would silently grant (or revoke) nothing."""
+    image_id = await api.new_image()
+    for path in (f"/compute/v1/images/{image_id}", "/resource-manager/v1/folders/folder-a"):
+        for subject in UNKNOWN_SYSTEM_SUBJECTS:
+            unknown = binding("viewer", subject, "system")
+            grants = {"accessBindings": [binding("viewer", "u1"), unknown]}
+            set_reply = await api.call("POST", f"{path}:setAccessBindings", json_body=grants)
+            _assert_invalid(set_reply, "accessBindings[1].subject.id", subject)
+            assert subject in set_reply.message
+            for action in ("ADD", "REMOVE"):
+                deltas = {"accessBindingDeltas": [{"action": action, "accessBinding": unknown}]}
+                reply = await api.call("POST", f"{path}:updateAccessBindings", json_body=deltas)
+                _assert_invalid(reply, "accessBindingDeltas[0].accessBinding.subject.id", subject)
+        assert (await api.call("GET", f"{path}:listAccessBindings")).json == {}
+    everyone = [binding("viewer", s, "system") for s in ("allUsers", "allAuthenticatedUsers")]
+    accepted = await api.set_bindings(image_id, {"accessBindings": everyone})
+    assert len(effective(accepted, "SetAccessBindingsMetadata", image_id)) == 2
+
+
 async def test_more_than_1000_bindings_are_refused(api: Api) -> None:
     """1000 bindings need more than 64 KiB of JSON: this module's gateway takes 1 MiB."""
     image_id = await api.new_image()
-    many = [binding("viewer", f"u{n}", "system") for n in range(1001)]
+    many = [binding("viewer", f"u{n}", "serviceAccount") for n in range(1001)]
 
     too_many_set = await api.set_bindings(image_id, {"accessBindings": many})
     too_many_update = await api.update_bindings(
@@ -254,10 +278,10 @@ async def test_list_pages_through_the_bindings(api: Api) -> None:
 
 async def test_unknown_image_is_404_for_every_binding_method(api: Api) -> None:
     replies = [
-        await api.list_bindings("img-missing"),
-        await api.set_bindings("img-missing", {"accessBindings": [binding("viewer", "u1")]}),
+        await api.list_bindings(MISSING_IMAGE),
+        await api.set_bindings(MISSING_IMAGE, {"accessBindings": [binding("viewer", "u1")]}),
         await api.update_bindings(
-            "img-missing", {"accessBindingDeltas": [delta("ADD", "viewer", "u1")]}
+            MISSING_IMAGE, {"accessBindingDeltas": [delta("ADD", "viewer", "u1")]}
         ),
     ]
 

@@ -11,7 +11,7 @@ from contracts.enums import ImageStatus
 from contracts.names import DELETE_QUEUE
 from store import images, operations
 from store.db import Database
-from tests.gateway.conftest import Api, FinishReady
+from tests.gateway.conftest import MISSING_IMAGE, Api, FinishReady
 
 DELETE_METADATA = "type.googleapis.com/yandex.cloud.compute.v1.DeleteImageMetadata"
 BINDING = {"roleId": "viewer", "subject": {"id": "u1", "type": "userAccount"}}
@@ -112,7 +112,7 @@ async def test_an_image_in_error_can_be_deleted(api: Api, db: Database) -> None:
 
 
 async def test_delete_of_an_unknown_image_is_404(api: Api) -> None:
-    reply = await api.delete("img-missing")
+    reply = await api.delete(MISSING_IMAGE)
     overlong = await api.delete("i" * 51)
 
     assert (reply.status, reply.code) == (404, 5), reply.body
@@ -189,7 +189,7 @@ async def test_operations_pagination(api: Api, ids_one_ms_apart: None) -> None:
 
 
 async def test_operations_of_an_unknown_image_is_404(api: Api) -> None:
-    reply = await api.operations("img-missing")
+    reply = await api.operations(MISSING_IMAGE)
 
     assert (reply.status, reply.code) == (404, 5), reply.body
 

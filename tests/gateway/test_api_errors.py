@@ -5,7 +5,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-from tests.gateway.conftest import FOLDER, URI, Api, Reply
+from tests.gateway.conftest import FOLDER, MISSING_IMAGE, URI, Api, Reply
 
 REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 HTTP_OF_CODE = {1: 499, 3: 400, 5: 404, 6: 409, 9: 400, 10: 409, 12: 405, 13: 500, 14: 503}
@@ -155,7 +155,7 @@ async def test_error_codes_match_their_http_status(api: Api) -> None:
     image_id = await api.new_image(name="taken")
     await api.delete(image_id)
     replies = [
-        await api.get("img-missing"),  # 5
+        await api.get(MISSING_IMAGE),  # 5
         await api.create(name="taken"),  # 6
         await api.delete(image_id),  # 9
         await api.create(name="Bad"),  # 3

@@ -7,7 +7,7 @@ import msgspec
 from contracts.enums import ImageStatus
 from store import images
 from store.db import Database
-from tests.gateway.conftest import FOLDER, GIB, OTHER_FOLDER, Api, FinishReady
+from tests.gateway.conftest import FOLDER, GIB, MISSING_IMAGE, OTHER_FOLDER, Api, FinishReady
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z")
 REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
@@ -63,8 +63,9 @@ async def test_get_unknown_image_is_404_in_the_error_shape(api: Api) -> None:
 
 async def test_get_refuses_an_overlong_id_and_query_fields(api: Api) -> None:
     overlong = await api.get("i" * 51)
-    query = await api.call("GET", "/compute/v1/images/img1", params={"name": "x"})
-    path_field = await api.call("GET", "/compute/v1/images/img1", params={"imageId": "img2"})
+    path = f"/compute/v1/images/{MISSING_IMAGE}"
+    query = await api.call("GET", path, params={"name": "x"})
+    path_field = await api.call("GET", path, params={"imageId": "img2"})
 
     for reply, field in ((overlong, "imageId"), (query, "name"), (path_field, "imageId")):
         assert (reply.status, reply.code) == (400, 3), reply.body

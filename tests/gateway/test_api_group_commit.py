@@ -13,7 +13,7 @@ import pytest
 from gateway.keys import CREATES, UPDATES
 from store import event_log
 from support.auth import bearer
-from tests.gateway.conftest import FOLDER, Api, FinishReady, Reply
+from tests.gateway.conftest import FOLDER, MISSING_IMAGE, Api, FinishReady, Reply
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ async def test_a_refused_update_fails_only_its_own_request(
     batch_sizes.clear()
     replies = await at_once(
         api.update(image_ids[0], {"updateMask": "name", "name": "img-1"}),  # taken
-        api.update("img-missing", {"description": "x"}),
+        api.update(MISSING_IMAGE, {"description": "x"}),
         api.call(
             "PATCH",
             f"/compute/v1/images/{image_ids[2]}",

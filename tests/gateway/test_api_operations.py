@@ -3,7 +3,7 @@
 from store import operations
 from store.clock import now_us
 from store.db import Database
-from tests.gateway.conftest import Api, FinishReady
+from tests.gateway.conftest import MISSING_OPERATION, Api, FinishReady
 
 IMAGE_TYPE = "type.googleapis.com/yandex.cloud.compute.v1.Image"
 
@@ -17,11 +17,11 @@ async def test_get_operation(api: Api) -> None:
 
 
 async def test_get_unknown_operation_is_404(api: Api) -> None:
-    reply = await api.operation("opr00000000000000000")
-    query = await api.call("GET", "/operations/opr1", params={"verbose": "1"})
+    reply = await api.operation(MISSING_OPERATION)
+    query = await api.call("GET", f"/operations/{MISSING_OPERATION}", params={"verbose": "1"})
 
     assert (reply.status, reply.code) == (404, 5), reply.body
-    assert "opr00000000000000000" in reply.message
+    assert MISSING_OPERATION in reply.message
     assert (query.status, query.code) == (400, 3) and "verbose" in query.message
 
 
@@ -99,7 +99,7 @@ async def test_cancel_of_a_delete_is_a_failed_precondition(api: Api) -> None:
 
 async def test_cancel_of_an_unknown_operation_is_404(api: Api) -> None:
     for method in ("GET", "POST"):
-        reply = await api.cancel("opr-missing", method)
+        reply = await api.cancel(MISSING_OPERATION, method)
         assert (reply.status, reply.code) == (404, 5), reply.body
 
 

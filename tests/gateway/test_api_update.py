@@ -3,7 +3,7 @@ Operation carrying the new Image."""
 
 from typing import Any
 
-from tests.gateway.conftest import GIB, Api, FinishReady, Reply
+from tests.gateway.conftest import GIB, MISSING_IMAGE, Api, FinishReady, Reply
 
 MIB4 = 4 * 1024**2
 UPDATE_METADATA = "type.googleapis.com/yandex.cloud.compute.v1.UpdateImageMetadata"
@@ -189,7 +189,7 @@ async def test_renaming_onto_a_taken_name_conflicts(api: Api, finish_ready: Fini
 
 
 async def test_update_of_an_unknown_image_is_404(api: Api) -> None:
-    reply = await api.update("img-missing", {"updateMask": "name", "name": "x"})
+    reply = await api.update(MISSING_IMAGE, {"updateMask": "name", "name": "x"})
 
     assert (reply.status, reply.code) == (404, 5), reply.body
 
