@@ -24,6 +24,7 @@ BLOBS = "blob store"
 DEFAULT_DEADLINE = 600.0  # seconds
 PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
 LONGEST_PAUSE = 15.0
+BLOB_POLL = 1.0  # seconds between looks at a full blob store (a statvfs)
 
 
 class DependencyDeadline(Exception):
@@ -59,15 +60,17 @@ class Outages:
     async def _wait_for(
         self, dependency: str, fault: Exception, started: float, pauses: Iterator[float]
     ) -> None:
-        """Pause; for the blob store, pause on until it takes writes."""
-        while True:
-            pause = next(pauses)
-            waited = time.monotonic() - started
-            if waited + pause > self.deadline:
-                raise DependencyDeadline(dependency, waited, fault) from fault
-            await asyncio.sleep(pause)
-            if dependency == STORE or await self._writable():
-                return
+        """Pause, growing from one fault to the next; for the blob store, then on until it has
+        room again, looking every second."""
+        await self._sleep(next(pauses), dependency, fault, started)
+        while dependency == BLOBS and not await self._writable():
+            await self._sleep(BLOB_POLL, dependency, fault, started)
+
+    async def _sleep(self, pause: float, dependency: str, fault: Exception, started: float) -> None:
+        waited = time.monotonic() - started
+        if waited + pause > self.deadline:
+            raise DependencyDeadline(dependency, waited, fault) from fault
+        await asyncio.sleep(pause)
 
 
 def _pauses() -> Iterator[float]:

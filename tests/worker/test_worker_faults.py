@@ -1,19 +1,26 @@
 """Faults: a worker that dies holding a lease, a worker stopped mid-import, poison messages,
 and outbox rows left unsent. Every image still ends in a final state, READY at most once."""
 
+import contextlib
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from bus import OutgoingMessage
+from bus.base import Delivery
 from bus.topology import DELIVERY_LIMIT
+from contracts.commands import CreateImage, command_encoder
 from contracts.enums import ImageStatus
 from contracts.errors import Code
+from contracts.ids import new_id
 from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE
 from store import outbox
 from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import EventLog, GatewayDouble, Source, WorkerFactory, wait_until
-from worker.dead_letter import DEAD_LETTERED
+from worker.dead_letter import DEAD_LETTERED, DeadLetterHandler
 from worker.sources import DiskKind, ResolvedSource
 
 Logs = list[MutableMapping[str, Any]]
@@ -161,3 +168,34 @@ async def test_the_relay_publishes_rows_left_unsent(
             return await outbox.backlog(conn) == 0
 
     await wait_until(all_sent)
+
+
+async def test_a_dead_lettered_command_is_counted_once_however_often_it_is_handled() -> None:
+    """The dead-letter handler's own failures bring the message back: not a second death."""
+    attempts: list[object] = []
+
+    async def settle(transition: object, failure: object) -> SimpleNamespace:
+        attempts.append(failure)
+        if len(attempts) == 1:
+            raise RuntimeError("the first settle fails")
+        return SimpleNamespace(applied=True)
+
+    handler = DeadLetterHandler(settle)  # type: ignore[arg-type]
+    labels = {"queue": CREATE_QUEUE, "reason": "delivery_limit"}
+    body = command_encoder.encode(
+        CreateImage(command_id="c-1", operation_id=new_id("opr"), image_id=new_id("img"))
+    )
+    before = REGISTRY.get_sample_value("kiln_dead_lettered_messages_total", labels) or 0.0
+    for count in (1, 2):
+        delivery = Delivery(
+            routing_key="",
+            body=body,
+            message_id="m-1",
+            delivery_count=count,
+            headers={"x-first-death-queue": CREATE_QUEUE, "x-first-death-reason": "delivery_limit"},
+        )
+        with contextlib.suppress(RuntimeError):
+            await handler(delivery)
+
+    assert len(attempts) == 2
+    assert REGISTRY.get_sample_value("kiln_dead_lettered_messages_total", labels) == before + 1
