@@ -22,7 +22,7 @@ from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
 from kiln import logs, tokens
 from kiln.settings import Settings, env_name
-from store import open_database
+from store import clock, open_database
 from store.db import Database
 from worker.blob_stores import opened_blob_store
 from worker.blobs import BlobStore
@@ -131,6 +131,7 @@ def warn_unchecked_claims(settings: Settings) -> None:
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
     db = await open_database(settings.database)
+    in_step = asyncio.create_task(clock.keep_in_step(db), name="kiln-clock")
     try:
         bus = connect_bus(settings.broker_url)
         await bus.start()
@@ -139,6 +140,7 @@ async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bu
         finally:
             await bus.close()
     finally:
+        in_step.cancel()
         await db.close()
 
 

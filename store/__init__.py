@@ -2,8 +2,17 @@
 
 from pathlib import Path
 
+import structlog
+
+from store import clock
 from store.db import Connection, Database, StoreError, StoreUnavailable, UniqueViolation
 from store.schema import migrate
+
+log = structlog.get_logger(__name__)
+
+# This process's clock is that far from the database's: worth a word to an operator (Kiln
+# itself uses the database's time either way).
+CLOCK_WARNING_US = 5_000_000
 
 __all__ = [
     "Connection",
@@ -31,4 +40,7 @@ async def open_database(url: str) -> Database:
     else:
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
     await migrate(db)
+    offset = await clock.sync(db)
+    if abs(offset) > CLOCK_WARNING_US:
+        log.warning("clock.offset", offset_seconds=offset / 1_000_000)
     return db

@@ -198,9 +198,9 @@ class Deployment:
         await gateway.wait_listening()
         return gateway
 
-    async def worker(self, **overrides: Any) -> KilnProcess:
-        """A worker, once it consumes its queues."""
-        worker = await self._spawn("worker", self.env(**overrides))
+    async def worker(self, environ: dict[str, str] | None = None, **overrides: Any) -> KilnProcess:
+        """A worker, once it consumes its queues; `environ`: more environment variables."""
+        worker = await self._spawn("worker", {**self.env(**overrides), **(environ or {})})
         await worker.wait_logged("worker.started", START_TIMEOUT)
         return worker
 
