@@ -67,6 +67,10 @@ DEPENDENCY_UNAVAILABLE = Counter(
     "Handler runs that found a dependency unavailable (the command waits for it), by dependency.",
     ["dependency"],
 )
+TEMPORARY_SWEPT = Counter(
+    "kiln_temporary_files_swept_total",
+    "Temporary blob files, objects and uploads that killed imports left, removed by the sweep.",
+)
 QUEUE_DEPTH = Gauge(
     "kiln_queue_depth_messages",
     "Messages ready in each Kiln queue, as the worker last saw them.",

@@ -165,8 +165,8 @@ class S3BlobStore:
         return True
 
     async def sweep_temporary(self, max_age: float) -> int:
-        """Abort uploads and delete temporary objects older than `max_age` seconds (left by a
-        killed import); how many were removed."""
+        """Abort uploads no part was written to, and delete temporary objects not written, for
+        `max_age` seconds (left by a killed import); how many were removed."""
         cutoff = datetime.now(UTC) - timedelta(seconds=max_age)
         removed = 0
         with translated():
@@ -175,7 +175,8 @@ class S3BlobStore:
             for prefix in (self._join("tmp", ""), self._join("sha256", "")):  # uploads, copies
                 async for page in uploads.paginate(Bucket=self.bucket, Prefix=prefix):
                     for upload in page.get("Uploads", []):
-                        if upload["Initiated"] < cutoff:
+                        stale = upload["Initiated"] < cutoff
+                        if stale and await self._last_written(client, upload) < cutoff:
                             await self.abort_uploads(client, upload["Key"], upload["UploadId"])
                             removed += 1
             objects = client.get_paginator("list_objects_v2")
@@ -185,6 +186,17 @@ class S3BlobStore:
                         await client.delete_object(Bucket=self.bucket, Key=item["Key"])
                         removed += 1
         return removed
+
+    async def _last_written(self, client: Client, upload: dict[str, Any]) -> datetime:
+        """When a part was last added to an upload (its start, before the first part): a long
+        import of a live worker keeps adding parts."""
+        latest = upload["Initiated"]
+        parts = client.get_paginator("list_parts")
+        pages = parts.paginate(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        async for page in pages:
+            for part in page.get("Parts", []):
+                latest = max(latest, part["LastModified"])
+        return latest  # type: ignore[no-any-return]
 
     async def client(self) -> Client:
         async with self._opening:

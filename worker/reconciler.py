@@ -10,7 +10,7 @@ import structlog
 
 from bus.outbox import OutboxPublisher
 from contracts.commands import Command, CreateImage, DeleteImage, command_message
-from contracts.metrics import RECONCILER_REDRIVES
+from contracts.metrics import RECONCILER_REDRIVES, TEMPORARY_SWEPT
 from contracts.outbox import OutboxMessage
 from store import operations, outbox
 from store.clock import now_us
@@ -23,7 +23,7 @@ from worker.config import WorkerConfig, seconds_us
 log = structlog.get_logger(__name__)
 
 BATCH = 200
-TEMP_MAX_AGE = 3600.0  # seconds: older temporary blob files belong to no running import
+SWEEP_EVERY = 60.0  # seconds between sweeps of temporary files
 _COMMANDS: dict[str, type[Command]] = {
     operations.CREATE: CreateImage,
     operations.DELETE: DeleteImage,
@@ -38,8 +38,15 @@ def command_row(op: OperationRecord) -> OutboxMessage:
     return command_message(command)
 
 
-def sweep_temporary(tmp_dir: Path, max_age: float = TEMP_MAX_AGE) -> int:
-    """Remove temporary blob files older than `max_age` seconds (left by a killed import)."""
+def temporary_max_idle(config: WorkerConfig) -> float:
+    """How long a temporary file may go unwritten before it is taken for a killed import's:
+    a running import writes at least every idle timeout, and renews its lease meanwhile."""
+    return max(300.0, 10 * config.lease_seconds, 10 * config.idle_timeout)
+
+
+def sweep_temporary(tmp_dir: Path, max_age: float) -> int:
+    """Remove temporary blob files not written for `max_age` seconds (left by a killed
+    import)."""
     cutoff, removed = time.time() - max_age, 0
     for path in tmp_dir.glob("blob-*.part"):
         try:
@@ -51,9 +58,7 @@ def sweep_temporary(tmp_dir: Path, max_age: float = TEMP_MAX_AGE) -> int:
     return removed
 
 
-def temporary_sweeper(
-    blobs: BlobStore, max_age: float = TEMP_MAX_AGE
-) -> Callable[[], Awaitable[int]] | None:
+def temporary_sweeper(blobs: BlobStore, max_age: float) -> Callable[[], Awaitable[int]] | None:
     """How to remove what killed imports left in `blobs`: temporary files, or temporary objects
     and unfinished multipart uploads."""
     if isinstance(blobs, FileBlobStore):
@@ -80,18 +85,30 @@ class Reconciler:
         self._sweep = sweep
 
     async def run(self) -> None:
-        """Sweep orphaned temporary files once, then reconcile every period until cancelled."""
-        if self._sweep is not None:
-            try:
-                log.info("reconciler.swept", temporary_files=await self._sweep())
-            except Exception as exc:
-                log.warning("reconciler.sweep_failed", error=repr(exc))
+        """Reconcile every period, and sweep orphaned temporary files every SWEEP_EVERY
+        seconds (at once too), until cancelled."""
+        swept_at = -SWEEP_EVERY
         while True:
+            if time.monotonic() - swept_at >= SWEEP_EVERY:
+                swept_at = time.monotonic()
+                await self._sweep_temporary()
             try:
                 await self.reconcile_once()
             except Exception:
                 log.exception("reconciler.failed")
             await asyncio.sleep(self._every)
+
+    async def _sweep_temporary(self) -> None:
+        if self._sweep is None:
+            return
+        try:
+            removed = await self._sweep()
+        except Exception as exc:
+            log.warning("reconciler.sweep_failed", error=repr(exc))
+            return
+        TEMPORARY_SWEPT.inc(removed)
+        if removed:
+            log.info("reconciler.swept", temporary_files=removed)
 
     async def reconcile_once(self) -> int:
         """Re-publish the command of every expired worker operation; how many were re-driven."""

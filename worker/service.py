@@ -19,7 +19,7 @@ from worker.dead_letter import DeadLetterHandler
 from worker.handlers import CommandHandlers
 from worker.observe import observed, poll_gauges
 from worker.outbox import OutboxRelay
-from worker.reconciler import Reconciler, temporary_sweeper
+from worker.reconciler import Reconciler, temporary_max_idle, temporary_sweeper
 from worker.settle import Settler
 from worker.sources import DirectoryDiskSource, DiskSource
 
@@ -54,7 +54,8 @@ class Worker:
         self._settle = Settler(db, publisher, self.blobs, deadline=config.dependency_deadline)
         self.handlers = CommandHandlers(db, self._settle, config, self.blobs, disks)
         self.dead_letters = DeadLetterHandler(self._settle)
-        self.reconciler = Reconciler(db, publisher, config, temporary_sweeper(self.blobs))
+        sweep = temporary_sweeper(self.blobs, temporary_max_idle(config))
+        self.reconciler = Reconciler(db, publisher, config, sweep)
         self.relay = OutboxRelay(
             db, publisher, self._marker, every=config.relay_every, after=config.relay_after
         )

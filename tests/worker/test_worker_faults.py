@@ -2,11 +2,14 @@
 and outbox rows left unsent. Every image still ends in a final state, READY at most once."""
 
 import contextlib
+import os
+import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from bus import OutgoingMessage
@@ -20,7 +23,9 @@ from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE
 from store import outbox
 from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import EventLog, GatewayDouble, Source, WorkerFactory, wait_until
+from worker import reconciler
 from worker.dead_letter import DEAD_LETTERED, DeadLetterHandler
+from worker.reconciler import temporary_max_idle
 from worker.sources import DiskKind, ResolvedSource
 
 Logs = list[MutableMapping[str, Any]]
@@ -199,3 +204,24 @@ async def test_a_dead_lettered_command_is_counted_once_however_often_it_is_handl
 
     assert len(attempts) == 2
     assert REGISTRY.get_sample_value("kiln_dead_lettered_messages_total", labels) == before + 1
+
+
+async def test_temporary_files_left_by_a_killed_import_are_swept_while_the_worker_runs(
+    start_worker: WorkerFactory, blob_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only at start-up: a worker that never restarts still clears what others left."""
+    monkeypatch.setattr(reconciler, "SWEEP_EVERY", 0.2)
+    before = REGISTRY.get_sample_value("kiln_temporary_files_swept_total") or 0.0
+    worker = await start_worker(reconcile_every=0.1)
+    tmp = blob_root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    left, live = tmp / "blob-left.part", tmp / "blob-live.part"
+    left.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    unwritten = time.time() - temporary_max_idle(worker.config) - 1
+    os.utime(left, (unwritten, unwritten))
+
+    await wait_until(lambda: not left.exists())
+
+    assert live.exists()
+    assert REGISTRY.get_sample_value("kiln_temporary_files_swept_total") == before + 1
