@@ -28,6 +28,10 @@ OPTIONS: list[tuple[str, str]] = [
     ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),
     ("disk_source_dir", "Directory of disk/snapshot files that diskId/snapshotId name."),
     ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
+    (
+        "max_streams_per_subject",
+        "Event streams one caller may hold open on a gateway at once (default 16).",
+    ),
     ("worker_prefetch", "Commands a worker runs at once (default 16)."),
     ("worker_fetches", "Imports a worker fetches at once; the others wait (default 16)."),
     (

@@ -102,6 +102,7 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
     require_auth(settings)
     return GatewaySettings(
         max_body_bytes=settings.max_body_bytes,
+        max_streams_per_subject=settings.max_streams_per_subject,
         disk_source_configured=settings.disk_source_dir is not None,
         import_allowed_hosts=settings.import_allowed_hosts,
         token_secret=settings.token_secret,
