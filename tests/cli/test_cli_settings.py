@@ -38,6 +38,7 @@ def test_values_are_coerced_from_text() -> None:
         ({"database_url": "mysql://x"}, "KILN_DATABASE_URL"),
         ({"broker_url": "kafka://x"}, "KILN_BROKER_URL"),
         ({"max_streams_per_subject": "0"}, "KILN_MAX_STREAMS_PER_SUBJECT"),
+        ({"http_header_timeout_seconds": "0"}, "KILN_HTTP_HEADER_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:
