@@ -41,13 +41,19 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     try:
         token = bearer_token(request.headers.get("Authorization"))
-        subject = await request.app[TOKENS].subject(token)
+        verified = await request.app[TOKENS].verify(token)
     except Unauthenticated as exc:
         response = error_response(request, Code.UNAUTHENTICATED, exc.message)
         response.headers["WWW-Authenticate"] = _CHALLENGE
         return response
-    admin = subject in request.app[SETTINGS].admins
-    set_context(request, msgspec.structs.replace(context_of(request), subject=subject, admin=admin))
+    subject = verified.subject
+    context = msgspec.structs.replace(
+        context_of(request),
+        subject=subject,
+        admin=subject in request.app[SETTINGS].admins,
+        expires_at=verified.expires_at,
+    )
+    set_context(request, context)
     structlog.contextvars.bind_contextvars(subject=subject)
     return await handler(request)
 

@@ -1,7 +1,7 @@
 """Who is calling and which request this is: built once per request by the middleware.
 
-Authentication (gateway/auth.py) fills `subject` and `admin`; handlers only ever read the
-context.
+Authentication (gateway/auth.py) fills `subject`, `admin` and `expires_at`; handlers only
+ever read the context.
 """
 
 import msgspec
@@ -12,6 +12,7 @@ class RequestContext(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     subject: str = ""  # the token's `sub`; empty until authenticated
     admin: bool = False  # one of KILN_ADMINS: admin of every folder
+    expires_at: float = 0.0  # the token's `exp` (seconds since the epoch); 0 until then
 
 
 _CONTEXT = web.RequestKey("context", RequestContext)

@@ -11,7 +11,9 @@ An `id:` line without data (the start position, or the position after events a `
 filter skipped or the caller may not see: binding changes of an image whose bindings it may
 not list, gateway/binding_events.py) moves the client's Last-Event-ID on without an event.
 A position whose successors were pruned is refused with 400 OUT_OF_RANGE before the stream
-starts, or ends a running stream with a `kiln.error` event: never a silent gap.
+starts, or ends a running stream with a `kiln.error` event: never a silent gap. So does the
+caller's token reaching its `exp`, or the caller losing the right to list the folder
+(gateway/stream_caller.py); each caller may hold a limited number of streams open at once.
 """
 
 import asyncio
@@ -34,7 +36,8 @@ from gateway.authz import Permission
 from gateway.context import RequestContext, context_of
 from gateway.event_feed import EventFeed, prune_periodically
 from gateway.http import query_request
-from gateway.keys import BUS, DB, EVENT_FEED, SEQUENCER
+from gateway.keys import BUS, DB, EVENT_FEED, SEQUENCER, SETTINGS, STREAM_SLOTS
+from gateway.stream_caller import CallerCheck, StreamSlots
 from store import event_log
 from store.db import StoreUnavailable
 from store.event_log import Page
@@ -136,17 +139,20 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     parsed = query_request(request, EventStreamRequest)
     types = parse_types(parsed.type)
     after = resume_point(request, parsed.last_event_id)
-    feed = request.app[EVENT_FEED]
-    async with feed.watch(parsed.folder_id) as wakeup:
-        page = await first_page(request.app, context_of(request), parsed.folder_id, after)
-        response = web.StreamResponse(
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
-        response.content_type = "text/event-stream"
-        response.headers["X-Request-Id"] = context_of(request).request_id
-        await response.prepare(request)
-        stream = EventStream(request, response, parsed.folder_id, types, feed)
-        await stream.run(page, wakeup)
+    feed, context = request.app[EVENT_FEED], context_of(request)
+    caller = CallerCheck(context, parsed.folder_id)
+    caller.require_token()
+    with request.app[STREAM_SLOTS].hold(context.subject):
+        async with feed.watch(parsed.folder_id) as wakeup:
+            page = await first_page(request.app, context, parsed.folder_id, after)
+            response = web.StreamResponse(
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            )
+            response.content_type = "text/event-stream"
+            response.headers["X-Request-Id"] = context.request_id
+            await response.prepare(request)
+            stream = EventStream(request, response, parsed.folder_id, types, feed, caller)
+            await stream.run(page, wakeup)
     return response
 
 
@@ -161,18 +167,23 @@ class EventStream:
         folder_id: str,
         types: frozenset[str],
         feed: EventFeed,
+        caller: CallerCheck,
     ) -> None:
         self._request = request
         self._response = response
         self._folder_id = folder_id
         self._types = types
         self._feed = feed
+        self._caller = caller
         self._last_write = time.monotonic()
 
     async def run(self, page: Page, wakeup: asyncio.Event) -> None:
         try:
             await self._write(f"retry: {RETRY_MS}\nid: {page.after}\n\n".encode())
             await self._follow(page, wakeup)
+        except ApiError as exc:
+            with contextlib.suppress(ConnectionError):
+                await self._error(exc)
         except ConnectionError:
             pass  # the client went away
         except StoreUnavailable as exc:
@@ -184,7 +195,8 @@ class EventStream:
         db = self._request.app[DB]
         while True:
             if page.pruned:
-                return await self._error(_pruned_message(self._folder_id, page.after))
+                raise OutOfRange(_pruned_message(self._folder_id, page.after))
+            await self._caller.check(db, delivering=bool(page.entries))
             cursor = await self._send(page)
             if len(page.entries) < BATCH and not await self._idle(wakeup):
                 return
@@ -212,9 +224,10 @@ class EventStream:
         return last.position
 
     async def _idle(self, wakeup: asyncio.Event) -> bool:
-        """Wait for a wake-up or the poll; False when the stream should end."""
+        """Wait for a wake-up, the poll or the caller's next check; False when the stream
+        should end."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), POLL_SECONDS)
+            await asyncio.wait_for(wakeup.wait(), min(POLL_SECONDS, self._caller.due_in()))
         transport = self._request.transport
         if self._feed.closing.is_set() or transport is None or transport.is_closing():
             return False
@@ -222,9 +235,10 @@ class EventStream:
             await self._write(b": keep-alive\n\n")
         return True
 
-    async def _error(self, message: str) -> None:
+    async def _error(self, error: ApiError) -> None:
+        """The stream's last event: why it ends, as the contract's error object."""
         details = [RequestInfo(request_id=context_of(self._request).request_id)]
-        status = Status(code=int(Code.OUT_OF_RANGE), message=message, details=details)
+        status = Status(code=int(error.code), message=error.message, details=details)
         await self._write(f"event: {ERROR_EVENT}\n".encode() + _data(_encoder.encode(status)))
 
     async def _write(self, data: bytes) -> None:
@@ -264,6 +278,7 @@ async def _end_streams(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     app[SEQUENCER] = EventSequencer(app[DB])
     app[EVENT_FEED] = EventFeed(app[BUS], app[SEQUENCER])
+    app[STREAM_SLOTS] = StreamSlots(app[SETTINGS].max_streams_per_subject)
     app.add_routes(routes)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_end_streams)

@@ -11,6 +11,7 @@ from gateway.event_feed import EventFeed
 from gateway.group_commit import GroupCommit
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
+from gateway.stream_caller import StreamSlots
 from gateway.tokens import TokenVerifier
 from gateway.update_batches import PendingUpdate
 from store.db import Database
@@ -28,3 +29,4 @@ TOKENS = web.AppKey("tokens", TokenVerifier)
 DRAINING = web.AppKey("draining", asyncio.Event)
 EVENT_FEED = web.AppKey("event_feed", EventFeed)
 SEQUENCER = web.AppKey("sequencer", EventSequencer)
+STREAM_SLOTS = web.AppKey("stream_slots", StreamSlots)

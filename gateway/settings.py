@@ -5,6 +5,7 @@ import msgspec
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1024 * 1024
+    max_streams_per_subject: int = 16  # open event streams of one caller at once
     # diskId / snapshotId sources resolve through an operator-configured directory.
     disk_source_configured: bool = False
     # Hosts or CIDRs exempt from the private-address block (the workers' list too).

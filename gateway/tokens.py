@@ -1,8 +1,9 @@
 """Verifying bearer tokens: JWTs signed HS256 with the configured secret, or RS256/ES256 by a
 key of the configured JWKS (any OIDC provider). Signature, `exp` and `nbf` are checked with a
-small leeway for clock skew; `sub` names the caller. A configured audience must be named by
-every token's `aud`, a configured issuer be its `iss` (an OIDC provider signs the tokens of
-all its applications with the same keys).
+small leeway for clock skew; `sub` names the caller, and `exp` ends its event streams
+(gateway/stream_caller.py: without the leeway). A configured audience must be named by every
+token's `aud`, a configured issuer be its `iss` (an OIDC provider signs the tokens of all its
+applications with the same keys).
 
 A client sends the same token with every call: a token verified with the secret is remembered
 (up to `CACHE_SIZE` of them, each at most `CACHE_SECONDS`, never past its `exp`), which saves
@@ -13,6 +14,7 @@ issuer retires must stop working at once."""
 import time
 
 import jwt
+import msgspec
 
 from contracts.errors import Unauthenticated
 from gateway.jwks import JwksKeys
@@ -32,6 +34,13 @@ _REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
 ]
 
 
+class Verified(msgspec.Struct, frozen=True):
+    """What a valid token says about its caller."""
+
+    subject: str  # `sub`
+    expires_at: float  # `exp`, in seconds since the epoch
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -45,23 +54,24 @@ class TokenVerifier:
         self._jwks = jwks
         self._audience = audience
         self._issuer = issuer
-        self._verified: dict[str, tuple[str, float]] = {}  # token: (sub, valid until)
+        self._verified: dict[str, tuple[Verified, float]] = {}  # token: (claims, valid until)
 
-    async def subject(self, token: str) -> str:
-        """The `sub` of a valid token; Unauthenticated naming what is wrong otherwise."""
+    async def verify(self, token: str) -> Verified:
+        """The claims of a valid token; Unauthenticated naming what is wrong otherwise."""
         now = time.time()
         cached = self._verified.get(token)
         if cached is not None and now < cached[1]:
             return cached[0]
-        algorithm, subject, expires = await self._verify(token)
+        algorithm, verified = await self._verify(token)
         if algorithm == HMAC_ALGORITHM:
             if len(self._verified) >= CACHE_SIZE:
                 del self._verified[next(iter(self._verified))]  # the oldest
-            self._verified[token] = (subject, min(expires + LEEWAY_SECONDS, now + CACHE_SECONDS))
-        return subject
+            until = min(verified.expires_at + LEEWAY_SECONDS, now + CACHE_SECONDS)
+            self._verified[token] = (verified, until)
+        return verified
 
-    async def _verify(self, token: str) -> tuple[object, str, float]:
-        """The token's algorithm, subject and expiry, once its signature is checked."""
+    async def _verify(self, token: str) -> tuple[object, Verified]:
+        """The token's algorithm and claims, once its signature is checked."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -80,7 +90,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(self._refusal(exc)) from None
-        return algorithm, _subject(claims.get("sub")), float(claims["exp"])
+        return algorithm, Verified(_subject(claims.get("sub")), float(claims["exp"]))
 
     def _refusal(self, exc: jwt.PyJWTError) -> str:
         if isinstance(exc, jwt.InvalidAudienceError):

@@ -31,6 +31,15 @@ OPTIONS: list[tuple[str, str]] = [
         "Directory of <folderId>/disks/<diskId> and <folderId>/snapshots/<snapshotId> files.",
     ),
     ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
+    (
+        "max_streams_per_subject",
+        "Event streams one caller may hold open on a gateway at once (default 16).",
+    ),
+    (
+        "http_header_timeout_seconds",
+        "Seconds a connection has to send a request head, once open or after its previous"
+        " response; idle keep-alive connections close after it too (default 15).",
+    ),
     ("worker_prefetch", "Commands a worker runs at once (default 16)."),
     ("worker_fetches", "Imports a worker fetches at once; the others wait (default 16)."),
     (

@@ -103,6 +103,7 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
     require_auth(settings)
     return GatewaySettings(
         max_body_bytes=settings.max_body_bytes,
+        max_streams_per_subject=settings.max_streams_per_subject,
         disk_source_configured=settings.disk_source_dir is not None,
         import_allowed_hosts=settings.import_allowed_hosts,
         token_secret=settings.token_secret,
@@ -155,10 +156,20 @@ async def blob_store(settings: Settings) -> AsyncIterator[BlobStore]:
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[None]:
     """The gateway. On the way out: readiness fails at once, then after the grace period the
-    listener closes, requests in flight finish (up to DRAIN_SECONDS) and connections close."""
+    listener closes, requests in flight finish (up to DRAIN_SECONDS) and connections close.
+
+    aiohttp's keep-alive timer is what bounds reading a request head: it runs from the
+    connection's start or its previous response until a whole head has arrived (bytes that
+    trickle in do not restart it), and never cuts a request being handled, an event stream
+    say."""
     warn_unchecked_claims(settings)
     app = await create_app(gateway_settings(settings), db, bus)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=DRAIN_SECONDS,
+        keepalive_timeout=settings.http_header_timeout_seconds,
+    )
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}")

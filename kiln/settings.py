@@ -30,6 +30,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     import_max_bytes: Positive = 64 * 1024**3
     disk_source_dir: Path | None = None
     max_body_bytes: Positive = 1024 * 1024
+    max_streams_per_subject: Positive = 16
+    http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     worker_prefetch: Positive = 16
     worker_fetches: Positive = 16
     worker_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0

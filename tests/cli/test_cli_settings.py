@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kiln import runtime
 from kiln.cli import OPTIONS, main
 from kiln.settings import Settings, SettingsError, build
+from support import auth
 
 
 def test_defaults() -> None:
@@ -35,11 +37,18 @@ def test_values_are_coerced_from_text() -> None:
         ({"log_format": "xml"}, "KILN_LOG_FORMAT"),
         ({"database_url": "mysql://x"}, "KILN_DATABASE_URL"),
         ({"broker_url": "kafka://x"}, "KILN_BROKER_URL"),
+        ({"max_streams_per_subject": "0"}, "KILN_MAX_STREAMS_PER_SUBJECT"),
+        ({"http_header_timeout_seconds": "0"}, "KILN_HTTP_HEADER_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         build(values)
+
+
+def test_stream_limit_reaches_the_gateway() -> None:
+    given = build({"max_streams_per_subject": "3", **auth.SETTINGS})
+    assert runtime.gateway_settings(given).max_streams_per_subject == 3
 
 
 def test_every_setting_is_a_flag() -> None:

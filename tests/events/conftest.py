@@ -23,6 +23,7 @@ from client.conftest import (  # noqa: F401  (fixtures)
 
 from bus.memory import MemoryBus
 from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from kiln.client_events import Frame, SseParser
 from store import open_database
 from store.db import Database
@@ -62,10 +63,16 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def gateway(db: Database) -> AsyncIterator[Gateway]:
+def settings() -> GatewaySettings:
+    """The gateway's settings (a test module may override this fixture)."""
+    return auth_settings()
+
+
+@pytest.fixture
+async def gateway(db: Database, settings: GatewaySettings) -> AsyncIterator[Gateway]:
     bus = MemoryBus()
     await bus.start()
-    app = await create_app(auth_settings(), db, bus)
+    app = await create_app(settings, db, bus)
     server = TestServer(app)
     await server.start_server()
     try:
