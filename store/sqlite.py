@@ -35,11 +35,13 @@ class SqliteConnection:
             raise _unique_violation(exc) from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        # One hop to SQLite's thread for both: a task cancelled between an UPDATE … RETURNING
+        # and its fetch left the statement running, and the transaction could not commit.
         try:
-            cursor = await self._conn.execute(sql, args)
+            rows = await self._conn.execute_fetchall(sql, args)
         except sqlite3.IntegrityError as exc:
             raise _unique_violation(exc) from exc
-        return list(await cursor.fetchall())
+        return list(rows)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
