@@ -29,6 +29,7 @@ from gateway.create_batches import PendingCreate
 from gateway.keys import CREATES, DB, SETTINGS, UPDATES
 from gateway.metrics import operation_started
 from gateway.publishing import publish_committed
+from gateway.settings import GatewaySettings
 from gateway.update_batches import PendingUpdate
 from gateway.writes import new_operation, replay
 from store import events, images, operations, outbox
@@ -79,16 +80,20 @@ def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSou
             " on this deployment (see KILN_DISK_SOURCE_DIR)"
         )
     if source.uri:
-        _check_uri(source.uri, app[SETTINGS].import_allowed_hosts)
+        _check_uri(source.uri, app[SETTINGS])
     return source
 
 
-def _check_uri(uri: str, allowed_hosts: tuple[str, ...]) -> None:
+def _check_uri(uri: str, settings: GatewaySettings) -> None:
     """What is wrong with the URL before any DNS (the worker vets the resolved addresses)."""
     try:
-        urls.check_source(uri, allowed_hosts)
+        url = urls.check_source(uri, settings.import_allowed_hosts)
     except urls.UrlRefused as exc:
         raise InvalidArgument(f"uri: {exc.message}") from None
+    if url.scheme == "file" and not settings.import_root_configured:
+        raise InvalidArgument(
+            "uri: file:// sources need KILN_IMPORT_ROOT, which this deployment does not set"
+        )
 
 
 def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:

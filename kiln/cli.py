@@ -22,7 +22,8 @@ OPTIONS: list[tuple[str, str]] = [
     ("http_port", "Port the gateway listens on (default 8080)."),
     (
         "import_allowed_hosts",
-        "Comma-separated hosts or CIDRs exempt from the private-address block.",
+        "Comma-separated hosts, addresses or CIDRs exempt from the private-address block;"
+        " host:port or [IPv6]:port exempts that port only.",
     ),
     ("import_root", "Directory below which file:// image sources are allowed (default: none)."),
     ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),

@@ -104,6 +104,7 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
         max_body_bytes=settings.max_body_bytes,
         disk_source_configured=settings.disk_source_dir is not None,
         import_allowed_hosts=settings.import_allowed_hosts,
+        import_root_configured=settings.import_root is not None,
         token_secret=settings.token_secret,
         jwks_url=settings.jwks_url,
         admins=frozenset(settings.admins),

@@ -1,10 +1,12 @@
 """Settings come from KILN_* variables and flags; a bad one stops start-up naming it."""
 
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from kiln import runtime
 from kiln.cli import OPTIONS, main
 from kiln.settings import Settings, SettingsError, build
 
@@ -63,3 +65,36 @@ def test_help_lists_every_variable_flag() -> None:
     assert result.exit_code == 0
     for name, _ in OPTIONS:
         assert "--" + name.replace("_", "-") in result.output
+
+
+def test_the_gateway_knows_whether_file_sources_have_an_import_root() -> None:
+    secret = {"token_secret": "s" * 32}
+
+    assert not runtime.gateway_settings(build(secret)).import_root_configured
+    assert runtime.gateway_settings(build({**secret, "import_root": "/srv"})).import_root_configured
+
+
+def test_allowed_hosts_may_name_a_port() -> None:
+    entries = "mirror.internal, 10.0.0.0/8, fd00::/8, 127.0.0.1:9000, [::1]:8443, files.example:443"
+    settings = build({"import_allowed_hosts": entries})
+
+    assert settings.import_allowed_hosts == tuple(entries.replace(" ", "").split(","))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "10.0.0.0/33",
+        "mirror.internal:0",
+        "mirror.internal:70000",
+        "[::1:8080",
+        "*.example",
+        "files..example",
+        "user@mirror",
+        "[mirror]:80",
+        "mirror:http",
+    ],
+)
+def test_a_malformed_allowed_host_stops_start_up_naming_it(entry: str) -> None:
+    with pytest.raises(SettingsError, match=f"^KILN_IMPORT_ALLOWED_HOSTS: '{re.escape(entry)}'"):
+        build({"import_allowed_hosts": f"mirror.internal,{entry}"})

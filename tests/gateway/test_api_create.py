@@ -382,3 +382,43 @@ async def test_disk_and_snapshot_sources_work_once_a_disk_source_is_configured(
 
             assert reply.status == 200, reply.body
             assert (await api.image(reply.json["metadata"]["imageId"]))["status"] == "CREATING"
+
+
+async def test_a_file_uri_needs_an_import_root(api: Api, db: Database, bus: MemoryBus) -> None:
+    uri = "file:///srv/images/disk.qcow2"
+
+    refused = await api.create(uri=uri)
+    app = await create_app(auth_settings(import_root_configured=True), db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
+        accepted = await Api(client, db, "import-root").create(uri=uri)
+
+    assert_invalid(refused, "uri")
+    assert "file:// sources need KILN_IMPORT_ROOT" in refused.message
+    assert accepted.status == 200, accepted.body
+
+
+async def test_an_allow_listed_host_port_exempts_that_port_only(
+    db: Database, bus: MemoryBus
+) -> None:
+    settings = auth_settings(import_allowed_hosts=("127.0.0.1:8080", "[::1]:8443"))
+    app = await create_app(settings, db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
+        api = Api(client, db, "allowed-port")
+        accepted = [
+            await api.create(uri=uri)
+            for uri in ("http://127.0.0.1:8080/disk.qcow2", "https://[::1]:8443/disk.qcow2")
+        ]
+        refused = [
+            await api.create(uri=uri)
+            for uri in (
+                "http://127.0.0.1:8081/disk.qcow2",
+                "http://127.0.0.1/disk.qcow2",
+                "https://[::1]/disk.qcow2",
+                "http://[::1]:8080/disk.qcow2",
+            )
+        ]
+
+    assert [reply.status for reply in accepted] == [200, 200], [r.body for r in accepted]
+    for reply in refused:
+        assert_invalid(reply, "uri")
+        assert reply.message.endswith(" is loopback"), reply.message

@@ -148,6 +148,9 @@ NOT_URLS = {
     "http://1.2.3.4.5/disk.qcow2": "host '1.2.3.4.5' is not a valid address",
     "http://127.0.0.1./disk.qcow2": "host '127.0.0.1.' is not a valid address",
     "http://bad host/disk.qcow2": "host 'bad host' is malformed",
+    "http://files..example/disk.qcow2": "host 'files..example' is malformed: each label",
+    "http://localhost:0/disk.qcow2": "URL port 0 is not valid",
+    "file:///etc/passwd": "file:// sources need KILN_IMPORT_ROOT",
 }
 
 
