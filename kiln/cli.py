@@ -27,6 +27,15 @@ OPTIONS: list[tuple[str, str]] = [
     ),
     ("import_root", "Directory below which file:// image sources are allowed (default: none)."),
     ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),
+    (
+        "import_deadline_seconds",
+        "Longest an import from an http(s) source may take, in seconds (default 21600: 6 h).",
+    ),
+    (
+        "import_min_rate_bytes",
+        "Slowest rate an http(s) source may send at, in bytes/s averaged over each minute"
+        " after the first (default 65536; 0: no minimum).",
+    ),
     ("disk_source_dir", "Directory of disk/snapshot files that diskId/snapshotId name."),
     ("max_body_bytes", "Largest request body, in bytes (default 1 MiB)."),
     ("worker_prefetch", "Commands a worker runs at once (default 16)."),

@@ -58,6 +58,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
         allowed_hosts=settings.import_allowed_hosts,
         import_root=settings.import_root,
         max_bytes=settings.import_max_bytes,
+        deadline=settings.import_deadline_seconds,
+        min_rate=settings.import_min_rate_bytes,
         disk_source_dir=settings.disk_source_dir,
         prefetch=settings.worker_prefetch,
         fetches=settings.worker_fetches,

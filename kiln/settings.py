@@ -29,6 +29,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     import_allowed_hosts: tuple[str, ...] = ()
     import_root: Path | None = None
     import_max_bytes: Positive = 64 * 1024**3
+    import_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 6 * 3600.0
+    import_min_rate_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
     disk_source_dir: Path | None = None
     max_body_bytes: Positive = 1024 * 1024
     worker_prefetch: Positive = 16

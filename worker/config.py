@@ -21,6 +21,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
     re-published command may wait for a worker before the reconciler re-drives it again.
     `relay_after` is how old an unsent outbox row must be before the relay publishes it.
+    `deadline` and `min_rate` (bytes/s) end an http(s) fetch that takes too long (worker/pace.py).
     """
 
     worker_id: str
@@ -30,6 +31,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int = 256 * GiB
     disk_source_dir: Path | None = None
     idle_timeout: float = 30.0
+    deadline: float = 6 * 3600.0
+    min_rate: int = 64 * 1024
     fetch_retries: int = 3
     prefetch: int = 16
     fetches: int = 16
@@ -58,6 +61,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
             allowed_hosts=self.allowed_hosts,
             import_root=self.import_root,
             idle_timeout=self.idle_timeout,
+            deadline=self.deadline,
+            min_rate=self.min_rate,
             retries=self.fetch_retries,
         )
 

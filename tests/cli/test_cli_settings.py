@@ -37,6 +37,8 @@ def test_values_are_coerced_from_text() -> None:
         ({"log_format": "xml"}, "KILN_LOG_FORMAT"),
         ({"database_url": "mysql://x"}, "KILN_DATABASE_URL"),
         ({"broker_url": "kafka://x"}, "KILN_BROKER_URL"),
+        ({"import_deadline_seconds": "0"}, "KILN_IMPORT_DEADLINE_SECONDS"),
+        ({"import_min_rate_bytes": "-1"}, "KILN_IMPORT_MIN_RATE_BYTES"),
     ],
 )
 def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:
@@ -65,6 +67,16 @@ def test_help_lists_every_variable_flag() -> None:
     assert result.exit_code == 0
     for name, _ in OPTIONS:
         assert "--" + name.replace("_", "-") in result.output
+
+
+def test_the_import_limits_reach_the_workers_fetch_policy() -> None:
+    defaults = runtime.worker_config(build({})).fetch_policy()
+    given = runtime.worker_config(
+        build({"import_deadline_seconds": "90", "import_min_rate_bytes": "0"})
+    ).fetch_policy()
+
+    assert (defaults.deadline, defaults.min_rate) == (6 * 3600, 64 * 1024)
+    assert (given.deadline, given.min_rate) == (90, 0)
 
 
 def test_the_gateway_knows_whether_file_sources_have_an_import_root() -> None:
