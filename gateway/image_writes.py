@@ -15,7 +15,12 @@ from contracts.commands import (
 from contracts.enums import ImageStatus
 from contracts.errors import Aborted, FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
-from contracts.images import CreateImageRequest, UpdateImageRequest, check_disk_size
+from contracts.images import (
+    CreateImageRequest,
+    UpdateImageRequest,
+    check_disk_size,
+    check_nested_texts,
+)
 from contracts.operations import (
     CreateImageMetadata,
     DeleteImageMetadata,
@@ -69,6 +74,7 @@ def _source(request: CreateImageRequest) -> ImageSource:
 def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSource:
     source = _source(request)
     check_disk_size(request.min_disk_size)
+    check_nested_texts(request)
     generation = request.hardware_generation
     if generation and generation.legacy_features and generation.generation2_features:
         raise InvalidArgument(

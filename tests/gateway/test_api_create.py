@@ -16,6 +16,7 @@ from tests.gateway.conftest import FOLDER, OTHER_FOLDER, URI, Api, FinishReady, 
 
 MIB4 = 4 * 1024**2
 TIB4 = 4 * 1024**4
+LONGEST_URI = f"{URI}?{'s' * (8192 - len(URI) - 1)}"  # 8192 characters
 CREATE_METADATA = "type.googleapis.com/yandex.cloud.compute.v1.CreateImageMetadata"
 
 
@@ -140,6 +141,14 @@ async def test_field_rules_are_enforced_naming_the_field(api: Api) -> None:
         ({"minDiskSize": 4194304.5}, "minDiskSize"),
         ({"productIds": ["p" * 51]}, "productIds"),
         ({"productIds": "p1"}, "productIds"),
+        ({"productIds": [f"p{i}" for i in range(65)]}, "productIds"),
+        ({"uri": LONGEST_URI + "s"}, "uri"),
+        ({"uri": f"{URI}?{'s' * 60_000}"}, "uri"),
+        ({"os": {"nvidia": {"driver": "d" * 65}}}, "os.nvidia.driver"),
+        (
+            {"hardwareGeneration": {"generation2Features": {"secureBootTemplateId": "t" * 65}}},
+            "hardwareGeneration.generation2Features.secureBootTemplateId",
+        ),
         ({"os": {"type": "BSD"}}, "os.type"),
         ({"os": {"type": 7}}, "os.type"),
         ({"os": "LINUX"}, "os"),
@@ -164,6 +173,10 @@ async def test_boundary_values_are_accepted(api: Api) -> None:
         {"minDiskSize": MIB4},
         {"minDiskSize": str(TIB4)},
         {"productIds": ["p" * 50, "f2e"]},
+        {"productIds": [f"p{i}" for i in range(64)]},
+        {"uri": LONGEST_URI},
+        {"os": {"nvidia": {"driver": "d" * 64}}},
+        {"hardwareGeneration": {"generation2Features": {"secureBootTemplateId": "t" * 64}}},
         {"os": {"type": "WINDOWS", "nvidia": {"driver": "535"}}},
         {"pooled": True},
         {"hardwareGeneration": {"legacyFeatures": {"pciTopology": "PCI_TOPOLOGY_V2"}}},

@@ -161,6 +161,7 @@ NOT_URLS = {
     "http://files..example/disk.qcow2": "host 'files..example' is malformed: each label",
     "http://localhost:0/disk.qcow2": "URL port 0 is not valid",
     "file:///etc/passwd": "file:// sources need KILN_IMPORT_ROOT",
+    f"http://localhost/{'d' * 8192}.qcow2": "expected `str` of length <= 8192",
 }
 
 
