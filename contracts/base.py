@@ -39,6 +39,14 @@ Labels = Annotated[dict[LabelKey, LabelValue], msgspec.Meta(max_length=64)]
 DiskSize = Annotated[int, msgspec.Meta(ge=0, le=MAX_DISK_SIZE)]
 PageSize = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 PageToken = Annotated[str, msgspec.Meta(max_length=100)]
+# Bounds Kiln sets where the contract sets none (README, "Request limits"). 8 KiB holds a
+# pre-signed URL with a session token; 256 characters name every updatable field many times.
+MAX_URI = 8192
+MAX_PRODUCT_IDS = 64
+MAX_SHORT_TEXT = 64
+Uri = Annotated[str, msgspec.Meta(max_length=MAX_URI)]
+UpdateMask = Annotated[str, msgspec.Meta(max_length=256)]
+ProductIds = Annotated[list[OptionalId], msgspec.Meta(max_length=MAX_PRODUCT_IDS)]
 
 # int64 fields are JSON strings of digits on output (proto3 JSON).
 Int64Text = str

@@ -6,6 +6,7 @@ from typing import Annotated
 import msgspec
 
 from contracts.base import (
+    MAX_SHORT_TEXT,
     MIN_DISK_SIZE,
     Description,
     DiskSize,
@@ -17,7 +18,10 @@ from contracts.base import (
     OptionalId,
     PageSize,
     PageToken,
+    ProductIds,
     RequiredId,
+    UpdateMask,
+    Uri,
 )
 from contracts.enums import ImageStatus, OsType, PciTopology
 from contracts.errors import InvalidArgument
@@ -122,19 +126,36 @@ class CreateImageRequest(Message):
     labels: Labels = {}
     family: Family = ""
     min_disk_size: DiskSize = 0
-    product_ids: list[OptionalId] = []
+    product_ids: ProductIds = []
     image_id: OptionalId = ""
     disk_id: OptionalId = ""
     snapshot_id: OptionalId = ""
-    uri: str = ""
+    uri: Uri = ""
     os: Os | None = None
     pooled: bool = False
     hardware_generation: HardwareGeneration | None = None
 
 
+def check_nested_texts(request: CreateImageRequest) -> None:
+    """The strings nested in os and hardwareGeneration, which the contract leaves unbounded:
+    checked on the request, not declared on their Structs, which stored images decode into."""
+    nvidia = request.os.nvidia if request.os else None
+    generation = request.hardware_generation
+    generation2 = generation.generation2_features if generation else None
+    texts = {
+        "os.nvidia.driver": nvidia.driver if nvidia else "",
+        "hardwareGeneration.generation2Features.secureBootTemplateId": (
+            generation2.secure_boot_template_id if generation2 else ""
+        ),
+    }
+    for field, text in texts.items():
+        if len(text) > MAX_SHORT_TEXT:
+            raise InvalidArgument(f"{field}: expected `str` of length <= {MAX_SHORT_TEXT}")
+
+
 class UpdateImageRequest(Message):
     image_id: RequiredId
-    update_mask: str = ""
+    update_mask: UpdateMask = ""
     name: ImageName = ""
     description: Description = ""
     min_disk_size: DiskSize = 0

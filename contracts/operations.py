@@ -9,7 +9,7 @@ from contracts.access import (
     SetAccessBindingsMetadata,
     UpdateAccessBindingsMetadata,
 )
-from contracts.base import Message
+from contracts.base import Message, RequiredId
 from contracts.images import ImageAny
 
 COMPUTE = "type.googleapis.com/yandex.cloud.compute.v1."
@@ -74,7 +74,7 @@ class Operation(Message, kw_only=True):
 
 
 class GetOperationRequest(Message):
-    operation_id: str
+    operation_id: RequiredId
 
 
 class ListImageOperationsResponse(Message):

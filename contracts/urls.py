@@ -5,12 +5,14 @@ fetches, redirects included, and then each address DNS gives for a host).
 Loopback, private, link-local, multicast, reserved and cloud-metadata addresses are refused
 (also when spelled as IPv4-mapped IPv6, 6to4, NAT64 or legacy IPv4 forms such as 2130706433,
 0177.0.0.1 or 0x7f.1) unless an operator allow-lists the host or a network containing the
-address."""
+address, on every port or on one. Hosts that the worker's HTTP client cannot use (empty or
+over-long labels, port 0, a legacy IPv4 form it will not connect to) are refused as well."""
 
 import functools
 import ipaddress
 import re
 import socket
+from typing import NamedTuple
 
 from yarl import URL
 
@@ -26,6 +28,8 @@ _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::2
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _MAX_HOST = 253  # the longest DNS name
+_MAX_LABEL = 63  # the longest label between its dots
+_HOST_PORT = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(:(?P<port>\d+))?")
 
 
 class UrlRefused(Exception):
@@ -55,6 +59,8 @@ def check_url(url: URL, schemes: tuple[str, ...] = SCHEMES) -> None:
         raise UrlRefused(Code.INVALID_ARGUMENT, "URL must not carry user credentials")
     if url.scheme != "file" and not url.raw_host:
         raise UrlRefused(Code.INVALID_ARGUMENT, "URL has no host")
+    if url.port == 0:
+        raise UrlRefused(Code.INVALID_ARGUMENT, "URL port 0 is not valid")
 
 
 def literal_address(host: str) -> IPAddress | None:
@@ -82,7 +88,23 @@ def _literal_address(host: str) -> IPAddress | None:
         raise UrlRefused(Code.INVALID_ARGUMENT, f"host {host!r} is not a valid address")
     if not _HOST_NAME.fullmatch(host):
         raise UrlRefused(Code.INVALID_ARGUMENT, f"host {host!r} is malformed")
+    if not all(0 < len(label) <= _MAX_LABEL for label in host.removesuffix(".").split(".")):
+        raise UrlRefused(
+            Code.INVALID_ARGUMENT,
+            f"host {host!r} is malformed: each label between its dots must be 1 to"
+            f" {_MAX_LABEL} characters",
+        )
     return None
+
+
+def check_spelling(host: str) -> None:
+    """A host of digits and dots must be a dotted quad: aiohttp refuses to connect to the
+    legacy forms (`127.1`, `2130706433`, `0177.0.0.1`), so no worker could fetch from it."""
+    if host.replace(".", "").isdigit() and str(_literal_address(host)) != host:
+        raise UrlRefused(
+            Code.INVALID_ARGUMENT,
+            f"host {host!r} is not a dotted-quad IPv4 address (write {_literal_address(host)})",
+        )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -113,39 +135,76 @@ def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def allows_host(host: str, allowed_hosts: tuple[str, ...]) -> bool:
-    """Whether the operator exempted this host by name (every address it resolves to)."""
-    names = {entry.lower().rstrip(".") for entry in allowed_hosts}
-    return host.lower().rstrip(".") in names
+class Allowed(NamedTuple):
+    """One allow-list entry: a host name or a network, on one port or (None) on every port."""
+
+    name: str
+    network: IPNetwork | None
+    port: int | None
+
+
+def allowed_entry(entry: str) -> Allowed:
+    """One `KILN_IMPORT_ALLOWED_HOSTS` entry: a host name, an address or a CIDR exempts every
+    port; `host:port`, `address:port` or `[IPv6]:port` only that port. Raises ValueError."""
+    try:
+        return Allowed("", ipaddress.ip_network(entry, strict=False), None)
+    except ValueError as exc:
+        if "/" in entry:
+            raise ValueError(f"{entry!r} is not a CIDR: {exc}") from None
+    match = _HOST_PORT.fullmatch(entry)
+    if match is None:
+        raise ValueError(f"{entry!r} is not a host, address or CIDR (or host:port, [IPv6]:port)")
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and not 0 < port <= 65535:
+        raise ValueError(f"{entry!r}: the port must be 1 to 65535")
+    try:
+        host = match["ipv6"] or URL.build(scheme="http", host=match["host"]).raw_host or ""
+        address = literal_address(host)
+    except UrlRefused as exc:
+        raise ValueError(f"{entry!r}: {exc.message}") from None
+    except ValueError:  # a host yarl cannot encode
+        raise ValueError(f"{entry!r}: host {match['host']!r} is malformed") from None
+    if address is not None:
+        return Allowed("", ipaddress.ip_network(address), port)
+    return Allowed(host.rstrip("."), None, port)
 
 
 @functools.lru_cache(maxsize=16)
-def _networks(allowed_hosts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    networks: list[IPNetwork] = []
-    for entry in allowed_hosts:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            continue  # a host name
-    return tuple(networks)
+def _allow_list(allowed_hosts: tuple[str, ...]) -> tuple[Allowed, ...]:
+    return tuple(map(allowed_entry, allowed_hosts))
 
 
-def check_address(host: str, address: IPAddress, allowed_hosts: tuple[str, ...]) -> None:
-    """Refuse a blocked address of `host` unless an allow-listed network contains it."""
+def allows_host(host: str, port: int, allowed_hosts: tuple[str, ...]) -> bool:
+    """Whether the operator exempted this host by name (every address it resolves to) on
+    this port."""
+    name = host.lower().rstrip(".")
+    return any(
+        entry.name == name and entry.port in (None, port) for entry in _allow_list(allowed_hosts)
+    )
+
+
+def check_address(host: str, address: IPAddress, port: int, allowed_hosts: tuple[str, ...]) -> None:
+    """Refuse a blocked address of `host` unless an allow-listed network contains it (on
+    this port)."""
     reason = blocked_reason(address)
-    if reason and not any(address in net for net in _networks(allowed_hosts)):
+    if reason and not any(
+        entry.network is not None and address in entry.network and entry.port in (None, port)
+        for entry in _allow_list(allowed_hosts)
+    ):
         raise UrlRefused(Code.PERMISSION_DENIED, f"address {address} of host {host} is {reason}")
 
 
-def check_source(text: str, allowed_hosts: tuple[str, ...]) -> None:
-    """Everything about a create's `uri` that is known before DNS: scheme, credentials, and an
-    address spelled in the host. What the host resolves to, and where redirects lead, only the
-    worker can know."""
+def check_source(text: str, allowed_hosts: tuple[str, ...]) -> URL:
+    """Everything about a create's `uri` that is known before DNS: scheme, credentials, host
+    and port, and an address spelled in the host. What the host resolves to, and where
+    redirects lead, only the worker can know."""
     url = parse(text)
     check_url(url)
     if url.scheme not in HTTP_SCHEMES:
-        return
-    host = url.raw_host or ""
+        return url
+    host, port = url.raw_host or "", url.port or 0
     address = literal_address(host)
-    if address is not None and not allows_host(host, allowed_hosts):
-        check_address(host, address, allowed_hosts)
+    if address is not None and not allows_host(host, port, allowed_hosts):
+        check_address(host, address, port, allowed_hosts)
+    check_spelling(host)
+    return url

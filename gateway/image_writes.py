@@ -15,7 +15,12 @@ from contracts.commands import (
 from contracts.enums import ImageStatus
 from contracts.errors import Aborted, FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
-from contracts.images import CreateImageRequest, UpdateImageRequest, check_disk_size
+from contracts.images import (
+    CreateImageRequest,
+    UpdateImageRequest,
+    check_disk_size,
+    check_nested_texts,
+)
 from contracts.operations import (
     CreateImageMetadata,
     DeleteImageMetadata,
@@ -29,6 +34,7 @@ from gateway.create_batches import PendingCreate
 from gateway.keys import CREATES, DB, SETTINGS, UPDATES
 from gateway.metrics import operation_started
 from gateway.publishing import publish_committed
+from gateway.settings import GatewaySettings
 from gateway.update_batches import PendingUpdate
 from gateway.writes import new_operation, replay
 from store import events, images, operations, outbox
@@ -68,6 +74,7 @@ def _source(request: CreateImageRequest) -> ImageSource:
 def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSource:
     source = _source(request)
     check_disk_size(request.min_disk_size)
+    check_nested_texts(request)
     generation = request.hardware_generation
     if generation and generation.legacy_features and generation.generation2_features:
         raise InvalidArgument(
@@ -79,16 +86,20 @@ def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSou
             " on this deployment (see KILN_DISK_SOURCE_DIR)"
         )
     if source.uri:
-        _check_uri(source.uri, app[SETTINGS].import_allowed_hosts)
+        _check_uri(source.uri, app[SETTINGS])
     return source
 
 
-def _check_uri(uri: str, allowed_hosts: tuple[str, ...]) -> None:
+def _check_uri(uri: str, settings: GatewaySettings) -> None:
     """What is wrong with the URL before any DNS (the worker vets the resolved addresses)."""
     try:
-        urls.check_source(uri, allowed_hosts)
+        url = urls.check_source(uri, settings.import_allowed_hosts)
     except urls.UrlRefused as exc:
         raise InvalidArgument(f"uri: {exc.message}") from None
+    if url.scheme == "file" and not settings.import_root_configured:
+        raise InvalidArgument(
+            "uri: file:// sources need KILN_IMPORT_ROOT, which this deployment does not set"
+        )
 
 
 def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:

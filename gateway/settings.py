@@ -8,8 +8,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     max_streams_per_subject: int = 16  # open event streams of one caller at once
     # diskId / snapshotId sources resolve through an operator-configured directory.
     disk_source_configured: bool = False
-    # Hosts or CIDRs exempt from the private-address block (the workers' list too).
+    # Hosts, addresses or CIDRs exempt from the private-address block, on every port or on
+    # one (`host:port`); the workers' list too.
     import_allowed_hosts: tuple[str, ...] = ()
+    # file:// sources are read below an import root the workers are given.
+    import_root_configured: bool = False
     # Authentication: HS256 tokens signed with the secret, RS256/ES256 tokens verified against
     # the keys at the JWKS URL; with neither, every API call is refused.
     token_secret: str = ""

@@ -22,10 +22,20 @@ OPTIONS: list[tuple[str, str]] = [
     ("http_port", "Port the gateway listens on (default 8080)."),
     (
         "import_allowed_hosts",
-        "Comma-separated hosts or CIDRs exempt from the private-address block.",
+        "Comma-separated hosts, addresses or CIDRs exempt from the private-address block;"
+        " host:port or [IPv6]:port exempts that port only.",
     ),
     ("import_root", "Directory below which file:// image sources are allowed (default: none)."),
     ("import_max_bytes", "Largest image source accepted, in bytes (default 64 GiB)."),
+    (
+        "import_deadline_seconds",
+        "Longest an import from an http(s) source may take, in seconds (default 21600: 6 h).",
+    ),
+    (
+        "import_min_rate_bytes",
+        "Slowest rate an http(s) source may send at, in bytes/s averaged over each minute"
+        " after the first (default 65536; 0: no minimum).",
+    ),
     (
         "disk_source_dir",
         "Directory of <folderId>/disks/<diskId> and <folderId>/snapshots/<snapshotId> files.",

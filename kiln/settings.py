@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from contracts.urls import allowed_entry
 from worker.blobs_s3 import MAX_PART, MIN_PART
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -28,6 +29,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     import_allowed_hosts: tuple[str, ...] = ()
     import_root: Path | None = None
     import_max_bytes: Positive = 64 * 1024**3
+    import_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 6 * 3600.0
+    import_min_rate_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
     disk_source_dir: Path | None = None
     max_body_bytes: Positive = 1024 * 1024
     max_streams_per_subject: Positive = 16
@@ -96,6 +99,7 @@ def build(values: dict[str, Any], **defaults: Any) -> Settings:
     except msgspec.ValidationError as exc:
         raise SettingsError(_name_setting(str(exc))) from None
     _check_urls(settings)
+    _check_allowed_hosts(settings)
     _check_auth(settings)
     return settings
 
@@ -127,6 +131,14 @@ def _check_urls(settings: Settings) -> None:
         raise SettingsError(f"{env_name('storage_url')}: file:// needs an absolute path")
     if storage.startswith("s3://") and not storage.removeprefix("s3://").partition("/")[0]:
         raise SettingsError(f"{env_name('storage_url')}: s3:// needs a bucket (s3://bucket/prefix)")
+
+
+def _check_allowed_hosts(settings: Settings) -> None:
+    for entry in settings.import_allowed_hosts:
+        try:
+            allowed_entry(entry)
+        except ValueError as exc:
+            raise SettingsError(f"{env_name('import_allowed_hosts')}: {exc}") from None
 
 
 MIN_SECRET_LENGTH = 32  # HS256 wants a key at least as long as its 256-bit hash

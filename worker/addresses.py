@@ -27,12 +27,13 @@ def refusing() -> Iterator[None]:
 
 async def vet(url: URL, allowed_hosts: tuple[str, ...]) -> list[str]:
     """Resolve the host of `url` and return its addresses, refusing any blocked one."""
-    host = url.raw_host or ""
-    addresses = await _resolve(host, url.port or 0)
-    if not urls.allows_host(host, allowed_hosts):
-        with refusing():
+    host, port = url.raw_host or "", url.port or 0
+    addresses = await _resolve(host, port)
+    with refusing():
+        if not urls.allows_host(host, port, allowed_hosts):
             for address in addresses:
-                urls.check_address(host, address, allowed_hosts)
+                urls.check_address(host, address, port, allowed_hosts)
+        urls.check_spelling(host)
     return [str(a) for a in addresses]
 
 

@@ -24,6 +24,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     `relay_after` is how old an unsent outbox row must be before the relay publishes it.
     `dependency_deadline` is how long a command waits for an unavailable database or blob store
     before it is given up (worker/outages.py).
+    `deadline` and `min_rate` (bytes/s) end an http(s) fetch that takes too long (worker/pace.py).
     """
 
     worker_id: str
@@ -33,6 +34,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int = 256 * GiB
     disk_source_dir: Path | None = None
     idle_timeout: float = 30.0
+    deadline: float = 6 * 3600.0
+    min_rate: int = 64 * 1024
     fetch_retries: int = 3
     prefetch: int = 16
     fetches: int = 16
@@ -62,6 +65,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
             allowed_hosts=self.allowed_hosts,
             import_root=self.import_root,
             idle_timeout=self.idle_timeout,
+            deadline=self.deadline,
+            min_rate=self.min_rate,
             retries=self.fetch_retries,
         )
 

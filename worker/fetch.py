@@ -17,6 +17,7 @@ from contracts import urls
 from contracts.errors import Code
 from worker.addresses import PinnedResolver, refusing, vet
 from worker.errors import ImportRefused, SourceUnavailable
+from worker.pace import Pace
 
 log = structlog.get_logger(__name__)
 
@@ -32,14 +33,19 @@ _TRANSIENT = frozenset({408, 425, 429})
 
 
 class FetchPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Limits of one fetch; `allowed_hosts` holds host names or CIDRs exempt from the
-    address block."""
+    """Limits of one fetch; `allowed_hosts` holds host names, addresses or CIDRs exempt from
+    the address block, each on every port or on one (contracts/urls.py). Times are seconds:
+    an http(s) fetch ends at the `deadline`, or when the source sends less than `min_rate`
+    bytes/s (0: no minimum) averaged over a `rate_window` after the first (worker/pace.py)."""
 
     max_bytes: int
     allowed_hosts: tuple[str, ...] = ()
     import_root: Path | None = None
     max_redirects: int = 5
     idle_timeout: float = 30.0
+    deadline: float = 6 * 3600.0
+    min_rate: int = 64 * 1024
+    rate_window: float = 60.0
     connect_timeout: float = 10.0
     retries: int = 3
     backoff_initial: float = 0.5
@@ -84,10 +90,11 @@ async def open_source(
         async with aclosing(_read_file(path, policy)) as chunks:
             yield chunks
         return
+    pace = Pace(policy.deadline, policy.min_rate, policy.rate_window)
     async with _client(client) as http:
         session, resolver = http.session()
-        response = await _with_retries(session, resolver, target, policy)
-        async with response, aclosing(_read_body(response, policy)) as chunks:
+        response = await pace.within_deadline(_with_retries(session, resolver, target, policy))
+        async with response, aclosing(_read_body(response, policy, pace)) as chunks:
             yield chunks
 
 
@@ -181,8 +188,17 @@ async def _request(
         return await session.get(url, allow_redirects=False, timeout=timeout)
     except aiohttp.ClientSSLError as exc:
         raise ImportRefused(Code.FAILED_PRECONDITION, f"TLS with {url.host} failed") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise _malformed(exc) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise SourceUnavailable(f"cannot fetch {_safe(url)}: {_reason(exc)}") from exc
+
+
+def _malformed(exc: aiohttp.ClientResponseError) -> ImportRefused:
+    """A response head aiohttp cannot parse (two Content-Lengths, a bad status line, …): the
+    source answers so every time. Only the parser's first words: the rest quotes the line."""
+    what = exc.message.split(":", 1)[0].strip()
+    return ImportRefused(Code.INVALID_ARGUMENT, f"source sent a malformed response: {what}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -218,8 +234,10 @@ def _check_response(response: aiohttp.ClientResponse, policy: FetchPolicy) -> No
         raise ImportRefused(_PERMANENT[response.status], status)
     if response.status != 200:
         raise ImportRefused(Code.INVALID_ARGUMENT, status)
-    if response.content_type == "text/html":
-        raise ImportRefused(Code.INVALID_ARGUMENT, "source served text/html, not a disk image")
+    if response.content_type.startswith("text/"):
+        raise ImportRefused(
+            Code.INVALID_ARGUMENT, f"source served {response.content_type}, not a disk image"
+        )
     encoding = response.headers.get("Content-Encoding", "identity").lower()
     if encoding != "identity":
         raise ImportRefused(Code.INVALID_ARGUMENT, f"source used Content-Encoding {encoding}")
@@ -227,11 +245,11 @@ def _check_response(response: aiohttp.ClientResponse, policy: FetchPolicy) -> No
 
 
 async def _read_body(
-    response: aiohttp.ClientResponse, policy: FetchPolicy
+    response: aiohttp.ClientResponse, policy: FetchPolicy, pace: Pace
 ) -> AsyncGenerator[bytes, None]:
     declared, received = response.content_length, 0
     try:
-        async for chunk in response.content.iter_chunked(CHUNK):
+        while chunk := await pace.read(response.content, CHUNK):
             received += len(chunk)
             _cap(received, policy)
             yield chunk

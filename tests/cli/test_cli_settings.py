@@ -1,5 +1,6 @@
 """Settings come from KILN_* variables and flags; a bad one stops start-up naming it."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ def test_values_are_coerced_from_text() -> None:
         ({"broker_url": "kafka://x"}, "KILN_BROKER_URL"),
         ({"max_streams_per_subject": "0"}, "KILN_MAX_STREAMS_PER_SUBJECT"),
         ({"http_header_timeout_seconds": "0"}, "KILN_HTTP_HEADER_TIMEOUT_SECONDS"),
+        ({"import_deadline_seconds": "0"}, "KILN_IMPORT_DEADLINE_SECONDS"),
+        ({"import_min_rate_bytes": "-1"}, "KILN_IMPORT_MIN_RATE_BYTES"),
     ],
 )
 def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:
@@ -72,3 +75,46 @@ def test_help_lists_every_variable_flag() -> None:
     assert result.exit_code == 0
     for name, _ in OPTIONS:
         assert "--" + name.replace("_", "-") in result.output
+
+
+def test_the_import_limits_reach_the_workers_fetch_policy() -> None:
+    defaults = runtime.worker_config(build({})).fetch_policy()
+    given = runtime.worker_config(
+        build({"import_deadline_seconds": "90", "import_min_rate_bytes": "0"})
+    ).fetch_policy()
+
+    assert (defaults.deadline, defaults.min_rate) == (6 * 3600, 64 * 1024)
+    assert (given.deadline, given.min_rate) == (90, 0)
+
+
+def test_the_gateway_knows_whether_file_sources_have_an_import_root() -> None:
+    secret = {"token_secret": "s" * 32}
+
+    assert not runtime.gateway_settings(build(secret)).import_root_configured
+    assert runtime.gateway_settings(build({**secret, "import_root": "/srv"})).import_root_configured
+
+
+def test_allowed_hosts_may_name_a_port() -> None:
+    entries = "mirror.internal, 10.0.0.0/8, fd00::/8, 127.0.0.1:9000, [::1]:8443, files.example:443"
+    settings = build({"import_allowed_hosts": entries})
+
+    assert settings.import_allowed_hosts == tuple(entries.replace(" ", "").split(","))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "10.0.0.0/33",
+        "mirror.internal:0",
+        "mirror.internal:70000",
+        "[::1:8080",
+        "*.example",
+        "files..example",
+        "user@mirror",
+        "[mirror]:80",
+        "mirror:http",
+    ],
+)
+def test_a_malformed_allowed_host_stops_start_up_naming_it(entry: str) -> None:
+    with pytest.raises(SettingsError, match=f"^KILN_IMPORT_ALLOWED_HOSTS: '{re.escape(entry)}'"):
+        build({"import_allowed_hosts": f"mirror.internal,{entry}"})

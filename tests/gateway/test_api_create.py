@@ -16,6 +16,7 @@ from tests.gateway.conftest import FOLDER, OTHER_FOLDER, URI, Api, FinishReady, 
 
 MIB4 = 4 * 1024**2
 TIB4 = 4 * 1024**4
+LONGEST_URI = f"{URI}?{'s' * (8192 - len(URI) - 1)}"  # 8192 characters
 CREATE_METADATA = "type.googleapis.com/yandex.cloud.compute.v1.CreateImageMetadata"
 
 
@@ -140,6 +141,14 @@ async def test_field_rules_are_enforced_naming_the_field(api: Api) -> None:
         ({"minDiskSize": 4194304.5}, "minDiskSize"),
         ({"productIds": ["p" * 51]}, "productIds"),
         ({"productIds": "p1"}, "productIds"),
+        ({"productIds": [f"p{i}" for i in range(65)]}, "productIds"),
+        ({"uri": LONGEST_URI + "s"}, "uri"),
+        ({"uri": f"{URI}?{'s' * 60_000}"}, "uri"),
+        ({"os": {"nvidia": {"driver": "d" * 65}}}, "os.nvidia.driver"),
+        (
+            {"hardwareGeneration": {"generation2Features": {"secureBootTemplateId": "t" * 65}}},
+            "hardwareGeneration.generation2Features.secureBootTemplateId",
+        ),
         ({"os": {"type": "BSD"}}, "os.type"),
         ({"os": {"type": 7}}, "os.type"),
         ({"os": "LINUX"}, "os"),
@@ -164,6 +173,10 @@ async def test_boundary_values_are_accepted(api: Api) -> None:
         {"minDiskSize": MIB4},
         {"minDiskSize": str(TIB4)},
         {"productIds": ["p" * 50, "f2e"]},
+        {"productIds": [f"p{i}" for i in range(64)]},
+        {"uri": LONGEST_URI},
+        {"os": {"nvidia": {"driver": "d" * 64}}},
+        {"hardwareGeneration": {"generation2Features": {"secureBootTemplateId": "t" * 64}}},
         {"os": {"type": "WINDOWS", "nvidia": {"driver": "535"}}},
         {"pooled": True},
         {"hardwareGeneration": {"legacyFeatures": {"pciTopology": "PCI_TOPOLOGY_V2"}}},
@@ -382,3 +395,43 @@ async def test_disk_and_snapshot_sources_work_once_a_disk_source_is_configured(
 
             assert reply.status == 200, reply.body
             assert (await api.image(reply.json["metadata"]["imageId"]))["status"] == "CREATING"
+
+
+async def test_a_file_uri_needs_an_import_root(api: Api, db: Database, bus: MemoryBus) -> None:
+    uri = "file:///srv/images/disk.qcow2"
+
+    refused = await api.create(uri=uri)
+    app = await create_app(auth_settings(import_root_configured=True), db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
+        accepted = await Api(client, db, "import-root").create(uri=uri)
+
+    assert_invalid(refused, "uri")
+    assert "file:// sources need KILN_IMPORT_ROOT" in refused.message
+    assert accepted.status == 200, accepted.body
+
+
+async def test_an_allow_listed_host_port_exempts_that_port_only(
+    db: Database, bus: MemoryBus
+) -> None:
+    settings = auth_settings(import_allowed_hosts=("127.0.0.1:8080", "[::1]:8443"))
+    app = await create_app(settings, db, bus)
+    async with TestClient(TestServer(app), headers=bearer()) as client:
+        api = Api(client, db, "allowed-port")
+        accepted = [
+            await api.create(uri=uri)
+            for uri in ("http://127.0.0.1:8080/disk.qcow2", "https://[::1]:8443/disk.qcow2")
+        ]
+        refused = [
+            await api.create(uri=uri)
+            for uri in (
+                "http://127.0.0.1:8081/disk.qcow2",
+                "http://127.0.0.1/disk.qcow2",
+                "https://[::1]/disk.qcow2",
+                "http://[::1]:8080/disk.qcow2",
+            )
+        ]
+
+    assert [reply.status for reply in accepted] == [200, 200], [r.body for r in accepted]
+    for reply in refused:
+        assert_invalid(reply, "uri")
+        assert reply.message.endswith(" is loopback"), reply.message

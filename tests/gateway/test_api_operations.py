@@ -25,6 +25,13 @@ async def test_get_unknown_operation_is_404(api: Api) -> None:
     assert (query.status, query.code) == (400, 3) and "verbose" in query.message
 
 
+async def test_an_overlong_operation_id_is_refused_naming_it(api: Api) -> None:
+    reply = await api.operation("o" * 51)
+
+    assert (reply.status, reply.code) == (400, 3), reply.body
+    assert reply.message.startswith("operationId: "), reply.message
+
+
 async def test_a_finished_create_carries_the_image(api: Api, finish_ready: FinishReady) -> None:
     create = (await api.create(name="done")).json
     await finish_ready(create["metadata"]["imageId"])

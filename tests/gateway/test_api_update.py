@@ -166,6 +166,7 @@ async def test_update_validates_its_fields(api: Api, finish_ready: FinishReady) 
         ({"updateMask": "labels", "labels": {f"k{i}": "" for i in range(65)}}, "labels"),
         ({"updateMask": "name", "family": "x"}, "family"),
         ({"updateMask": "name", "foo": "x"}, "foo"),
+        ({"updateMask": "name" + " " * 253, "name": "x"}, "updateMask"),  # 257 characters
         ({"imageId": image_id, "updateMask": "name", "name": "x"}, "imageId"),
         ({"image_id": image_id, "updateMask": "name", "name": "x"}, "image_id"),
     ]

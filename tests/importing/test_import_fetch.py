@@ -84,7 +84,62 @@ async def test_a_refused_connection_is_unavailable_and_never_names_the_query(
     assert "secret" not in str(caught.value)
 
 
+# --- malformed responses ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nContent-Length: 1024\r\n\r\n",
+            "Duplicate Content-Length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "Transfer-Encoding can't be present with Content-Length",
+        ),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "Bad status line"),
+    ],
+)
+async def test_a_malformed_response_is_refused_after_one_request(
+    raw_server: RawStart, policy: FetchPolicy, refusal: Refusal, response: bytes, reason: str
+) -> None:
+    requests = 0
+
+    async def malformed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        requests += 1
+        writer.write(response + bytes(4096))
+        await writer.drain()
+
+    error = await refusal(await raw_server(malformed), policy)
+
+    assert (error.code, error.message) == (
+        Code.INVALID_ARGUMENT,
+        f"source sent a malformed response: {reason}",
+    )
+    assert requests == 1
+
+
 # --- body ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/csv; charset=utf-8"])
+async def test_a_source_served_as_text_is_refused(
+    raw_server: RawStart, policy: FetchPolicy, refusal: Refusal, content_type: str
+) -> None:
+    async def text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(head(512).replace(b"application/octet-stream", content_type.encode()))
+        writer.write(bytes(512))
+        await writer.drain()
+
+    error = await refusal(await raw_server(text), policy)
+
+    served = content_type.split(";")[0]
+    assert (error.code, error.message) == (
+        Code.INVALID_ARGUMENT,
+        f"source served {served}, not a disk image",
+    )
 
 
 async def test_a_body_shorter_than_its_content_length_is_refused(

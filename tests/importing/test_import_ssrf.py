@@ -11,10 +11,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from contracts import urls
 from contracts.errors import Code
 from worker.addresses import PinnedResolver
-from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy
+from worker.errors import ImportRefused, SourceUnavailable
+from worker.fetch import FetchPolicy, open_source
 
 MiB = 1 << 20
 Fetch = Callable[[str, FetchPolicy], Awaitable[bytes]]
@@ -138,6 +139,46 @@ async def test_an_allow_listed_cidr_is_exempt(source, fetch: Fetch) -> None:
     assert len(body) == 8 * MiB
 
 
+async def test_an_allow_listed_address_and_port_is_exempt_on_that_port_only(
+    source, closed_port: int, fetch: Fetch, refusal: Refusal
+) -> None:
+    policy = FetchPolicy(max_bytes=64 * MiB, allowed_hosts=(f"127.0.0.1:{source.port}",))
+
+    body = await fetch(source.url("/img/zero.raw"), policy)
+    error = await refusal(f"http://127.0.0.1:{closed_port}/img/zero.raw", policy)
+
+    assert len(body) == 8 * MiB
+    assert (error.code, error.message) == (
+        Code.PERMISSION_DENIED,
+        "address 127.0.0.1 of host 127.0.0.1 is loopback",
+    )
+
+
+async def test_an_allow_listed_host_and_port_is_exempt_on_that_port_only(
+    monkeypatch: pytest.MonkeyPatch, source, closed_port: int, fetch: Fetch, refusal: Refusal
+) -> None:
+    await fake_dns(monkeypatch, {"mirror.internal": ["127.0.0.1"]})
+    policy = FetchPolicy(max_bytes=64 * MiB, allowed_hosts=(f"mirror.internal:{source.port}",))
+
+    body = await fetch(f"http://mirror.internal:{source.port}/img/zero.raw", policy)
+    error = await refusal(f"http://mirror.internal:{closed_port}/img/zero.raw", policy)
+
+    assert len(body) == 8 * MiB
+    assert error.message == "address 127.0.0.1 of host mirror.internal is loopback"
+
+
+async def test_an_allow_listed_ipv6_address_and_port_is_exempt_on_that_port_only(
+    closed_port: int, refusal: Refusal
+) -> None:
+    policy = FetchPolicy(max_bytes=MiB, retries=0, allowed_hosts=(f"[::1]:{closed_port}",))
+
+    error = await refusal(f"http://[::1]:{closed_port + 1}/disk", policy)
+    with pytest.raises(SourceUnavailable, match=r"cannot fetch http://\[::1\]:"):
+        await fetch_one(f"http://[::1]:{closed_port}/disk", policy)  # exempt: it connects
+
+    assert error.message == "address ::1 of host ::1 is loopback"
+
+
 @pytest.mark.parametrize(
     ("url", "code", "message"),
     [
@@ -167,6 +208,24 @@ async def test_an_allow_listed_cidr_is_exempt(source, fetch: Fetch) -> None:
             Code.INVALID_ARGUMENT,
             "URL must not carry user credentials",
         ),
+        ("http://example.com:0/disk", Code.INVALID_ARGUMENT, "URL port 0 is not valid"),
+        (
+            "http://files..example.com/disk",
+            Code.INVALID_ARGUMENT,
+            "host 'files..example.com' is malformed: each label between its dots must be 1 to"
+            " 63 characters",
+        ),
+        (
+            f"http://{'a' * 64}.example.com/disk",
+            Code.INVALID_ARGUMENT,
+            f"host '{'a' * 64}.example.com' is malformed: each label between its dots must be"
+            " 1 to 63 characters",
+        ),
+        (
+            "http://16909060/disk",
+            Code.INVALID_ARGUMENT,
+            "host '16909060' is not a dotted-quad IPv4 address (write 1.2.3.4)",
+        ),
         (
             "disk.raw",
             Code.FAILED_PRECONDITION,
@@ -180,15 +239,63 @@ async def test_a_bad_url_is_refused(url: str, code: Code, message: str, refusal:
     assert (error.code, error.message) == (code, message)
 
 
+# Spellings of a host that resolves to (or is) 127.0.0.1, allow-listed below, and whether the
+# worker's HTTP client can fetch from it: the gateway must accept exactly those it can.
+HOST_SPELLINGS = [
+    ("files.example", True),
+    ("FILES.example", True),
+    ("files.example.", True),
+    ("under_score.example", True),
+    ("bücher.example", True),
+    (f"{'a' * 63}.example", True),
+    ("127.0.0.1", True),
+    ("0x7f.0.0.1", True),
+    ("2130706433", False),
+    ("127.1", False),
+    ("0177.0.0.1", False),
+    ("files..example", False),
+    (".files.example", False),
+    (f"{'a' * 64}.example", False),
+]
+
+
+@pytest.mark.parametrize(("host", "fetchable"), HOST_SPELLINGS)
+async def test_the_gateway_accepts_exactly_the_hosts_the_worker_can_fetch(
+    monkeypatch: pytest.MonkeyPatch, source, host: str, fetchable: bool
+) -> None:
+    await fake_dns(monkeypatch, {})  # every name is 127.0.0.1, as the C library would encode it
+    policy = FetchPolicy(max_bytes=MiB, retries=0, allowed_hosts=("127.0.0.0/8",))
+    url = f"http://{host}:{source.port}/img/odd.raw"
+
+    try:
+        urls.check_source(url, policy.allowed_hosts)
+        accepted = True
+    except urls.UrlRefused:
+        accepted = False
+    try:
+        fetched = len(await fetch_one(url, policy)) == 1000
+    except ImportRefused:
+        fetched = False
+
+    assert accepted == fetched == fetchable
+
+
+async def fetch_one(url: str, policy: FetchPolicy) -> bytes:
+    async with open_source(url, policy) as chunks:
+        return b"".join([chunk async for chunk in chunks])
+
+
 async def fake_dns(
     monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str] | list[list[str]]]
 ) -> list[str]:
-    """Answer getaddrinfo from `answers` (a list of lists answers one per call); no real DNS."""
+    """Answer getaddrinfo from `answers` (a list of lists answers one per call; 127.0.0.1 for
+    a host not in it); no real DNS. Host names are encoded as socket.getaddrinfo does."""
     lookups: list[str] = []
 
     async def getaddrinfo(host: str, port: int, **_: object) -> list[tuple]:
+        host.encode("idna")  # what the C library is given: raises for an empty or long label
         lookups.append(host)
-        answer = answers[host]
+        answer = answers.get(host, ["127.0.0.1"])
         addresses = answer.pop(0) if isinstance(answer[0], list) else answer
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
 

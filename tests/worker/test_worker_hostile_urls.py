@@ -2,15 +2,17 @@
 without DNS (scheme, credentials, an address spelled in the host, however spelled) is refused
 with 400 before anything is stored; what only DNS or a redirect reveals ends the operation in
 ERROR with a precise message. Either way no READY image, no blob, no byte fetched from where it
-must not be.
+must not be. A source that answers in a way no retry can mend (a malformed response, a
+trickle) ends the operation after one request.
 
 The image server listens on 127.0.0.1; the operator allow-lists it by the name `localhost` only,
 so every other spelling of a loopback address stays blocked."""
 
 import asyncio
 import collections
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +76,20 @@ async def private_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
 
 
-@pytest.fixture
-async def api(backend: Backend, start_worker: WorkerFactory) -> AsyncIterator[TestClient[Any, Any]]:
-    await start_worker(allowed_hosts=ALLOWED)
+@contextlib.asynccontextmanager
+async def gateway_with_worker(
+    backend: Backend, start_worker: WorkerFactory, **worker: Any
+) -> AsyncIterator[TestClient[Any, Any]]:
+    await start_worker(allowed_hosts=ALLOWED, **worker)
     settings = auth_settings(import_allowed_hosts=ALLOWED)
     app = await create_app(settings, backend.db, backend.bus)
     async with TestClient(TestServer(app), headers=bearer()) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(backend: Backend, start_worker: WorkerFactory) -> AsyncIterator[TestClient[Any, Any]]:
+    async with gateway_with_worker(backend, start_worker) as client:
         yield client
 
 
@@ -148,6 +158,10 @@ NOT_URLS = {
     "http://1.2.3.4.5/disk.qcow2": "host '1.2.3.4.5' is not a valid address",
     "http://127.0.0.1./disk.qcow2": "host '127.0.0.1.' is not a valid address",
     "http://bad host/disk.qcow2": "host 'bad host' is malformed",
+    "http://files..example/disk.qcow2": "host 'files..example' is malformed: each label",
+    "http://localhost:0/disk.qcow2": "URL port 0 is not valid",
+    "file:///etc/passwd": "file:// sources need KILN_IMPORT_ROOT",
+    f"http://localhost/{'d' * 8192}.qcow2": "expected `str` of length <= 8192",
 }
 
 
@@ -210,3 +224,66 @@ async def test_what_dns_or_a_redirect_reveals_ends_the_operation_in_error(
     assert statuses == ["ERROR"] * len(cases)
     assert served.hits[image] == 0 and blob_files() == []
     assert served.hits["/hop/0"] == 4  # every chain was followed to its last hop
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def duplicate_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nContent-Length: 512\r\n\r\n")
+    writer.write(bytes(4096))
+
+
+async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A byte every 50 ms of a 1 MiB body, for 3 s at most: never idle, never done."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+    for _ in range(60):
+        writer.write(b"\0")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("handler", "code", "message"),
+    [
+        (
+            duplicate_length,
+            Code.INVALID_ARGUMENT,
+            "source sent a malformed response: Duplicate Content-Length",
+        ),
+        (
+            trickle,
+            Code.DEADLINE_EXCEEDED,
+            "source did not finish within the import deadline of 1 s",
+        ),
+    ],
+)
+async def test_a_source_no_retry_can_mend_ends_the_operation_after_one_request(
+    backend: Backend,
+    start_worker: WorkerFactory,
+    blob_files: Callable[[], list[Path]],
+    handler: Handler,
+    code: Code,
+    message: str,
+) -> None:
+    requests = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        requests += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await handler(reader, writer)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, gateway_with_worker(backend, start_worker, deadline=1.0) as api:
+        status, operation = await create(api, f"http://localhost:{port}/disk.raw")
+        assert status == 200, operation
+        ended = await done(api, operation["id"])
+
+    assert (ended["error"]["code"], ended["error"]["message"]) == (code, message)
+    assert requests == 1 and blob_files() == []
