@@ -11,10 +11,13 @@ the signature check on the next call (about 5 % of the gateway's CPU per create,
 py-spy under the create benchmark). Tokens verified by a JWKS key are not remembered: a key the
 issuer retires must stop working at once."""
 
+import binascii
+import json
 import time
 
 import jwt
 import msgspec
+from jwt.utils import base64url_decode
 
 from contracts.errors import Unauthenticated
 from gateway.jwks import JwksKeys
@@ -75,6 +78,8 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
+            if _only_signature_unreadable(token):
+                raise Unauthenticated("token signature is invalid") from None
             raise Unauthenticated("bearer token is not a JWT") from None
         algorithm = header.get("alg")
         key = await self._key(algorithm, header.get("kid"))
@@ -118,6 +123,17 @@ def _reason(exc: jwt.PyJWTError) -> str:
         if isinstance(exc, kind):
             return message
     return f"token is invalid: {exc}"
+
+
+def _only_signature_unreadable(token: str) -> bool:
+    """Whether a token PyJWT cannot read has a header and claims that decode as JSON objects:
+    what it cannot read then is its third part, the signature."""
+    parts = token.split(".")
+    try:
+        decoded = [json.loads(base64url_decode(part)) for part in parts[:2]]
+    except (ValueError, binascii.Error):
+        return False
+    return len(parts) == 3 and all(isinstance(part, dict) for part in decoded)
 
 
 def _subject(sub: object) -> str:

@@ -46,6 +46,7 @@ BAD_TOKENS = {
     "header not an object": f"{_b64(b'[1]')}.{_b64(VALID)}.sig",
     "bad signature": token("bob", secret=OTHER_SECRET),
     "signature cut off": token("bob").rsplit(".", 1)[0] + ".",
+    "signature corrupted": token("bob")[:-1],
     "claims altered": ".".join(
         (token("bob").split(".")[0], _b64({**VALID, "sub": ADMIN}), token("bob").split(".")[2])
     ),
@@ -136,6 +137,8 @@ async def test_the_refusals_say_what_is_wrong(caller: Callable[..., Caller]) -> 
     assert await message(f"Bearer {BAD_TOKENS['expired']}") == "token has expired"
     assert await message(f"Bearer {BAD_TOKENS['not valid yet']}") == "token is not valid yet"
     assert await message(f"Bearer {BAD_TOKENS['bad signature']}") == "token signature is invalid"
+    corrupted = await message(f"Bearer {BAD_TOKENS['signature corrupted']}")
+    assert corrupted == "token signature is invalid"
     assert await message(f"Bearer {BAD_TOKENS['no exp']}") == "token has no 'exp' claim"
     none = await message(f"Bearer {BAD_TOKENS['alg none']}")
     assert none == "token algorithm 'none' is not accepted"
