@@ -59,3 +59,21 @@ def permissive_umask() -> Iterator[None]:
     previous = os.umask(0o022)
     yield
     os.umask(previous)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it needs, for subsets such as `-m "not slow and not rabbit"`:
+    `postgres` and `rabbit` by the fixtures and backend parameters it uses, `faults` for the
+    fault suite, `slow` for the fault suite and every test that sets a timeout of its own."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = " ".join(map(str, callspec.params.values())) if callspec else ""
+        if "postgres_url" in names or "postgres" in params:
+            item.add_marker("postgres")
+        if names & {"vhost", "rabbit_url"} or "rabbit" in params:
+            item.add_marker("rabbit")
+        if "tests/faults/" in item.nodeid:
+            item.add_marker("faults")
+        if "tests/faults/" in item.nodeid or item.get_closest_marker("timeout"):
+            item.add_marker("slow")
