@@ -62,6 +62,7 @@ def _from_row(row: Row) -> OutboxMessage:
 
 
 async def unsent(conn: Connection, created_before: int, limit: int) -> list[OutboxMessage]:
+    """Up to `limit` unsent rows older than `created_before`, in seq order (a read)."""
     rows = await conn.fetch(
         "SELECT seq, exchange, routing_key, message_id, content_type, type, correlation_id, body"
         " FROM outbox WHERE sent_at IS NULL AND created_at < ? ORDER BY seq LIMIT ?",
@@ -69,6 +70,26 @@ async def unsent(conn: Connection, created_before: int, limit: int) -> list[Outb
         limit,
     )
     return [_from_row(row) for row in rows]
+
+
+async def claim_unsent(
+    conn: Connection, created_before: int, now: int, until: int, limit: int
+) -> list[OutboxMessage]:
+    """Up to `limit` unsent rows older than `created_before` that no other relay holds, held
+    by this one until `until` (rows being claimed by another transaction are skipped, not
+    waited for); in seq order."""
+    skip_locked = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
+    rows = await conn.fetch(
+        "UPDATE outbox SET relay_until = ? WHERE seq IN (SELECT seq FROM outbox"
+        " WHERE sent_at IS NULL AND created_at < ? AND relay_until < ? ORDER BY seq LIMIT ?"
+        f"{skip_locked}) RETURNING seq, exchange, routing_key, message_id, content_type, type,"
+        " correlation_id, body",
+        until,
+        created_before,
+        now,
+        limit,
+    )
+    return sorted(map(_from_row, rows), key=lambda message: message.seq)
 
 
 async def mark_sent(conn: Connection, seqs: Sequence[int], now: int) -> None:

@@ -1,5 +1,6 @@
 """The outbox relay: publishes rows left unsent (a crash, or the broker away, between commit
-and publish)."""
+and publish). Every worker runs one; each claims the rows it publishes, so that when the
+broker comes back they do not all publish the same backlog."""
 
 import asyncio
 
@@ -16,6 +17,9 @@ from worker.config import seconds_us
 log = structlog.get_logger(__name__)
 
 RELAY_BATCH = 500
+# How long a relay holds the rows it claimed: another relay takes them after that, should
+# this one die before they are published and marked sent.
+CLAIM_US = 30 * 1_000_000
 
 
 class OutboxRelay:
@@ -51,8 +55,11 @@ class OutboxRelay:
         """Publish what is overdue now, batch after batch; how many rows were sent."""
         sent = 0
         while True:
+            now = now_us()
             async with self._db.transaction() as conn:
-                rows = await outbox.unsent(conn, now_us() - self._after_us, RELAY_BATCH)
+                rows = await outbox.claim_unsent(
+                    conn, now - self._after_us, now, now + CLAIM_US, RELAY_BATCH
+                )
             if not rows or not await self._publisher.publish(rows):
                 break
             await self._marker.flush()  # before reading the next batch, or it repeats this one
