@@ -154,6 +154,7 @@ def check_data(event: CloudEvent) -> None:
         image = json_format.Parse(text, image_pb2.Image())
         status = image_pb2.Image.Status.Name(image.status)
         assert (image.id, status) == (event.get_subject(), IMAGE_STATUS[kind])
+        assert event.get_data()["os"] == {"type": "LINUX"}  # created without `os`
 
 
 async def test_every_event_type_is_a_cloudevent_on_amqp_and_on_the_stream(
