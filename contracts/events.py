@@ -9,8 +9,11 @@ EVENT_SOURCE = "/kiln/compute/v1/images"
 CONTENT_TYPE = "application/cloudevents+json"
 
 
-class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """`id` is stable across redelivery; `sequence` orders one image's events."""
+class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """`id` is stable across redelivery; `sequence` orders one image's events.
+
+    Every attribute is encoded, also where it equals its default: CloudEvents parsers refuse
+    an event without `specversion` or `source`."""
 
     specversion: str = "1.0"
     id: str

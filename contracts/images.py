@@ -51,6 +51,16 @@ class Os(Message):
     nvidia: Nvidia | None = None
 
 
+def reported_os(given: Os | None) -> Os:
+    """An image's Os as the API shows it: `type` defaults to LINUX, also for an image created
+    without `os` (one that inherited none from its source image)."""
+    if given is None:
+        return Os(type=OsType.LINUX)
+    if given.type is OsType.TYPE_UNSPECIFIED:
+        return msgspec.structs.replace(given, type=OsType.LINUX)
+    return given
+
+
 class LegacyHardwareFeatures(Message):
     pci_topology: PciTopology = PciTopology.PCI_TOPOLOGY_UNSPECIFIED
 

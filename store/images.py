@@ -6,7 +6,7 @@ from typing import Any, Literal
 import msgspec
 
 from contracts.enums import ImageStatus
-from contracts.images import HardwareGeneration, Image, KMSKey, Os
+from contracts.images import HardwareGeneration, Image, KMSKey, Os, reported_os
 from store.clock import to_datetime
 from store.db import Connection, Row, fetch_locked, lock_names_until_commit
 
@@ -71,7 +71,7 @@ def to_image(record: ImageRecord) -> Image:
         min_disk_size=str(record.min_disk_size),
         product_ids=spec.product_ids,
         status=record.status,
-        os=spec.os,
+        os=reported_os(spec.os),
         pooled=spec.pooled,
         hardware_generation=spec.hardware_generation,
         kms_key=spec.kms_key,

@@ -17,6 +17,7 @@ class Tapped:
     def __init__(self, message: AbstractIncomingMessage) -> None:
         self.routing_key = message.routing_key or ""
         self.message_id = message.message_id or ""
+        self.content_type = message.content_type
         self.headers: dict[str, Any] = dict(message.headers)
         self.body = message.body
 

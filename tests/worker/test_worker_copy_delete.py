@@ -75,6 +75,26 @@ async def test_a_copy_keeps_what_its_request_set(
     assert copy is not None and copy.spec.os == Os(type=OsType.WINDOWS)
 
 
+async def test_a_copy_shows_the_os_it_inherited_or_the_default(
+    start_worker: WorkerFactory, gateway: GatewayDouble, events: EventLog, source: Source
+) -> None:
+    await start_worker()
+    windows_id = await _ready_image(
+        gateway, events, source.url("/img/data.raw"), os=Os(type=OsType.WINDOWS)
+    )
+    plain_id = await _ready_image(gateway, events, source.url("/img/data.qcow2"))
+
+    for original_id, os_type in ((windows_id, OsType.WINDOWS), (plain_id, OsType.LINUX)):
+        copy_id, op_id = await gateway.create(image_id=original_id)
+        ready = await events.wait_for("compute.image.ready", op_id)
+        await events.operation_done(op_id)
+
+        op = await gateway.operation(op_id)
+        assert isinstance(op.response, ImageAny) and op.response.id == copy_id
+        assert op.response.os == Os(type=os_type)
+        assert ready.data["os"] == {"type": os_type.value}
+
+
 async def test_delete_releases_the_bytes_only_with_their_last_image(
     start_worker: WorkerFactory,
     gateway: GatewayDouble,
