@@ -2,13 +2,21 @@
 
 from pathlib import Path
 
-from store.db import Connection, Database, StoreError, StoreUnavailable, UniqueViolation
+from store.db import (
+    Connection,
+    Database,
+    StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
+    UniqueViolation,
+)
 from store.schema import migrate
 
 __all__ = [
     "Connection",
     "Database",
     "StoreError",
+    "StoreMisconfigured",
     "StoreUnavailable",
     "UniqueViolation",
     "open_database",
@@ -30,5 +38,9 @@ async def open_database(url: str) -> Database:
         db = await PostgresDatabase.open(url)
     else:
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
-    await migrate(db)
+    try:
+        await migrate(db)
+    except BaseException:  # the server went away meanwhile, or start-up was cut short
+        await db.close()
+        raise
     return db
