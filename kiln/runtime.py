@@ -20,7 +20,7 @@ from bus.base import Bus
 from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
-from kiln import logs, tokens
+from kiln import logs, startup, tokens
 from kiln.settings import Settings, env_name
 from store import open_database
 from store.db import Database
@@ -112,11 +112,13 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
 
 @contextlib.asynccontextmanager
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
+    """The database, then the broker, each waited for while it cannot serve yet."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = await open_database(settings.database)
+    waiting = startup.StartupWait(settings.startup_timeout_seconds)
+    db = await waiting.opened(startup.database(settings), lambda: open_database(settings.database))
     try:
         bus = connect_bus(settings.broker_url)
-        await bus.start()
+        await waiting.opened(startup.broker(settings), bus.start)
         try:
             yield db, bus
         finally:
