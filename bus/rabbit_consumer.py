@@ -12,6 +12,7 @@ from aiormq.exceptions import (
     ChannelAccessRefused,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
+    ProbableAuthenticationError,
 )
 
 from bus.base import BusError, BusUnavailable, Delivery, Handler, OutgoingMessage
@@ -20,8 +21,13 @@ from bus.runner import InFlight, Outcome, run_handler
 log = structlog.get_logger(__name__)
 
 
-# The broker refusing a declaration will refuse it again: retrying cannot help.
-_REFUSALS = (ChannelAccessRefused, ChannelNotFoundEntity, ChannelPreconditionFailed)
+# The broker refusing a login or a declaration will refuse it again: retrying cannot help.
+_REFUSALS = (
+    ProbableAuthenticationError,
+    ChannelAccessRefused,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+)
 # How long shutdown waits for one broker call (cancel, close) before giving up on it.
 BROKER_CALL_SECONDS = 5.0
 

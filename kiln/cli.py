@@ -70,6 +70,10 @@ OPTIONS: list[tuple[str, str]] = [
         "shutdown_grace_seconds",
         "Seconds between readiness turning false and the gateway closing (default 0).",
     ),
+    (
+        "startup_timeout_seconds",
+        "Seconds start-up waits for the database and the broker to answer (default 60).",
+    ),
     ("s3_endpoint_url", "S3-compatible endpoint, e.g. http://minio:9000 (default: AWS)."),
     ("s3_region", "Region of the S3 bucket (default us-east-1)."),
     ("s3_access_key_id", "S3 access key id (default: botocore's credential chain)."),

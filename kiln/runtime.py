@@ -20,7 +20,7 @@ from bus.base import Bus
 from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
-from kiln import logs, tokens
+from kiln import logs, startup, tokens
 from kiln.settings import Settings, env_name
 from store import clock, open_database
 from store.db import Database
@@ -133,12 +133,14 @@ def warn_unchecked_claims(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
+    """The database, then the broker, each waited for while it cannot serve yet."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
-    db = await open_database(settings.database)
+    waiting = startup.StartupWait(settings.startup_timeout_seconds)
+    db = await waiting.opened(startup.database(settings), lambda: open_database(settings.database))
     in_step = asyncio.create_task(clock.keep_in_step(db), name="kiln-clock")
     try:
         bus = connect_bus(settings.broker_url)
-        await bus.start()
+        await waiting.opened(startup.broker(settings), bus.start)
         try:
             yield db, bus
         finally:

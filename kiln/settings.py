@@ -43,6 +43,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["console", "json"] = "json"
     worker_http_port: OptionalPort = 9090
     shutdown_grace_seconds: Seconds = 0.0
+    startup_timeout_seconds: Seconds = 60.0
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""

@@ -5,7 +5,14 @@ from pathlib import Path
 import structlog
 
 from store import clock
-from store.db import Connection, Database, StoreError, StoreUnavailable, UniqueViolation
+from store.db import (
+    Connection,
+    Database,
+    StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
+    UniqueViolation,
+)
 from store.schema import migrate
 
 log = structlog.get_logger(__name__)
@@ -18,6 +25,7 @@ __all__ = [
     "Connection",
     "Database",
     "StoreError",
+    "StoreMisconfigured",
     "StoreUnavailable",
     "UniqueViolation",
     "open_database",
@@ -39,8 +47,12 @@ async def open_database(url: str) -> Database:
         db = await PostgresDatabase.open(url)
     else:
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
-    await migrate(db)
-    offset = await clock.sync(db)
+    try:
+        await migrate(db)
+        offset = await clock.sync(db)
+    except BaseException:  # the server went away meanwhile, or start-up was cut short
+        await db.close()
+        raise
     if abs(offset) > CLOCK_WARNING_US:
         log.warning("clock.offset", offset_seconds=offset / 1_000_000)
     return db

@@ -31,6 +31,11 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached right now (transient)."""
 
 
+class StoreMisconfigured(StoreError):
+    """The database URL cannot work: malformed, or naming a database or credentials the server
+    refuses. Trying again does not help."""
+
+
 class Connection(Protocol):
     dialect: str
 

@@ -7,9 +7,30 @@ from typing import Any
 
 import asyncpg
 
-from store.db import Contention, Row, StoreUnavailable, UniqueViolation
+from store.db import Contention, Row, StoreMisconfigured, StoreUnavailable, UniqueViolation
 
 _PLACEHOLDER = re.compile(r"\?")
+
+# PostgreSQL cannot serve now, for the reason given; the first match names it.
+_NOT_NOW: tuple[tuple[type[Exception], str], ...] = (
+    (asyncpg.CannotConnectNowError, "it is starting up or shutting down"),
+    (asyncpg.AdminShutdownError, "an administrator terminated the session"),
+    (asyncpg.OperatorInterventionError, "an operator or a crash interrupted the session"),
+    (asyncpg.TooManyConnectionsError, "it has too many connections"),
+    (asyncpg.InsufficientResourcesError, "it lacks the resources (disk, memory)"),
+    (asyncpg.ReadOnlySQLTransactionError, "it is read-only (a standby, or a demoted primary)"),
+    (asyncpg.TargetServerAttributeNotMatched, "no host is the kind of server the URL asks for"),
+    (asyncpg.ConnectionDoesNotExistError, "the connection was lost"),
+    (asyncpg.PostgresConnectionError, "the connection failed"),
+    (asyncpg.InterfaceError, "the connection was lost"),
+    # A session the server ended, in the moment between its last message and the socket
+    # closing: asyncpg refuses statements on it ("cannot switch to state …").
+    (asyncpg.InternalClientError, "the connection is ending"),
+    (TimeoutError, "it did not answer in time"),
+    (ConnectionRefusedError, "connection refused"),
+    (OSError, "it cannot be reached"),
+)
+_NOT_NOW_TYPES = tuple(kind for kind, _ in _NOT_NOW)
 
 
 def numbered(sql: str) -> str:
@@ -27,6 +48,21 @@ def _translated() -> Iterator[None]:
         raise UniqueViolation(exc.constraint_name or "") from exc
     except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
         raise Contention(str(exc)) from exc
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    """The StoreUnavailable for one of the _NOT_NOW errors, naming PostgreSQL and the reason."""
+    reason = next(why for kind, why in _NOT_NOW if isinstance(exc, kind))
+    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return StoreUnavailable(f"PostgreSQL unavailable: {reason} ({error})")
+
+
+@contextmanager
+def _not_now() -> Iterator[None]:
+    try:
+        yield
+    except _NOT_NOW_TYPES as exc:
+        raise _unavailable(exc) from exc
 
 
 class PostgresConnection:
@@ -74,12 +110,18 @@ class PostgresDatabase:
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 2, max_size: int = 20) -> "PostgresDatabase":
+        """A pool on `dsn`; StoreUnavailable while PostgreSQL cannot serve, StoreMisconfigured
+        when `dsn` cannot work (malformed, an unknown database, credentials refused)."""
         try:
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, connection_class=_Connection
             )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        except (ValueError, OverflowError) as exc:  # asyncpg's verdicts on a malformed URL
+            raise StoreMisconfigured(f"malformed PostgreSQL URL: {exc}") from exc
+        except _NOT_NOW_TYPES as exc:
+            raise _unavailable(exc) from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreMisconfigured(f"PostgreSQL refused the connection: {exc}") from exc
         return cls(pool)
 
     @asynccontextmanager
@@ -94,17 +136,14 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; a database that cannot be reached raises StoreUnavailable."""
-        try:
+        """A pooled connection. PostgreSQL failing to serve, whether on acquiring, in a
+        statement, on commit or on release, raises StoreUnavailable."""
+        with _not_now():
             conn = await self._pool.acquire()
-        except (OSError, asyncpg.PostgresConnectionError) as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
-        try:
-            yield conn
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
-        finally:
-            await self._pool.release(conn)
+            try:
+                yield conn
+            finally:
+                await self._pool.release(conn)
 
     async def close(self) -> None:
         await self._pool.close()

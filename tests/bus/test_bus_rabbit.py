@@ -65,6 +65,16 @@ async def test_unreachable_broker_is_unavailable() -> None:
     assert not bus.connected
 
 
+async def test_a_refused_login_is_not_unavailable() -> None:
+    """Retrying the same credentials cannot help: a BusError, never a BusUnavailable."""
+    bus = RabbitBus("amqp://guest:not-the-password@127.0.0.1:5672/", timeout=2.0)
+
+    with pytest.raises(BusError, match="refused") as raised:
+        await bus.start()
+    assert not isinstance(raised.value, BusUnavailable)
+    assert not bus.connected
+
+
 async def test_publish_before_start_is_unavailable() -> None:
     with pytest.raises(BusUnavailable):
         await RabbitBus("amqp://guest:guest@127.0.0.1:5672/").publish(COMMANDS_EXCHANGE, [COMMAND])

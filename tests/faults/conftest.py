@@ -1,6 +1,6 @@
 """Fault tests run real `kiln gateway` / `kiln worker` processes on PostgreSQL (a database per
 test) and RabbitMQ (a vhost per test), importing distinct qcow2 images from a throttled local
-HTTP server."""
+HTTP server. Tests that stop or exhaust PostgreSQL do it to a private server of their own."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,8 +12,10 @@ from support.amqp_tap import EventTap
 from support.auth import bearer
 from support.image_source import ImageSource, make_qcow2_images
 from support.kiln_processes import Deployment
+from support.private_postgres import PrivatePostgres, private_postgres
 
 IMAGE_COUNT = 30
+PRIVATE_PG_CONNECTIONS = 10  # few, so that a test can take them all quickly
 
 # Short enough that a dead worker's leases run out within a test, long enough for renewals
 # (every third of the lease) to keep up under load.
@@ -60,6 +62,13 @@ async def deployment(
         # Every process is gone before the database and the vhost are dropped.
         unclean = await kiln.close()
     assert unclean == [], "processes that did not stop cleanly at the end of the test"
+
+
+@pytest.fixture
+async def private_pg() -> AsyncIterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own, started; gone after the test, whatever happened."""
+    async with private_postgres(max_connections=PRIVATE_PG_CONNECTIONS) as server:
+        yield server
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ def test_defaults() -> None:
     defaults = build({})
     assert defaults.worker_http_port == 9090
     assert defaults.shutdown_grace_seconds == 0
+    assert defaults.startup_timeout_seconds == 60
     assert (defaults.s3_region, defaults.s3_addressing_style) == ("us-east-1", "path")
     assert defaults.s3_part_size == 8 * MiB
     assert defaults.storage.startswith("file:///") and defaults.storage.endswith("/blobs")
@@ -58,6 +59,7 @@ def test_s3_settings_reach_the_store() -> None:
         ({"worker_http_port": "-1"}, "KILN_WORKER_HTTP_PORT"),
         ({"worker_http_port": "70000"}, "KILN_WORKER_HTTP_PORT"),
         ({"shutdown_grace_seconds": "-1"}, "KILN_SHUTDOWN_GRACE_SECONDS"),
+        ({"startup_timeout_seconds": "-1"}, "KILN_STARTUP_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:

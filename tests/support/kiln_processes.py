@@ -190,11 +190,16 @@ class Deployment:
         self.processes.append(started)
         return started
 
-    async def gateway(self, **overrides: Any) -> KilnProcess:
-        """A gateway, once it accepts connections."""
+    async def start_gateway(self, **overrides: Any) -> KilnProcess:
+        """A gateway, started: it may not accept connections yet."""
         port = free_port()
         gateway = await self._spawn("gateway", self.env(http_port=port, **overrides))
         gateway.port = port
+        return gateway
+
+    async def gateway(self, **overrides: Any) -> KilnProcess:
+        """A gateway, once it accepts connections."""
+        gateway = await self.start_gateway(**overrides)
         await gateway.wait_listening()
         return gateway
 
