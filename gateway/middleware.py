@@ -13,7 +13,7 @@ from contracts.operations import RequestInfo, Status
 from gateway.context import RequestContext, context_of, set_context
 from gateway.http import respond
 from gateway.keys import SETTINGS
-from store.db import StoreUnavailable
+from store.db import Contention, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,7 +53,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.set_status(405)
             response.headers["Allow"] = exc.headers.get("Allow", "")
         return response
-    except (StoreUnavailable, BusUnavailable) as exc:
+    except (StoreUnavailable, Contention, BusUnavailable) as exc:
+        # A transaction that lost a deadlock or a serialization race outside the group
+        # commits (which run it again themselves) is a "try again", not a server fault.
         log.warning("dependency unavailable", error=str(exc))
         return error_response(request, Code.UNAVAILABLE, "service temporarily unavailable")
     except Exception:

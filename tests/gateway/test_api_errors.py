@@ -5,6 +5,13 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+
+from bus.base import BusUnavailable
+from gateway.middleware import errors, request_context
+from store.db import Contention, StoreUnavailable
 from tests.gateway.conftest import FOLDER, MISSING_IMAGE, URI, Api, Reply
 
 REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
@@ -298,3 +305,26 @@ async def test_a_page_token_of_another_method_is_refused(api: Api) -> None:
             reply = await use(token)
             expected = 200 if used_by == issued_by else 400
             assert reply.status == expected, (issued_by, used_by, reply.body)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        StoreUnavailable("PostgreSQL unavailable: connection refused"),
+        Contention("deadlock detected"),
+        BusUnavailable("broker did not confirm"),
+    ],
+)
+async def test_a_fault_that_may_pass_is_503_never_500(
+    aiohttp_client: AiohttpClient, fault: Exception
+) -> None:
+    async def failing(request: web.Request) -> web.Response:
+        raise fault
+
+    app = web.Application(middlewares=[request_context, errors])
+    app.router.add_get("/x", failing)
+    client = await aiohttp_client(app)
+
+    response = await client.get("/x")
+    body = await response.json()
+    assert (response.status, body["code"]) == (503, 14), body
