@@ -20,7 +20,10 @@ def respond(body: msgspec.Struct, status: int = 200) -> web.Response:
 async def body_request(
     request: web.Request, message_type: type[T], path: dict[str, str] | None = None
 ) -> T:
-    """A JSON body plus the fields bound in the URL path (which the body may not repeat)."""
+    """A JSON body plus the fields bound in the URL path (which the body may not repeat);
+    such a method takes nothing in the query string."""
+    if (key := next(iter(request.query), None)) is not None:
+        raise InvalidArgument(f"{key}: unknown query parameter (this method takes a JSON body)")
     raw = decode_json(await request.read()) if request.can_read_body else {}
     if not isinstance(raw, dict):
         raise InvalidArgument("request body must be a JSON object")

@@ -25,7 +25,9 @@ class PageTokens:
     def open(self, scope: str, token: str) -> str:
         """The position inside `token`, if this server issued it for the same query."""
         signature, position = token[:_SIG_CHARS], token[_SIG_CHARS:]
-        if not position or not hmac.compare_digest(signature, self._signature(scope, position)):
+        # Issued tokens are ASCII; compare_digest raises TypeError on any other str.
+        well_formed = bool(position) and token.isascii()
+        if not well_formed or not hmac.compare_digest(signature, self._signature(scope, position)):
             raise InvalidArgument("pageToken: invalid, or issued for a different query")
         return position
 
