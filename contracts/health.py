@@ -14,9 +14,7 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     blobs: bool | None = None
 
 
-def readiness(
-    *, store: bool, broker: bool, draining: bool, blobs: bool | None = None
-) -> Readiness:
+def readiness(*, store: bool, broker: bool, draining: bool, blobs: bool | None = None) -> Readiness:
     return Readiness(
         ready=store and broker and blobs is not False and not draining,
         store=store,
