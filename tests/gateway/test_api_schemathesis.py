@@ -157,3 +157,16 @@ async def test_schemathesis_finds_nothing_in_any_phase(kiln_dev: str, tmp_path: 
         "fuzzing": "success",
         "stateful": "success",
     }
+
+
+async def test_a_query_at_its_longest_is_answered_in_the_error_shape(kiln_dev: str) -> None:
+    """Every parameter at its contract length in 4-byte characters: ~16 KiB percent-encoded,
+    past aiohttp's default request line, whose parser would answer in plain text."""
+    params = {"folderId": "😀" * 50, "filter": "😀" * 1000, "orderBy": "😀" * 100}
+    async with (
+        aiohttp.ClientSession(headers=bearer()) as session,
+        session.get(f"{kiln_dev}/compute/v1/images", params=params) as reply,
+    ):
+        body = await reply.json()
+
+    assert reply.status == 400 and body["message"].startswith("filter: "), body
