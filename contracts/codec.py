@@ -91,6 +91,8 @@ def _field_table(struct_type: type) -> dict[str, mi.Field]:
 
 
 def _normalize(value: Any, info: mi.Type, path: str) -> Any:
+    while isinstance(info, mi.Metadata):  # a field's description (in the OpenAPI document)
+        info = info.type
     if isinstance(info, mi.UnionType):
         info = next((t for t in info.types if not isinstance(t, mi.NoneType)), info)
     if isinstance(info, mi.StructType) and isinstance(value, dict):

@@ -1,9 +1,11 @@
 """Events for subscribers: CloudEvents 1.0 structured JSON on the `kiln.events` exchange."""
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+from contracts.base import FolderId, Message, about
 
 EVENT_SOURCE = "/kiln/compute/v1/images"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -26,6 +28,50 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
     correlationid: str = ""
     folderid: str
     data: Any = None
+
+
+# The events a folder's stream carries, by the names `type` takes (or their full types).
+EVENT_NAMES = (
+    "created",
+    "import_started",
+    "ready",
+    "failed",
+    "updated",
+    "access_bindings_changed",
+    "deleting",
+    "deleted",
+    "operation.done",
+)
+_NAME = "(?:" + "|".join(rf"(?:compute\.image\.)?{n}" for n in EVENT_NAMES[:-1])
+_NAME += r"|(?:compute\.)?operation\.done)"
+# What gateway/events_stream.py accepts (and names what is wrong with): the documented form.
+TYPES_PATTERN = rf"^\s*{_NAME}?\s*(?:,\s*{_NAME}?\s*)*$"
+POSITION_PATTERN = r"^\s*(?:[0-9]{1,18})?\s*$"
+
+
+class EventStreamRequest(Message):
+    """`GET /kiln/v1/events`: a folder's events as Server-Sent Events (gateway/events_stream.py)."""
+
+    folder_id: Annotated[FolderId, about("ID of the folder whose events to follow.")]
+    type: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=1000,
+            extra_json_schema={"pattern": TYPES_PATTERN},
+            description="Comma-separated event types to send (created, import_started,"
+            " ready, failed, updated, access_bindings_changed, deleting, deleted,"
+            " operation.done); empty: every type.",
+        ),
+    ] = ""
+    last_event_id: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=100,
+            extra_json_schema={"pattern": POSITION_PATTERN},
+            description="Resume after this event position (for clients that cannot send the"
+            " Last-Event-ID header); empty: start at the newest event.",
+        ),
+    ] = ""
 
 
 def event_type(name: str) -> str:

@@ -49,8 +49,14 @@ def _kiln_id(prefix: str, kind: str) -> IdRule:
 IMAGE_ID = _kiln_id(IMAGE_PREFIX, "an image")
 OPERATION_ID = _kiln_id(OPERATION_PREFIX, "an operation")
 # Folder ids are chosen by their users, not by Kiln: the contract's folderId (at most 50
-# characters), which a path carries in one segment (a `%2F` in it decodes to '/').
-FOLDER_ID = IdRule(re.compile(r"[^/]{1,50}"), "a folder id (1 to 50 characters, no '/')")
+# characters), which a path carries in one segment (a `%2F` in it decodes to '/'); no
+# string of the contract may hold NUL (contracts/codec.py).
+FOLDER_ID = IdRule(re.compile(r"[^/\x00]{1,50}"), "a folder id (1 to 50 characters, no '/' or NUL)")
+
+
+def portable_pattern(rule: IdRule) -> str:
+    """The rule as an ECMA-262 pattern, for the OpenAPI document (a full match in Python)."""
+    return f"^(?:{rule.pattern.pattern})$"
 
 
 def checked_path(values: Mapping[str, str], **rules: IdRule) -> dict[str, str]:

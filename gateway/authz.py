@@ -9,8 +9,9 @@ at all answers exactly like a missing one (404); a role without the permission, 
 
 import enum
 import functools
+from typing import get_args
 
-from contracts.access import AccessBindingsOperationResult
+from contracts.access import EVERYONE, SYSTEM, AccessBindingsOperationResult, RoleId
 from contracts.errors import NotFound, PermissionDenied
 from contracts.operations import Operation
 from gateway.context import RequestContext
@@ -56,9 +57,8 @@ def _closure(role: str) -> frozenset[Permission]:
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {role: _closure(role) for role in ROLES}
+assert set(ROLES) == set(get_args(RoleId)), "the contract's role ids are the roles defined here"
 EVERYTHING = frozenset(Permission)
-SYSTEM = "system"
-EVERYONE = ("allAuthenticatedUsers", "allUsers")  # every caller has a valid token
 
 
 def folder_resource(folder_id: str) -> str:

@@ -21,15 +21,13 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
 
 import msgspec
 import structlog
 from aiohttp import web
 
-from contracts.base import Message, RequiredId
 from contracts.errors import ApiError, Code, InvalidArgument
-from contracts.events import event_type
+from contracts.events import EVENT_NAMES, EventStreamRequest, event_type
 from contracts.operations import RequestInfo, Status
 from gateway import authz, binding_events
 from gateway.authz import Permission
@@ -51,29 +49,10 @@ POLL_SECONDS = 1.0  # the safety net under bus wake-ups
 HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 1000  # the reconnection delay suggested to EventSource clients
 ERROR_EVENT = "kiln.error"
-TYPES = frozenset(
-    event_type(name)
-    for name in (
-        "created",
-        "import_started",
-        "ready",
-        "failed",
-        "updated",
-        "access_bindings_changed",
-        "deleting",
-        "deleted",
-        "compute.operation.done",
-    )
-)
-_POSITION = re.compile(r"[0-9]{1,18}")
 _SHORT = {"operation.done": "compute.operation.done"}
+TYPES = frozenset(event_type(_SHORT.get(name, name)) for name in EVENT_NAMES)
+_POSITION = re.compile(r"[0-9]{1,18}")
 _encoder = msgspec.json.Encoder()
-
-
-class EventStreamRequest(Message):
-    folder_id: RequiredId
-    type: Annotated[str, msgspec.Meta(max_length=1000)] = ""
-    last_event_id: Annotated[str, msgspec.Meta(max_length=100)] = ""
 
 
 class OutOfRange(ApiError):

@@ -47,8 +47,6 @@ async def get_image(request: web.Request) -> web.Response:
 @routes.get("/compute/v1/images:latestByFamily")
 async def latest_by_family(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageLatestByFamilyRequest)
-    if not parsed.family:
-        raise InvalidArgument("family: required (the image family to look up)")
     async with request.app[DB].reading() as conn:
         image = await authz.latest_ready(conn, context_of(request), parsed.folder_id, parsed.family)
     if image is None:

@@ -33,6 +33,10 @@ from worker.service import Worker
 
 log = structlog.get_logger(__name__)
 DRAIN_SECONDS = 30.0
+# The longest request line the contract allows: every query parameter at its longest, in
+# 4-byte characters percent-encoded, is about 20 KiB (aiohttp's default is 8190 bytes, past
+# which its parser answers in plain text, not the contract's error shape).
+MAX_REQUEST_LINE = 32 * 1024
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -174,6 +178,7 @@ async def serving(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[N
         access_log=None,
         shutdown_timeout=DRAIN_SECONDS,
         keepalive_timeout=settings.http_header_timeout_seconds,
+        max_line_size=MAX_REQUEST_LINE,
     )
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
