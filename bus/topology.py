@@ -5,6 +5,7 @@ from typing import Literal
 import msgspec
 
 from contracts.names import (
+    CANCELS_EXCHANGE,
     COMMANDS_EXCHANGE,
     CREATE_QUEUE,
     DEAD_LETTER_EXCHANGE,
@@ -66,6 +67,8 @@ EXCHANGES: tuple[ExchangeSpec, ...] = (
     ExchangeSpec(name=COMMANDS_EXCHANGE, kind="direct"),
     ExchangeSpec(name=EVENTS_EXCHANGE, kind="topic"),
     ExchangeSpec(name=DEAD_LETTER_EXCHANGE, kind="fanout"),
+    # Cancel notices (contracts/notices.py): every worker binds a private queue of its own.
+    ExchangeSpec(name=CANCELS_EXCHANGE, kind="fanout"),
 )
 
 QUEUES: tuple[QueueSpec, ...] = (

@@ -21,12 +21,14 @@ from contracts.images import (
     check_disk_size,
     check_nested_texts,
 )
+from contracts.notices import cancel_notice
 from contracts.operations import (
     CreateImageMetadata,
     DeleteImageMetadata,
     Operation,
     UpdateImageMetadata,
 )
+from contracts.outbox import OutboxMessage
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext
@@ -185,9 +187,16 @@ async def update_image(
     return await app[UPDATES].submit(pending)
 
 
-async def _cancel_open_create(conn: Connection, image_id: str, now: int) -> None:
+async def _cancel_open_create(
+    conn: Connection, image_id: str, request_id: str, now: int
+) -> list[OutboxMessage]:
+    """Ask the image's open create to stop; a notice for each a worker may be running."""
+    notices: list[OutboxMessage] = []
     for op in await operations.open_of_kind(conn, image_id, operations.CREATE):
         await operations.request_cancel(conn, op.id, now)
+        if op.lease_owner is not None:
+            notices.append(cancel_notice(op.id, request_id))
+    return await outbox.add_many(conn, notices, now)
 
 
 async def delete_image(
@@ -215,8 +224,9 @@ async def delete_image(
         image.status = ImageStatus.DELETING
         if not await images.replace(conn, image, expected=was):
             raise Aborted(f"image {image.id} changed during the delete; retry")
+        notices: list[OutboxMessage] = []
         if was is ImageStatus.CREATING:
-            await _cancel_open_create(conn, image.id, now)
+            notices = await _cancel_open_create(conn, image.id, context.request_id, now)
         await operations.insert(conn, op)
         command = DeleteImage(
             command_id=op.id,
@@ -227,6 +237,7 @@ async def delete_image(
         rows = [
             await events.record(conn, image, "deleting", op.id, to_image(image)),
             await outbox.add(conn, command_message(command), now),
+            *notices,
         ]
     operation_started(op)
     await publish_committed(app, rows)

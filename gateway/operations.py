@@ -7,6 +7,7 @@ from contracts.enums import ImageStatus
 from contracts.errors import Code, FailedPrecondition
 from contracts.ids import OPERATION_ID, checked_path
 from contracts.metrics import operation_finished
+from contracts.notices import cancel_notice
 from contracts.operations import GetOperationRequest, cancelled_status
 from contracts.outbox import OutboxMessage
 from gateway import authz
@@ -15,7 +16,7 @@ from gateway.context import context_of
 from gateway.http import query_request, respond
 from gateway.keys import DB
 from gateway.publishing import publish_committed
-from store import bindings, events, images, operations
+from store import bindings, events, images, operations, outbox
 from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, to_image
@@ -62,15 +63,31 @@ async def _cancel_unclaimed_create(
     return rows
 
 
+async def _request_cancel(
+    conn: Connection, record: OperationRecord, image: ImageRecord | None, request_id: str, now: int
+) -> tuple[list[OutboxMessage], bool]:
+    """Ask for the open create to stop: a worker that may be running it is sent a notice, and
+    one that no worker holds ends here. Its outbox rows, and whether it ended here."""
+    await operations.request_cancel(conn, record.id, now)
+    rows: list[OutboxMessage] = []
+    if record.lease_owner is not None:
+        rows.append(await outbox.add(conn, cancel_notice(record.id, request_id), now))
+    if record.lease_owner is None or record.lease_until < now:
+        return rows + await _cancel_unclaimed_create(conn, record, image, now), True
+    return rows, False
+
+
 @routes.route("*", "/operations/{operationId:[^/:]+}:cancel")
 async def cancel_operation(request: web.Request) -> web.Response:
     if request.method not in ("GET", "POST"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
     parsed = query_request(request, GetOperationRequest, _path(request))
-    now, rows, ended_here = now_us(), [], False
+    context = context_of(request)
+    now, ended_here = now_us(), False
+    rows: list[OutboxMessage] = []
     async with request.app[DB].transaction() as conn:
         record = await _existing(conn, parsed.operation_id)
-        await authz.require_on_operation(conn, context_of(request), record, Permission.CANCEL)
+        await authz.require_on_operation(conn, context, record, Permission.CANCEL)
         if not record.done:
             if record.kind != operations.CREATE:
                 raise FailedPrecondition(
@@ -80,10 +97,9 @@ async def cancel_operation(request: web.Request) -> web.Response:
             image = await images.get(conn, record.resource_id, lock=True)
             record = await _existing(conn, record.id, lock=True)
             if not record.done:
-                await operations.request_cancel(conn, record.id, now)
-                if record.lease_owner is None or record.lease_until < now:
-                    rows = await _cancel_unclaimed_create(conn, record, image, now)
-                    ended_here = True
+                rows, ended_here = await _request_cancel(
+                    conn, record, image, context.request_id, now
+                )
                 record = await _existing(conn, record.id)
     if ended_here:
         operation_finished(operations.CREATE, Code.CANCELLED)

@@ -19,8 +19,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     once (each holds a few MB while it does on the file store, an 8 MiB part on S3); with
     `fetches` below `prefetch` the others wait their turn, leased.
     `lease_seconds` is how long a running operation's lease lasts, renewed every `renew_every`
-    (which is also how quickly a running import notices a cancel). `pending_grace` is how long a
-    re-published command may wait for a worker before the reconciler re-drives it again.
+    (which is also how quickly a running import notices a cancel whose notice was lost,
+    worker/cancels.py). `pending_grace` is how long a re-published command may wait for a
+    worker before the reconciler re-drives it again.
     `relay_after` is how old an unsent outbox row must be before the relay publishes it.
     `dependency_deadline` is how long a command waits for an unavailable database or blob store
     before it is given up (worker/outages.py).

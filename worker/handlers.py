@@ -24,6 +24,7 @@ from store import operations
 from store.db import Database, StoreError, StoreUnavailable
 from store.operations import OperationRecord
 from worker.blobs import BlobStore
+from worker.cancels import CancelNotices
 from worker.config import WorkerConfig
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.leases import Interruption, LeaseKeeper
@@ -79,9 +80,10 @@ class CommandHandlers:
         config: WorkerConfig,
         blobs: BlobStore,
         disks: DiskSource | None,
+        notices: CancelNotices,
     ) -> None:
         self._db = db
-        self._leases = LeaseKeeper(db, config)
+        self._leases = LeaseKeeper(db, config, notices)
         self._settle = settle
         self._outages = Outages(config.dependency_deadline, blobs.writable)
         self._lease_seconds = config.lease_seconds

@@ -1,5 +1,5 @@
 """Operation leases: a running operation is held by one worker, which renews its lease while it
-works and notices a cancel when it does."""
+works and notices a cancel when it does, or at once when a cancel notice wakes it."""
 
 import asyncio
 import enum
@@ -13,6 +13,7 @@ from store import operations
 from store.clock import now_us
 from store.db import Connection, Database
 from store.operations import OperationRecord
+from worker.cancels import CancelNotices
 from worker.config import WorkerConfig, seconds_us
 from worker.errors import WorkerError
 
@@ -59,8 +60,9 @@ async def take_leases(conn: Connection, leases: Sequence[Lease]) -> dict[str, Op
 class LeaseKeeper:
     """Takes, renews and gives back the leases of one worker."""
 
-    def __init__(self, db: Database, config: WorkerConfig) -> None:
+    def __init__(self, db: Database, config: WorkerConfig, notices: CancelNotices) -> None:
         self._db = db
+        self._notices = notices
         self._owner = config.worker_id
         self._lease_us = seconds_us(config.lease_seconds)
         self._grace_us = seconds_us(config.pending_grace)
@@ -86,21 +88,33 @@ class LeaseKeeper:
 
     async def hold(self, operation_id: str, work: Coroutine[Any, Any, T]) -> T | Interruption:
         """Run `work` while renewing the lease; stop it when the operation is cancelled,
-        finished elsewhere, or taken over. Its exceptions propagate."""
+        finished elsewhere, or taken over: found at a renewal, or at once after a cancel
+        notice for it. Its exceptions propagate."""
         task = asyncio.create_task(work)
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=self._renew_every)
-                if done:
-                    return task.result()
-                reason = await self._renew(operation_id)
-                if reason is not None:
-                    log.info("lease.interrupted", reason=reason.value)
-                    return await _stop(task, reason)
+            with self._notices.watch(operation_id) as noticed:
+                while not await self._next_check(task, noticed):
+                    reason = await self._renew(operation_id)
+                    if reason is not None:
+                        log.info("lease.interrupted", reason=reason.value)
+                        return await _stop(task, reason)
+            return task.result()
         finally:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    async def _next_check(self, task: "asyncio.Task[T]", noticed: asyncio.Event) -> bool:
+        """Wait until the renewal is due or a notice came (False), or `task` is done (True)."""
+        heard = asyncio.create_task(noticed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, heard}, timeout=self._renew_every, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            heard.cancel()
+        noticed.clear()
+        return task in done
 
     async def _renew(self, operation_id: str) -> Interruption | None:
         now = now_us()

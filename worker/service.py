@@ -1,5 +1,6 @@
-"""The worker process's core: command consumers, the dead-letter consumer, the reconciler, the
-outbox relay and the event log's sequencer, started together and stopped in order."""
+"""The worker process's core: command consumers, the dead-letter consumer, the cancel notices'
+subscription, the reconciler, the outbox relay and the event log's sequencer, started together
+and stopped in order."""
 
 import asyncio
 import contextlib
@@ -9,11 +10,12 @@ import structlog
 
 from bus.base import Bus, Handler, Subscription
 from bus.outbox import OutboxPublisher
-from contracts.names import CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
+from contracts.names import CANCELS_EXCHANGE, CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
 from store.db import Database, StoreError
 from store.event_sequencer import EventSequencer
 from store.outbox import SentMarker
 from worker.blobs import BlobStore, FileBlobStore
+from worker.cancels import CancelNotices
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
 from worker.handlers import CommandHandlers
@@ -52,7 +54,8 @@ class Worker:
         publisher = OutboxPublisher(bus, self._marker)
         # One settler for every consumer, so that their transitions share batches.
         self._settle = Settler(db, publisher, self.blobs, deadline=config.dependency_deadline)
-        self.handlers = CommandHandlers(db, self._settle, config, self.blobs, disks)
+        self.cancels = CancelNotices()
+        self.handlers = CommandHandlers(db, self._settle, config, self.blobs, disks, self.cancels)
         self.dead_letters = DeadLetterHandler(self._settle)
         sweep = temporary_sweeper(self.blobs, temporary_max_idle(config))
         self.reconciler = Reconciler(db, publisher, config, sweep)
@@ -61,6 +64,7 @@ class Worker:
         )
         self.sequencer = EventSequencer(db)
         self._subscriptions: list[Subscription] = []
+        self._listening: Subscription | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
@@ -68,7 +72,8 @@ class Worker:
         return bool(self._subscriptions)
 
     async def start(self) -> None:
-        """Consume the command and dead-letter queues, then start the background loops."""
+        """Listen for cancel notices, consume the command and dead-letter queues, then start the
+        background loops."""
         if self.running:
             return
         consumers: list[tuple[str, Handler]] = [
@@ -77,6 +82,7 @@ class Worker:
             (DEAD_LETTER_QUEUE, self.dead_letters),
         ]
         try:
+            self._listening = await self._bus.subscribe(CANCELS_EXCHANGE, [""], self.cancels)
             for queue, handler in consumers:
                 subscription = await self._bus.consume(
                     queue, observed(queue, handler), prefetch=self.config.prefetch
@@ -100,9 +106,13 @@ class Worker:
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop intake, give in-flight commands `timeout` seconds to finish (the rest are
-        cancelled and redelivered), then stop the reconciler and the relay."""
+        cancelled and redelivered; a cancel notice still stops one at once meanwhile), then
+        stop listening, the reconciler and the relay."""
         subscriptions, self._subscriptions = self._subscriptions, []
         await asyncio.gather(*(s.stop(timeout) for s in subscriptions))
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            await listening.stop(timeout)
         await self._settle.close()
         tasks, self._tasks = self._tasks, []
         for task in tasks:

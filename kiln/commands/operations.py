@@ -23,7 +23,10 @@ async def get(client: KilnClient, out: Output, *, operation_id: str) -> None:
 async def wait(
     client: KilnClient, out: Output, *, operation_id: str, timeout: float | None
 ) -> None:
-    """Wait until the operation is done; exit non-zero if it failed."""
+    """Wait until the operation is done.
+
+    Exit status: 0 if it ended without error; 1 if it ended with one, CANCELLED included (its
+    code and message on stderr), or if --timeout ran out (DEADLINE_EXCEEDED)."""
     await settle(client, out, await client.get_operation(operation_id), True, timeout)
 
 
@@ -33,11 +36,13 @@ async def wait(
 async def cancel(
     client: KilnClient, out: Output, *, operation_id: str, wait: bool, timeout: float | None
 ) -> None:
-    """Ask for a running create to stop (the image is removed when it does)."""
-    operation = await client.cancel_operation(operation_id)
-    if wait:
-        operation = await client.wait_done(operation, timeout)
-    out.operation(operation)
+    """Ask for a running create to stop (the image is removed when it does).
+
+    Exit status, by the rule of `wait` and of the commands that start operations: 1 once the
+    operation ended with an error, CANCELLED included (so a cancel that took effect exits 1,
+    CANCELLED on stderr); 0 while it runs (without --wait), or if it ended without error
+    before the cancel could stop it."""
+    await settle(client, out, await client.cancel_operation(operation_id), wait, timeout)
 
 
 @client_command(group, "list")

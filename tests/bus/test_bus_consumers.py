@@ -3,7 +3,10 @@
 import asyncio
 
 from bus import Bus, Delivery, Handler, OutgoingMessage, Retry
+from bus.outbox import outgoing
 from bus.topology import COMMANDS_EXCHANGE, CREATE_QUEUE, EVENTS_EXCHANGE
+from contracts.names import CANCELS_EXCHANGE
+from contracts.notices import cancel_notice
 
 WAIT = 2.0
 
@@ -56,6 +59,23 @@ async def test_several_binding_keys_deliver_a_message_once(bus: Bus, inbox) -> N
 
     assert (await received.next()).content_type == "application/cloudevents+json"
     await received.assert_quiet()
+
+
+async def test_cancel_notices_reach_every_subscriber_and_only_those_listening(
+    bus: Bus, inbox
+) -> None:
+    unheard, heard = outgoing(cancel_notice("opr-1", "")), outgoing(cancel_notice("opr-2", ""))
+    await bus.publish(CANCELS_EXCHANGE, [unheard])  # nobody listens: dropped, yet confirmed
+    first, second = inbox(), inbox()
+    await bus.subscribe(CANCELS_EXCHANGE, [""], first)
+    await bus.subscribe(CANCELS_EXCHANGE, [""], second)
+
+    await bus.publish(CANCELS_EXCHANGE, [heard])
+
+    assert (await first.next()).message_id == heard.message_id
+    assert (await second.next()).message_id == heard.message_id
+    await first.assert_quiet()
+    await second.assert_quiet()
 
 
 async def test_stopped_subscription_receives_nothing(bus: Bus, inbox) -> None:

@@ -1,10 +1,12 @@
 """One live `kiln dev` process for the client tests (each test works in its own folder, with the
 admin token `kiln dev` made at start-up), and a local HTTP server of qcow2 images made by
-qemu-img; `/slow/…` answers after a pause."""
+qemu-img; `/slow/…` answers after a pause, `/stall/<key>` sends half an image and waits for its
+client to close the connection."""
 
 import functools
 import http.server
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -41,12 +43,56 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("kiln dev did not start listening within 15 s")
 
 
+class Stall:
+    """One stalled request of `/stall/<key>`: when it has sent half of the image, and when its
+    client closed the connection (`time.monotonic()`)."""
+
+    STALL_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.streaming = threading.Event()
+        self.closed = threading.Event()
+        self.closed_at = 0.0
+
+    def wait_closed(self, connection: socket.socket) -> None:
+        deadline = time.monotonic() + self.STALL_SECONDS
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([connection], [], [], 0.01)
+            try:
+                if readable and not connection.recv(1, socket.MSG_PEEK):
+                    break
+            except OSError:
+                break
+        else:
+            return
+        self.closed_at = time.monotonic()
+        self.closed.set()
+
+
+STALLS: dict[str, Stall] = {}
+
+
 class _Images(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.startswith("/stall/"):
+            self._stall(STALLS[self.path.removeprefix("/stall/")])
+            return
         if self.path.startswith("/slow/"):
             time.sleep(SLOW_SECONDS)  # a source slow enough to cancel or time out a create
             self.path = self.path.removeprefix("/slow")
         super().do_GET()
+
+    def _stall(self, stall: Stall) -> None:
+        data = (Path(self.directory) / "disk.qcow2").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        stall.streaming.set()
+        stall.wait_closed(self.connection)
+        self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -74,6 +120,15 @@ def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def image_url(image_server: str) -> str:
     return f"{image_server}/disk.qcow2"
+
+
+@pytest.fixture
+def stall(image_server: str) -> Iterator[tuple[str, Stall]]:
+    """The URL of a source that stalls halfway, and how its request went."""
+    key = uuid.uuid4().hex
+    STALLS[key] = Stall()
+    yield f"{image_server}/stall/{key}", STALLS[key]
+    del STALLS[key]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """Every KilnClient method against a live `kiln dev`."""
 
+import asyncio
+import time
+
 import pytest
 from msgspec.structs import asdict
 
@@ -12,8 +15,9 @@ from contracts.access import (
 from contracts.enums import AccessBindingAction, ImageStatus
 from contracts.errors import Code
 from contracts.images import CreateImageRequest, Image, UpdateImageRequest
-from contracts.operations import CreateImageMetadata, Empty
+from contracts.operations import CreateImageMetadata, Empty, Operation
 from kiln.client import KilnClient, KilnError
+from tests.client.conftest import Stall
 
 EVERYONE = AccessBinding(
     role_id="compute.images.user", subject=Subject(id="allAuthenticatedUsers", type="system")
@@ -133,6 +137,53 @@ async def test_cancel_a_running_create(client: KilnClient, folder: str, image_se
         await client.wait(operation.id, timeout=20)
     assert (caught.value.code, caught.value.http_status) == (Code.CANCELLED, 499)
     assert (await client.list_images(folder)).images == []
+
+
+# Both deployments renew leases every 10 s (the default): only the cancel notice stops an import
+# within this.
+STOPPED_WITHIN = 1.0
+
+
+async def _stalled_create(client: KilnClient, folder: str, url: str, stall: Stall) -> Operation:
+    """A create whose import is streaming from the stalled source."""
+    operation = await client.create_image(folder_id=folder, name="stalled", uri=url)
+    assert await asyncio.to_thread(stall.streaming.wait, 20)
+    return operation
+
+
+async def _stopped_within(
+    client: KilnClient, create: Operation, stall: Stall, since: float
+) -> None:
+    """The import's connection closed and its create CANCELLED, both within STOPPED_WITHIN."""
+    assert await asyncio.to_thread(stall.closed.wait, since + STOPPED_WITHIN - time.monotonic())
+    assert stall.closed_at - since < STOPPED_WITHIN
+    with pytest.raises(KilnError) as caught:
+        await client.wait(create, timeout=since + STOPPED_WITHIN - time.monotonic())
+    assert caught.value.code == Code.CANCELLED
+
+
+async def test_a_cancel_stops_a_running_import_within_a_second(
+    client: KilnClient, folder: str, stall: tuple[str, Stall]
+) -> None:
+    create = await _stalled_create(client, folder, *stall)
+
+    cancelled_at = time.monotonic()
+    await client.cancel_operation(create.id)
+
+    await _stopped_within(client, create, stall[1], cancelled_at)
+    assert (await client.list_images(folder)).images == []
+
+
+async def test_a_delete_stops_a_running_import_within_a_second(
+    client: KilnClient, folder: str, stall: tuple[str, Stall]
+) -> None:
+    create = await _stalled_create(client, folder, *stall)
+    assert isinstance(create.metadata, CreateImageMetadata)
+
+    deleted_at = time.monotonic()
+    await client.wait(await client.delete_image(create.metadata.image_id), timeout=STOPPED_WITHIN)
+
+    await _stopped_within(client, create, stall[1], deleted_at)
 
 
 async def test_wait_raises_the_operation_error(

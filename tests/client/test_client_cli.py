@@ -101,10 +101,13 @@ def test_operations_cancel(kiln: Kiln, image_server: str) -> None:
     started = parsed(kiln("images", "create", "--name", "slow", "--uri", uri, "--json"))
     timed_out = kiln("operations", "wait", started["id"], "--timeout", "0.2", code=1)
     assert "error: DEADLINE_EXCEEDED" in timed_out.stderr
-    cancelled = parsed(kiln("operations", "cancel", started["id"], "--wait", "--json"))
-    assert cancelled["error"]["code"] == 1
-    failed = kiln("operations", "wait", started["id"], code=1)
-    assert "error: CANCELLED: operation" in failed.stderr and "CANCELLED" in failed.stdout
+    cancel = kiln("operations", "cancel", started["id"], "--wait", "--json", code=1)
+    assert parsed(cancel)["error"]["code"] == 1
+    waited = kiln("operations", "wait", started["id"], code=1)
+    again = kiln("operations", "cancel", started["id"], code=1)  # done: returned unchanged
+    for ended in (cancel, waited, again):  # one rule: the exit status is the operation's outcome
+        assert ended.stderr.startswith(f"error: CANCELLED: operation {started['id']}: ")
+    assert "CANCELLED" in waited.stdout
 
 
 def test_access_list_set_add_remove(kiln: Kiln, image_url: str) -> None:

@@ -22,6 +22,8 @@ from multidict import CIMultiDictProxy
 from bus.memory import MemoryBus
 from contracts.enums import ImageStatus
 from contracts.images import ImageAny
+from contracts.names import CANCELS_EXCHANGE
+from contracts.notices import notice_decoder
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from store import images, open_database, operations
@@ -304,6 +306,23 @@ def finish_ready(db: Database) -> FinishReady:
         await make_ready(db, image_id, size=size)
 
     return finish
+
+
+async def cancel_notices(db: Database) -> list[str]:
+    """The operations named by the cancel notices in the outbox, in order."""
+    async with db.transaction() as conn:
+        rows = await conn.fetch(
+            "SELECT body FROM outbox WHERE exchange = ? ORDER BY seq", CANCELS_EXCHANGE
+        )
+    return [notice_decoder.decode(bytes(row["body"])).operation_id for row in rows]
+
+
+async def take_lease(db: Database, operation_id: str, seconds: float = 1000.0) -> None:
+    """What a worker claiming the operation does (a lease run out when `seconds` < 0)."""
+    async with db.transaction() as conn:
+        now = now_us()
+        until = now + int(seconds * 1e6)
+        assert await operations.take_leases(conn, [operation_id], "worker-1", now, until)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,7 @@ from contracts.enums import ImageStatus
 from contracts.names import DELETE_QUEUE
 from store import images, operations
 from store.db import Database
-from tests.gateway.conftest import MISSING_IMAGE, Api, FinishReady
+from tests.gateway.conftest import MISSING_IMAGE, Api, FinishReady, cancel_notices, take_lease
 
 DELETE_METADATA = "type.googleapis.com/yandex.cloud.compute.v1.DeleteImageMetadata"
 BINDING = {"roleId": "viewer", "subject": {"id": "u1", "type": "userAccount"}}
@@ -95,6 +95,16 @@ async def test_delete_while_creating_marks_the_create_for_cancel(api: Api, db: D
         record = await operations.get(conn, create["id"])
     assert record is not None and record.cancel_requested and not record.done
     assert (await api.image(image_id))["status"] == "DELETING"
+
+
+async def test_delete_while_importing_notifies_the_workers(api: Api, db: Database) -> None:
+    importing, waiting = (await api.create()).json, (await api.create()).json
+    await take_lease(db, importing["id"])
+
+    for create in (importing, waiting):
+        assert (await api.delete(create["metadata"]["imageId"])).status == 200
+
+    assert await cancel_notices(db) == [importing["id"]]  # no worker holds the other one
 
 
 async def test_an_image_in_error_can_be_deleted(api: Api, db: Database) -> None:

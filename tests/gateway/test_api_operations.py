@@ -1,9 +1,15 @@
 """OperationService.Get and Cancel (served on GET and POST)."""
 
+import asyncio
+
+from bus.base import Delivery
+from bus.memory import MemoryBus
+from contracts.names import CANCELS_EXCHANGE
+from contracts.notices import notice_decoder
 from store import operations
 from store.clock import now_us
 from store.db import Database
-from tests.gateway.conftest import MISSING_OPERATION, Api, FinishReady
+from tests.gateway.conftest import MISSING_OPERATION, Api, FinishReady, cancel_notices, take_lease
 
 IMAGE_TYPE = "type.googleapis.com/yandex.cloud.compute.v1.Image"
 
@@ -74,6 +80,40 @@ async def test_cancel_of_a_create_a_worker_holds_only_asks_for_it(api: Api, db: 
         record = await operations.get(conn, create["id"])
     assert record is not None and record.cancel_requested
     assert (await api.image(create["metadata"]["imageId"]))["status"] == "CREATING"
+
+
+async def test_cancel_of_a_create_a_worker_holds_notifies_the_workers(
+    api: Api, db: Database, bus: MemoryBus
+) -> None:
+    heard: asyncio.Queue[Delivery] = asyncio.Queue()
+    await bus.subscribe(CANCELS_EXCHANGE, [""], heard.put)
+    create = (await api.create()).json
+    await take_lease(db, create["id"])
+
+    reply = await api.cancel(create["id"], "POST")
+
+    assert reply.status == 200 and reply.json["done"] is False
+    delivery = await asyncio.wait_for(heard.get(), 2)
+    assert notice_decoder.decode(delivery.body).operation_id == create["id"]
+    assert delivery.correlation_id == reply.headers["X-Request-Id"]
+    assert await cancel_notices(db) == [create["id"]]  # through the outbox, kept for the relay
+
+
+async def test_cancel_of_a_create_whose_lease_ran_out_ends_it_and_notifies_the_workers(
+    api: Api, db: Database
+) -> None:
+    create = (await api.create()).json
+    await take_lease(db, create["id"], seconds=-1.0)  # its worker may still be importing
+
+    assert (await api.cancel(create["id"])).json["done"] is True
+    assert await cancel_notices(db) == [create["id"]]
+
+
+async def test_cancel_of_a_create_no_worker_holds_notifies_nobody(api: Api, db: Database) -> None:
+    create = (await api.create()).json
+
+    assert (await api.cancel(create["id"])).json["done"] is True
+    assert await cancel_notices(db) == []
 
 
 async def test_cancel_of_a_done_operation_returns_it_unchanged(

@@ -28,6 +28,7 @@ from store import Database, open_database
 from support import hostile_images
 from support.images import HITS, IMAGES, qemu_img, serve_image
 from tests.worker.worker_testkit import (
+    CLOSED,
     FOLDER,
     OTHER_FOLDER,
     RELEASE,
@@ -96,7 +97,11 @@ async def _slow(request: web.Request) -> web.StreamResponse:
     # More than a blob writer buffers in memory, so that partial bytes reach the disk.
     await response.write(data[:SLOW_PART])
     request.app[STREAMING].set()
-    await request.app[RELEASE].wait()
+    try:
+        await request.app[RELEASE].wait()
+    except asyncio.CancelledError:  # the test server cancels a handler whose client left
+        request.app[CLOSED].set()
+        raise
     await response.write(data[SLOW_PART:])
     return response
 
@@ -105,7 +110,7 @@ async def _slow(request: web.Request) -> web.StreamResponse:
 async def source(images: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[Source]:
     app = web.Application()
     app[HITS], app[IMAGES] = collections.Counter(), images
-    app[STREAMING], app[RELEASE] = asyncio.Event(), asyncio.Event()
+    app[STREAMING], app[RELEASE], app[CLOSED] = asyncio.Event(), asyncio.Event(), asyncio.Event()
     app.router.add_get("/img/{name}", serve_image)
     app.router.add_get("/slow/{name}", _slow)
     server = await aiohttp_server(app)

@@ -24,6 +24,7 @@ from contracts.enums import ImageStatus
 from contracts.events import CloudEvent, event_decoder
 from contracts.ids import IMAGE_PREFIX, OPERATION_PREFIX, new_id
 from contracts.names import EVENTS_EXCHANGE
+from contracts.notices import cancel_notice
 from contracts.operations import CreateImageMetadata, DeleteImageMetadata, OperationMetadata
 from contracts.outbox import OutboxMessage
 from store import events, images, operations, outbox
@@ -41,6 +42,7 @@ OTHER_FOLDER = "b1gotherfolder"
 MiB = 1 << 20
 STREAMING = web.AppKey("streaming", asyncio.Event)
 RELEASE = web.AppKey("release", asyncio.Event)
+CLOSED = web.AppKey("closed", asyncio.Event)
 
 WorkerFactory = Callable[..., Awaitable[Worker]]
 
@@ -54,12 +56,14 @@ async def store_bytes(blobs: FileBlobStore, data: bytes) -> str:
 
 class Source:
     """The HTTP image source: `/img/<name>` serves a file, `/slow/<name>` sends 2 MiB of it and
-    then stalls until the test (or teardown) releases it."""
+    then stalls until the test (or teardown) releases it; `closed` is set when a stalled
+    request's client closes the connection."""
 
     def __init__(self, app: web.Application, port: int) -> None:
         self.hits: collections.Counter[str] = app[HITS]
         self.streaming: asyncio.Event = app[STREAMING]
         self.release: asyncio.Event = app[RELEASE]
+        self.closed: asyncio.Event = app[CLOSED]
         self.port = port
 
     def url(self, path: str) -> str:
@@ -130,8 +134,9 @@ class GatewayDouble:
             await self.publish(rows)
         return image.id, op.id
 
-    async def delete(self, image_id: str) -> str:
-        """Image to DELETING (cancelling an open create), a delete operation and its command."""
+    async def delete(self, image_id: str, *, notify: bool = True) -> str:
+        """Image to DELETING (cancelling an open create, with a cancel notice unless
+        `notify=False`: a notice lost), a delete operation and its command."""
         now = now_us()
         op = self._operation(
             operations.DELETE, image_id, DeleteImageMetadata(image_id=image_id), now
@@ -144,22 +149,35 @@ class GatewayDouble:
             assert image is not None and image.status is not ImageStatus.DELETING
             was, image.status = image.status, ImageStatus.DELETING
             assert await images.replace(conn, image, expected=was)
+            notices = []
             if was is ImageStatus.CREATING:
                 for other in await operations.page_for_resource(conn, image_id, None, 100):
                     if other.kind == operations.CREATE and not other.done:
                         await operations.request_cancel(conn, other.id, now)
+                        if notify and other.lease_owner is not None:
+                            notices.append(cancel_notice(other.id, "req-test"))
             await operations.insert(conn, op)
             rows = [
                 await events.record(conn, image, "deleting", op.id),
                 await outbox.add(conn, command_message(command), now),
+                *await outbox.add_many(conn, notices, now),
             ]
         await self.publish(rows)
         return op.id
 
-    async def request_cancel(self, operation_id: str) -> None:
-        """The part of a cancel that a worker holding the lease acts on."""
+    async def request_cancel(self, operation_id: str, *, notify: bool = True) -> None:
+        """The part of a cancel that a worker holding the lease acts on: the request, and the
+        cancel notice unless `notify=False` (a notice lost)."""
         async with self.db.transaction() as conn:
-            assert await operations.request_cancel(conn, operation_id, now_us())
+            now = now_us()
+            assert await operations.request_cancel(conn, operation_id, now)
+            notices = [cancel_notice(operation_id, "req-test")] if notify else []
+            rows = await outbox.add_many(conn, notices, now)
+        await self.publish(rows)
+
+    async def notify_cancel(self, operation_id: str) -> None:
+        """A cancel notice alone, with no cancel requested: stray, or stale."""
+        await publish_outbox(self.bus, [cancel_notice(operation_id, "req-test")])
 
     async def publish(self, rows: list[OutboxMessage]) -> None:
         await publish_outbox(self.bus, rows)
