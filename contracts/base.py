@@ -42,21 +42,28 @@ RequiredId = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 OptionalId = Annotated[str, msgspec.Meta(max_length=50)]
 ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 FolderId = Annotated[RequiredId, about("ID of the folder.")]
+NAME_RULE = (
+    "empty, or 1 to 63 characters: lowercase letters, digits, '-' and '_', starting with a"
+    " letter and not ending with '-' or '_'"
+)
+FAMILY_RULE = (
+    "empty, or 3 to 63 characters: lowercase letters, digits and hyphens, starting with a"
+    " letter and ending with a letter or digit"
+)
+# What a value must look like, in words, for the messages that refuse one (contracts/codec.py).
+PATTERN_RULES = {
+    NAME_PATTERN: NAME_RULE,
+    FAMILY_PATTERN: FAMILY_RULE,
+    LABEL_KEY_PATTERN: "lowercase letters, digits and -_./@, starting with a letter",
+    LABEL_VALUE_PATTERN: "lowercase letters, digits and -_./@",
+}
 ImageName = Annotated[
     str,
-    msgspec.Meta(
-        pattern=anchored(NAME_PATTERN),
-        description="Name of the image: empty, or 1-63 characters of lowercase letters, digits,"
-        " '-' and '_', starting with a letter and not ending with '-' or '_'.",
-    ),
+    msgspec.Meta(pattern=anchored(NAME_PATTERN), description=f"Name of the image: {NAME_RULE}."),
 ]
 Family = Annotated[
     str,
-    msgspec.Meta(
-        pattern=anchored(FAMILY_PATTERN),
-        description="The image family: empty, or 3-63 characters of lowercase letters, digits"
-        " and '-', starting with a letter and ending with a letter or digit.",
-    ),
+    msgspec.Meta(pattern=anchored(FAMILY_PATTERN), description=f"The image family: {FAMILY_RULE}."),
 ]
 Description = Annotated[
     str, msgspec.Meta(max_length=256, description="Description, at most 256 characters.")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import inspect as mi
 
+from contracts.base import PATTERN_RULES
 from contracts.enums import enum_by_number
 from contracts.errors import InvalidArgument
 
@@ -74,6 +75,9 @@ def _field_message(text: str) -> str:
     if key_part:
         field += " (map key)"
     detail = detail.replace("\\\\", "\\").replace("^(?:", "").replace(r")$(?!\n)", "")
+    rule = PATTERN_RULES.get(detail.removeprefix("Expected `str` matching regex ").strip("'"))
+    if rule:
+        detail = f"must be {rule}"
     return f"{field}: {detail[:1].lower()}{detail[1:]}"
 
 

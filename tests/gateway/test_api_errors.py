@@ -328,3 +328,20 @@ async def test_a_fault_that_may_pass_is_503_never_500(
     response = await client.get("/x")
     body = await response.json()
     assert (response.status, body["code"]) == (503, 14), body
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("family", "X", "3 to 63 characters: lowercase letters, digits and hyphens"),
+        ("name", "Bad Name", "1 to 63 characters: lowercase letters, digits, '-' and '_'"),
+    ],
+)
+async def test_a_malformed_name_or_family_is_refused_in_words(
+    api: Api, field: str, value: str, rule: str
+) -> None:
+    reply = await api.create(**{field: value})
+
+    assert reply.status == 400 and reply.code == 3
+    assert reply.message.startswith(f"{field}: must be empty, or {rule}"), reply.message
+    assert "regex" not in reply.message and "[a-z]" not in reply.message
