@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import structlog
-
 from store import clock
 from store.db import (
     Connection,
@@ -14,12 +12,6 @@ from store.db import (
     UniqueViolation,
 )
 from store.schema import migrate
-
-log = structlog.get_logger(__name__)
-
-# This process's clock is that far from the database's: worth a word to an operator (Kiln
-# itself uses the database's time either way).
-CLOCK_WARNING_US = 5_000_000
 
 __all__ = [
     "Connection",
@@ -53,6 +45,5 @@ async def open_database(url: str) -> Database:
     except BaseException:  # the server went away meanwhile, or start-up was cut short
         await db.close()
         raise
-    if abs(offset) > CLOCK_WARNING_US:
-        log.warning("clock.offset", offset_seconds=offset / 1_000_000)
+    clock.warn_if_off(offset)
     return db

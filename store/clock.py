@@ -18,6 +18,7 @@ from store.db import Database
 log = structlog.get_logger(__name__)
 
 SYNC_SECONDS = 30.0
+WARNING_US = 5_000_000
 _DATABASE_NOW = {
     "postgresql": "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now",
     "sqlite": "SELECT CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER) AS now",
@@ -35,8 +36,11 @@ def to_datetime(micros: int) -> dt.datetime:
 
 
 async def sync(db: Database) -> int:
-    """Measure this process's clock against the database's; the offset now applied (µs)."""
+    """Measure this process's clock against the database's; the offset now applied (µs).
+    SQLite is a file of this host: its clock is this process's, and the measure only noise."""
     global _offset_us
+    if db.dialect == "sqlite":
+        return _offset_us
     before = _local_us()
     async with db.reading() as conn:
         row = await conn.fetchrow(_DATABASE_NOW[db.dialect])
@@ -56,7 +60,13 @@ async def keep_in_step(db: Database, every: float = SYNC_SECONDS) -> None:
         except Exception as exc:
             log.warning("clock.sync_failed", error=repr(exc))
         else:
-            log.debug("clock.synced", offset_us=offset)
+            warn_if_off(offset)
+
+
+def warn_if_off(offset_us: int) -> None:
+    """Say so when this host's clock is far from the database's (Kiln uses the latter)."""
+    if abs(offset_us) > WARNING_US:
+        log.warning("clock.offset", offset_seconds=offset_us / 1_000_000)
 
 
 def _local_us() -> int:

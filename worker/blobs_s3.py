@@ -15,7 +15,7 @@ import io
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -25,6 +25,7 @@ from aiobotocore.session import ClientCreatorContext, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contracts.errors import Code
+from store.clock import now_us, to_datetime
 from worker.blobs import BlobRef
 from worker.errors import BlobStoreUnavailable, ImportRefused
 
@@ -167,7 +168,8 @@ class S3BlobStore:
     async def sweep_temporary(self, max_age: float) -> int:
         """Abort uploads no part was written to, and delete temporary objects not written, for
         `max_age` seconds (left by a killed import); how many were removed."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=max_age)
+        # On the database's clock (store/clock.py), as the object store's times are its own.
+        cutoff = to_datetime(now_us()) - timedelta(seconds=max_age)
         removed = 0
         with translated():
             client = await self.client()

@@ -62,4 +62,5 @@ class CancelNotices:
         try:
             yield noticed
         finally:
-            self._watched.pop(operation_id, None)
+            if self._watched.get(operation_id) is noticed:  # not a later hold's watch
+                del self._watched[operation_id]

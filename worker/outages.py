@@ -47,11 +47,13 @@ class Outages:
     async def outlast(self, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` until it ends without a dependency fault; DependencyDeadline when the
         dependency is still down `deadline` seconds after the first fault."""
-        started, pauses = time.monotonic(), _pauses()
+        started: float | None = None  # the outage's first fault, not the handler's start
+        pauses = _pauses()
         while True:
             try:
                 return await run()
             except (StoreUnavailable, BlobStoreUnavailable) as exc:
+                started = time.monotonic() if started is None else started
                 dependency = STORE if isinstance(exc, StoreUnavailable) else BLOBS
                 DEPENDENCY_UNAVAILABLE.labels(dependency=dependency).inc()
                 log.warning("dependency.unavailable", dependency=dependency, error=str(exc))
@@ -63,8 +65,15 @@ class Outages:
         """Pause, growing from one fault to the next; for the blob store, then on until it has
         room again, looking every second."""
         await self._sleep(next(pauses), dependency, fault, started)
-        while dependency == BLOBS and not await self._writable():
+        while dependency == BLOBS and not await self._has_room():
             await self._sleep(BLOB_POLL, dependency, fault, started)
+
+    async def _has_room(self) -> bool:
+        try:
+            return await self._writable()
+        except OSError as exc:  # the store's filesystem itself is away: not yet
+            log.warning("dependency.check_failed", dependency=BLOBS, error=str(exc))
+            return False
 
     async def _sleep(self, pause: float, dependency: str, fault: Exception, started: float) -> None:
         waited = time.monotonic() - started
@@ -73,5 +82,10 @@ class Outages:
         await asyncio.sleep(pause)
 
 
+def pause(attempt: int) -> float:
+    """The pause after the `attempt`-th fault in a row (1, 2, …)."""
+    return PAUSES[attempt - 1] if attempt <= len(PAUSES) else LONGEST_PAUSE
+
+
 def _pauses() -> Iterator[float]:
-    return itertools.chain(PAUSES, itertools.repeat(LONGEST_PAUSE))
+    return map(pause, itertools.count(1))

@@ -1,8 +1,10 @@
 """The format qemu would pick for a file opened without `-f`, from its first bytes.
 
 A consumer of a stored image (`qemu-img convert`, a hypervisor) probes its format the way
-qemu's block layer does: every driver's probe function scores the first 2048 bytes (zero-filled
-past the end of a shorter file) and the highest score wins, raw (score 1) when none matches.
+qemu's block layer does: every driver's probe function scores the first 512 bytes (qemu's
+BLOCK_PROBE_BUF_SIZE, zero-filled past the end of a shorter file) and the highest score wins,
+raw (score 1) when none matches.
+
 These are the probes of qemu's drivers that look at content (the dmg driver probes the file
 name only), written after qemu's block/*.c. Kiln stores nothing that qemu would open as
 anything other than what the inspector vouched for."""
@@ -10,7 +12,7 @@ anything other than what the inspector vouched for."""
 import struct
 from collections.abc import Callable
 
-PROBE_BYTES = 2048
+PROBE_BYTES = 512
 _VERSION_LINES = tuple(f"version={n}{end}".encode() for n in "123" for end in ("\n", "\r\n"))
 _CLOOP_MAGIC = (
     b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"

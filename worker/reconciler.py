@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 BATCH = 200
 SWEEP_EVERY = 60.0  # seconds between sweeps of temporary files
+WRITE_BYTES = 16 << 20  # more than a running import buffers between two writes
 _COMMANDS: dict[str, type[Command]] = {
     operations.CREATE: CreateImage,
     operations.DELETE: DeleteImage,
@@ -39,15 +40,21 @@ def command_row(op: OperationRecord) -> OutboxMessage:
 
 
 def temporary_max_idle(config: WorkerConfig) -> float:
-    """How long a temporary file may go unwritten before it is taken for a killed import's:
-    a running import writes at least every idle timeout, and renews its lease meanwhile."""
-    return max(300.0, 10 * config.lease_seconds, 10 * config.idle_timeout)
+    """How long a temporary file may go unwritten before it is taken for a killed import's.
+
+    A running import writes whenever it has a buffer's worth (1 MiB on the file store, a part
+    of 8 MiB by default on S3): at the minimum rate that is at most WRITE_BYTES / min_rate
+    seconds; with no minimum rate, only the import deadline bounds it."""
+    longest_gap = WRITE_BYTES / config.min_rate if config.min_rate else config.deadline
+    return max(300.0, 10 * config.lease_seconds, 10 * config.idle_timeout, 2 * longest_gap)
 
 
 def sweep_temporary(tmp_dir: Path, max_age: float) -> int:
     """Remove temporary blob files not written for `max_age` seconds (left by a killed
     import)."""
-    cutoff, removed = time.time() - max_age, 0
+    # The database's clock, not this host's (store/clock.py): a shared directory's mtimes are
+    # its server's, which a worker whose clock runs fast would otherwise take for old.
+    cutoff, removed = now_us() / 1_000_000 - max_age, 0
     for path in tmp_dir.glob("blob-*.part"):
         try:
             if path.stat().st_mtime < cutoff:

@@ -9,7 +9,9 @@ that fails is run again one transition at a time, each with its own retries, so 
 transition at fault fails."""
 
 import asyncio
+import functools
 import random
+import time
 
 import structlog
 import tenacity
@@ -18,10 +20,12 @@ from bus.outbox import OutboxPublisher
 from store import images
 from store.db import Connection, Database, StoreError, StoreUnavailable
 from store.group_commit import Batches, Waiting, answer
+from worker import outages
 from worker.batched_transitions import In, Step, TransitionFn, run_together
 from worker.blobs import BlobStore
+from worker.errors import BlobStoreUnavailable
 from worker.observe import count_finished, finishing
-from worker.outages import DEFAULT_DEADLINE, LONGEST_PAUSE
+from worker.outages import DEFAULT_DEADLINE
 from worker.transitions import Transition
 
 log = structlog.get_logger(__name__)
@@ -81,11 +85,13 @@ class Settler:
             else:
                 await self._after_commit(batch, results)
                 return
+        # One deadline for the batch: past it, the steps after a database outage fail at once.
+        until = time.monotonic() + self._deadline
         for one in batch:
             # Alone, everything the step leads to is logged in its handler's context.
             with structlog.contextvars.bound_contextvars(**one[0].context):
                 try:
-                    result = await self._commit(one[0])
+                    result = await self._commit(one[0], until)
                 except Exception as exc:
                     answer(one[1], exc)
                 else:
@@ -120,9 +126,9 @@ class Settler:
             count_finished(finished)
         return results
 
-    async def _commit(self, step: Step) -> Transition:
+    async def _commit(self, step: Step, until: float) -> Transition:
         retrying = tenacity.AsyncRetrying(
-            stop=self._stop,
+            stop=functools.partial(_stop, until),
             retry=tenacity.retry_if_not_exception_type(BytesReleased),
             wait=_wait,
             before_sleep=_log_retry,
@@ -135,13 +141,6 @@ class Settler:
                 count_finished(finished)
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        """A lost race is tried `ATTEMPTS` times; an unavailable database until the deadline:
-        the transition may be the end of an import whose bytes are stored already."""
-        if isinstance(_error(state), StoreUnavailable):
-            return state.seconds_since_start >= self._deadline
-        return state.attempt_number >= ATTEMPTS
 
     async def _run(self, conn: Connection, step: Step) -> Transition:
         """Run `step` alone in the caller's transaction."""
@@ -169,15 +168,23 @@ class Settler:
                 if await images.count_blob_users(conn, digest):
                     return
                 await self._blobs.delete(digest)
-        except (OSError, StoreError) as exc:  # the bytes stay, unused: said for an operator
+        except (OSError, StoreError, BlobStoreUnavailable) as exc:  # the bytes stay, unused
             log.error("blob.release_failed", digest=digest, error=str(exc))
             return
         log.info("blob.released", digest=digest)
 
 
+def _stop(until: float, state: tenacity.RetryCallState) -> bool:
+    """A lost race is tried `ATTEMPTS` times; an unavailable database until `until` (monotonic
+    time): the transition may be the end of an import whose bytes are stored already."""
+    if isinstance(_error(state), StoreUnavailable):
+        return time.monotonic() >= until
+    return state.attempt_number >= ATTEMPTS
+
+
 def _wait(state: tenacity.RetryCallState) -> float:
     if isinstance(_error(state), StoreUnavailable):
-        return min(0.5 * 2 ** (state.attempt_number - 1), LONGEST_PAUSE)
+        return outages.pause(state.attempt_number)
     return random.uniform(0.05, 0.3)
 
 

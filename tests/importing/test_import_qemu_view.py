@@ -141,6 +141,7 @@ DESCRIPTOR_SHAPES = {
     "an empty line without a space": (b"# c\n\nversion=1\n", "raw"),
     "an unknown version": (b"version=4\n", "raw"),
     "text before the version": (b"CID=1\nversion=1\n", "raw"),
+    "a version line past the first sector": (b"#" + b"x" * 600 + b"\nversion=1\n", "raw"),
 }
 
 
