@@ -144,13 +144,15 @@ async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bu
     in_step = asyncio.create_task(clock.keep_in_step(db), name="kiln-clock")
     try:
         bus = connect_bus(settings.broker_url)
-        await waiting.opened(startup.broker(settings), bus.start)
         try:
+            await waiting.opened(startup.broker(settings), bus.start)
             yield db, bus
         finally:
-            await bus.close()
+            await bus.close()  # a connection a start-up cut short is closed too
     finally:
         in_step.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await in_step
         await db.close()
 
 
