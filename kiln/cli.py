@@ -1,12 +1,14 @@
-"""`kiln dev | gateway | worker`: every setting is a flag and a `KILN_*` variable."""
+"""`kiln dev | gateway | worker`: every setting is a flag and a `KILN_*` variable.
+
+The server (gateway, worker, store, bus) is imported by these commands only when they run:
+the client commands and `--help` start without it."""
 
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from kiln import runtime
-from kiln.commands import register as register_client_commands
+from kiln.commands import KilnGroup
 from kiln.settings import Settings, SettingsError, build, env_name
 
 # (setting, help) for every option; each reads its KILN_<SETTING> variable too.
@@ -108,7 +110,7 @@ def _settings(values: dict[str, Any], **defaults: Any) -> Settings:
         raise click.UsageError(f"bad setting {exc}") from None
 
 
-@click.group()
+@click.group(cls=KilnGroup)
 def main() -> None:
     """Kiln: a self-hosted, event-driven Compute Cloud Image API."""
 
@@ -117,6 +119,8 @@ def main() -> None:
 @settings_options
 def dev(**values: Any) -> None:
     """Gateway and workers in one process on SQLite and an in-process bus."""
+    from kiln import runtime
+
     settings = _settings(values, broker_url="memory://", log_format="console")
     runtime.run(runtime.run_dev(settings))
 
@@ -125,6 +129,8 @@ def dev(**values: Any) -> None:
 @settings_options
 def gateway(**values: Any) -> None:
     """The HTTP API only (run workers with `kiln worker`)."""
+    from kiln import runtime
+
     settings = _settings(values)
     runtime.require_shared(settings)
     runtime.require_auth(settings)
@@ -135,9 +141,8 @@ def gateway(**values: Any) -> None:
 @settings_options
 def worker(**values: Any) -> None:
     """A worker: consumes commands, imports images, re-drives stalled operations."""
+    from kiln import runtime
+
     settings = _settings(values)
     runtime.require_shared(settings)
     runtime.run(runtime.run_worker(settings))
-
-
-register_client_commands(main)

@@ -6,13 +6,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from contracts.urls import allowed_entry
-from worker.blobs_s3 import MAX_PART, MIN_PART
 
+# S3's part sizes: all but the last part of an upload at least 5 MiB, none over 5 GiB (the
+# worker's S3 store checks the same; plain numbers here, so settings load without it).
+S3_MIN_PART = 5 << 20
+S3_MAX_PART = 5 << 30
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 OptionalPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]  # 0: not served
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
-PartSize = Annotated[int, msgspec.Meta(ge=MIN_PART, le=MAX_PART)]
+PartSize = Annotated[int, msgspec.Meta(ge=S3_MIN_PART, le=S3_MAX_PART)]
 
 
 class SettingsError(Exception):

@@ -9,7 +9,8 @@ import pytest
 from ops.opskit import settings
 
 from kiln import runtime
-from kiln.settings import SettingsError, build
+from kiln.settings import S3_MAX_PART, S3_MIN_PART, SettingsError, build
+from worker.blobs_s3 import MAX_PART, MIN_PART
 
 MiB = 1 << 20
 
@@ -22,6 +23,10 @@ def test_defaults() -> None:
     assert (defaults.s3_region, defaults.s3_addressing_style) == ("us-east-1", "path")
     assert defaults.s3_part_size == 8 * MiB
     assert defaults.storage.startswith("file:///") and defaults.storage.endswith("/blobs")
+
+
+def test_the_part_size_limits_are_the_s3_stores() -> None:
+    assert (S3_MIN_PART, S3_MAX_PART) == (MIN_PART, MAX_PART)
 
 
 def test_s3_settings_reach_the_store() -> None:
