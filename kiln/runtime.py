@@ -21,7 +21,7 @@ from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
 from kiln import logs, startup, tokens
-from kiln.settings import Settings, env_name
+from kiln.settings import Settings, SettingsError, both_names, check_directories
 from store import clock, open_database
 from store.db import Database
 from worker.blob_stores import opened_blob_store
@@ -48,7 +48,7 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 def require_shared(settings: Settings) -> None:
     """Separate gateway and worker processes must share a broker and a database."""
     if not settings.broker_url.startswith("amqp"):
-        raise click.UsageError("bad setting KILN_BROKER_URL: kiln gateway/worker need amqp://…")
+        raise SettingsError("broker_url", "kiln gateway/worker need amqp://…")
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
@@ -85,19 +85,19 @@ def check_capacity(settings: Settings, blobs: BlobStore) -> None:
     """The largest import must fit in one blob of the store (an object store's multipart limit)."""
     limit: int | None = getattr(blobs, "max_blob_size", None)
     if limit is not None and settings.import_max_bytes > limit:
-        raise click.UsageError(
-            f"bad setting {env_name('import_max_bytes')}: {settings.import_max_bytes} bytes is"
-            f" more than the blob store holds in one blob ({limit} bytes); raise"
-            f" {env_name('s3_part_size')} or lower {env_name('import_max_bytes')}"
+        raise SettingsError(
+            "import_max_bytes",
+            f"{settings.import_max_bytes} bytes is more than the blob store holds in one blob"
+            f" ({limit} bytes); raise {both_names('s3_part_size')} or lower this",
         )
 
 
 def require_auth(settings: Settings) -> None:
     """A gateway authenticates every call: it needs a token secret or a JWKS URL."""
     if not (settings.token_secret or settings.jwks_url):
-        raise click.UsageError(
-            f"bad setting {env_name('token_secret')}: the gateway needs"
-            f" {env_name('token_secret')} or {env_name('jwks_url')} to authenticate callers"
+        raise SettingsError(
+            "token_secret",
+            f"the gateway needs a token secret or {both_names('jwks_url')} to authenticate callers",
         )
 
 
@@ -126,7 +126,7 @@ def warn_unchecked_claims(settings: Settings) -> None:
         log.warning(
             "auth.claims_unchecked",
             unchecked=unchecked,
-            hint=f"set {env_name('jwt_audience')} and {env_name('jwt_issuer')}: otherwise"
+            hint=f"set {both_names('jwt_audience')} and {both_names('jwt_issuer')}: otherwise"
             " tokens the JWKS provider signed for other applications or tenants are accepted",
         )
 
@@ -134,7 +134,11 @@ def warn_unchecked_claims(settings: Settings) -> None:
 @contextlib.asynccontextmanager
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
     """The database, then the broker, each waited for while it cannot serve yet."""
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
+    except OSError as exc:
+        why = f"cannot make {str(settings.data_dir)!r}: {exc.strerror}"
+        raise SettingsError("data_dir", why) from None
     waiting = startup.StartupWait(settings.startup_timeout_seconds)
     db = await waiting.opened(startup.database(settings), lambda: open_database(settings.database))
     in_step = asyncio.create_task(clock.keep_in_step(db), name="kiln-clock")
@@ -206,9 +210,10 @@ async def side_port(
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise click.UsageError(
-            f"bad setting {env_name('worker_http_port')}: cannot listen on {host}:{port}"
-            f" ({exc.strerror}); give each worker of a host its own port, or 0 for none"
+        raise SettingsError(
+            "worker_http_port",
+            f"cannot listen on {host}:{port} ({exc.strerror}); give each worker of a host its"
+            " own port, or 0 for none",
         ) from None
     log.info("worker.http_listening", url=f"http://{host}:{port}")
     try:
@@ -242,6 +247,7 @@ async def until_signalled() -> None:
 async def dev_process(settings: Settings) -> AsyncIterator[None]:
     """Gateway and worker in one process; the gateway's port serves /metrics and the probes.
     Leaving closes the HTTP server first, then drains the worker."""
+    check_directories(settings, "data_dir", "import_root", "disk_source_dir")
     async with (
         infrastructure(settings) as (db, bus),
         blob_store(settings) as blobs,
@@ -253,6 +259,7 @@ async def dev_process(settings: Settings) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def gateway_process(settings: Settings) -> AsyncIterator[None]:
+    check_directories(settings, "data_dir")
     async with infrastructure(settings) as (db, bus), serving(settings, db, bus):
         yield
 
@@ -260,6 +267,7 @@ async def gateway_process(settings: Settings) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def worker_process(settings: Settings) -> AsyncIterator[Worker]:
     """A worker and its side port; leaving fails readiness, drains, then closes the port."""
+    check_directories(settings, "data_dir", "import_root", "disk_source_dir")
     async with infrastructure(settings) as (db, bus), blob_store(settings) as blobs:
         worker = Worker(db, bus, worker_config(settings), blobs=blobs)
         async with side_port(settings, db, bus, worker) as draining, working(worker, draining):
@@ -288,12 +296,18 @@ async def run_dev(settings: Settings) -> None:
 
 
 async def run_gateway(settings: Settings) -> None:
+    require_shared(settings)
+    require_auth(settings)
     logs.configure(settings.log_format)
     async with gateway_process(settings):
         await until_signalled()
 
 
 async def run_worker(settings: Settings) -> None:
+    require_shared(settings)
     logs.configure(settings.log_format)
     async with worker_process(settings):
         await until_signalled()
+
+
+PROCESSES = {"dev": run_dev, "gateway": run_gateway, "worker": run_worker}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from kiln.settings import MIN_SECRET_LENGTH, Settings, SettingsError, env_name
+from kiln.settings import MIN_SECRET_LENGTH, Settings, SettingsError
 
 SECRET_FILE = "token.secret"
 ADMIN_TOKEN_FILE = "admin.token"
@@ -99,7 +99,8 @@ def signing_secret(settings: Settings) -> str:
     secret = settings.token_secret or stored_secret(settings.data_dir)
     if not secret:
         raise SettingsError(
-            f"{env_name('token_secret')}: not set, and {settings.data_dir / SECRET_FILE}"
-            " does not exist (start `kiln dev` once, or set the secret)"
+            "token_secret",
+            f"not set, and {settings.data_dir / SECRET_FILE} does not exist (start `kiln dev`"
+            " once, or set the secret)",
         )
     return secret

@@ -4,7 +4,6 @@ malformed one stops start-up naming it."""
 import socket
 from pathlib import Path
 
-import click
 import pytest
 from ops.opskit import settings
 
@@ -77,6 +76,30 @@ async def test_a_taken_side_port_stops_the_worker(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         config = settings(tmp_path, worker_http_port=str(taken.getsockname()[1]))
-        with pytest.raises(click.UsageError, match="KILN_WORKER_HTTP_PORT"):
+        with pytest.raises(SettingsError, match="KILN_WORKER_HTTP_PORT"):
             async with runtime.worker_process(config):
                 pass
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"import_root": "/no/such/dir"}, "KILN_IMPORT_ROOT: '/no/such/dir' does not exist"),
+        ({"disk_source_dir": __file__}, f"KILN_DISK_SOURCE_DIR: '{__file__}' is not a directory"),
+    ],
+)
+async def test_a_worker_needs_its_directories(
+    tmp_path: Path, values: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        async with runtime.worker_process(settings(tmp_path, **values)):
+            pass
+
+    assert str(refused.value) == named
+
+
+async def test_a_data_dir_that_is_a_file_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    with pytest.raises(SettingsError, match=r"^KILN_DATA_DIR: .* is not a directory$"):
+        async with runtime.gateway_process(settings(tmp_path)):
+            pass
