@@ -109,7 +109,8 @@ OPTIONS: list[Option] = [
     Option(
         "worker_http_port",
         frozenset({WORKER}),
-        "Port of this worker's /metrics, /healthz, /readyz (default 9090; 0: none).",
+        "Port of this worker's /metrics, /healthz, /readyz (default 9090, or a free port when"
+        " 9090 is taken; 0: none).",
     ),
     Option(
         "shutdown_grace_seconds",

@@ -20,7 +20,7 @@ from bus.base import Bus
 from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
-from kiln import logs, startup, tokens
+from kiln import logs, ports, startup, tokens
 from kiln.settings import Settings, SettingsError, both_names, check_directories
 from store import clock, open_database
 from store.db import Database
@@ -180,7 +180,11 @@ async def serving(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[N
         keepalive_timeout=settings.http_header_timeout_seconds,
     )
     await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    try:
+        await ports.listen(runner, settings.http_host, settings.http_port, "http_port")
+    except SettingsError:
+        await runner.cleanup()
+        raise
     log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}")
     try:
         yield
@@ -199,23 +203,18 @@ async def side_port(
     """A worker's /metrics, /healthz and /readyz (none when the port is 0); yields the event
     that shutdown sets to fail readiness."""
     draining = asyncio.Event()
-    if not settings.worker_http_port:
+    if settings.worker_http_port == 0:
         yield draining
         return
     app = create_side_app(db, bus, worker.blobs, draining, lambda: worker.running)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    host, port = settings.http_host, settings.worker_http_port
     try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
+        site = await ports.listen_side(runner, settings.http_host, settings.worker_http_port)
+    except SettingsError:
         await runner.cleanup()
-        raise SettingsError(
-            "worker_http_port",
-            f"cannot listen on {host}:{port} ({exc.strerror}); give each worker of a host its"
-            " own port, or 0 for none",
-        ) from None
-    log.info("worker.http_listening", url=f"http://{host}:{port}")
+        raise
+    log.info("worker.http_listening", url=f"http://{settings.http_host}:{site.port}")
     try:
         yield draining
     finally:
@@ -244,22 +243,26 @@ async def until_signalled() -> None:
 
 
 @contextlib.asynccontextmanager
-async def dev_process(settings: Settings) -> AsyncIterator[None]:
+async def dev_process(settings: Settings) -> AsyncIterator[str | None]:
     """Gateway and worker in one process; the gateway's port serves /metrics and the probes.
-    Leaving closes the HTTP server first, then drains the worker."""
+    Yields the admin token it made if no secret is configured. Leaving closes the HTTP server
+    first, then drains the worker."""
     check_directories(settings, "data_dir", "import_root", "disk_source_dir")
+    ports.check_free(settings.http_host, settings.http_port, "http_port")
+    settings, token = tokens.bootstrap_dev(settings)
     async with (
         infrastructure(settings) as (db, bus),
         blob_store(settings) as blobs,
         working(Worker(db, bus, worker_config(settings), blobs=blobs)),
         serving(settings, db, bus),
     ):
-        yield
+        yield token
 
 
 @contextlib.asynccontextmanager
 async def gateway_process(settings: Settings) -> AsyncIterator[None]:
     check_directories(settings, "data_dir")
+    ports.check_free(settings.http_host, settings.http_port, "http_port")
     async with infrastructure(settings) as (db, bus), serving(settings, db, bus):
         yield
 
@@ -268,6 +271,8 @@ async def gateway_process(settings: Settings) -> AsyncIterator[None]:
 async def worker_process(settings: Settings) -> AsyncIterator[Worker]:
     """A worker and its side port; leaving fails readiness, drains, then closes the port."""
     check_directories(settings, "data_dir", "import_root", "disk_source_dir")
+    if settings.worker_http_port:  # set: it must be free (unset: 9090, or a free one)
+        ports.check_free(settings.http_host, settings.worker_http_port, "worker_http_port")
     async with infrastructure(settings) as (db, bus), blob_store(settings) as blobs:
         worker = Worker(db, bus, worker_config(settings), blobs=blobs)
         async with side_port(settings, db, bus, worker) as draining, working(worker, draining):
@@ -288,8 +293,7 @@ def show_admin_token(settings: Settings, token: str) -> None:
 
 async def run_dev(settings: Settings) -> None:
     logs.configure(settings.log_format)
-    settings, token = tokens.bootstrap_dev(settings)
-    async with dev_process(settings):
+    async with dev_process(settings) as token:
         if token is not None:
             show_admin_token(settings, token)
         await until_signalled()

@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_reconcile_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     dependency_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     log_format: Literal["console", "json"] = "json"
-    worker_http_port: OptionalPort = 9090
+    worker_http_port: OptionalPort | None = None  # None: 9090, or a free port if 9090 is taken
     shutdown_grace_seconds: Seconds = 0.0
     startup_timeout_seconds: Seconds = 60.0
     s3_endpoint_url: str = ""
