@@ -12,12 +12,22 @@ import msgspec
 
 from contracts.errors import Code
 from contracts.events import CloudEvent, event_decoder
-from kiln.client_http import KilnError, Transport, error_of
+from kiln.client_http import (
+    CONNECT_SECONDS,
+    UNREACHABLE_ATTEMPTS,
+    KilnError,
+    Transport,
+    Unreachable,
+    error_of,
+    no_answer,
+)
 
 EVENTS = "/kiln/v1/events"
 ERROR_EVENT = "kiln.error"
 # The server sends a comment every 15 s; three missed ones mean the connection is dead.
-READ_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=45.0)
+READ_TIMEOUT = aiohttp.ClientTimeout(
+    total=None, connect=30.0, sock_connect=CONNECT_SECONDS, sock_read=45.0
+)
 BACKOFF, MAX_BACKOFF = 0.2, 10.0
 
 
@@ -96,19 +106,26 @@ async def frames(
 ) -> AsyncIterator[Frame]:
     """The folder's stream, reconnected after `after` (the last position seen) whenever it
     drops or the server restarts. A refusal (400, 403, 404…) is raised; so is the
-    `attempts`-th failure in a row to get any answer (None: keep trying)."""
-    failures = 0
+    `attempts`-th failure in a row to get any answer (None: keep trying), and a server never
+    reached at all, after one quick retry."""
+    failures, reached = 0, False
     while True:
         try:
             async for frame in _connection(transport, folder_id, types, after):
-                failures = 0
+                failures, reached = 0, True
                 after = frame.position if frame.position is not None else after
                 yield frame
         except KilnError as error:
-            if not error.transient or (attempts is not None and failures + 1 >= attempts):
+            if _given_up(error, failures + 1, attempts, reached):
                 raise
         failures += 1
         await asyncio.sleep(_backoff(failures))
+
+
+def _given_up(error: KilnError, failures: int, attempts: int | None, reached: bool) -> bool:
+    if not error.transient or (attempts is not None and failures >= attempts):
+        return True
+    return isinstance(error, Unreachable) and not reached and failures >= UNREACHABLE_ATTEMPTS
 
 
 async def _connection(
@@ -135,8 +152,7 @@ async def _connection(
                         raise error_of(400, frame.data or b"", response.headers)
                     yield frame
     except (TimeoutError, aiohttp.ClientError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise KilnError(Code.UNAVAILABLE, f"GET {url}: {reason}") from exc
+        raise no_answer("GET", url, transport.base_url, exc) from exc
 
 
 async def events(

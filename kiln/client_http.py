@@ -1,7 +1,14 @@
 """The client's transport: one pooled aiohttp session, bounded concurrency, retries of
-transient failures with exponential backoff and full jitter, and the one error type."""
+transient failures with exponential backoff and full jitter, and the one error type.
+
+A server that cannot be reached at all (connection refused, no such host, no answer to the
+connection) is tried once more, quickly, then reported: retrying it for seconds would only
+delay the message that names the URL."""
 
 import asyncio
+import os
+import socket
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +34,8 @@ _CODE_OF_STATUS = {
 }
 _REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 MAX_RETRY_AFTER = 30.0
+CONNECT_SECONDS = 5.0  # a connection not made in this time: the server is unreachable
+UNREACHABLE_ATTEMPTS = 2  # the first try and one quick retry
 
 
 class KilnError(Exception):
@@ -67,6 +76,33 @@ class KilnError(Exception):
         """An operation's `error` (google.rpc.Status), with the HTTP status of its code."""
         status = HTTP_STATUS.get(Code(code), 500) if code in Code._value2member_map_ else 500
         return cls(code, message, status, request_id)
+
+
+class Unreachable(KilnError):
+    """No connection to the server could be made: nothing was sent (code UNAVAILABLE)."""
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        super().__init__(Code.UNAVAILABLE, f"cannot reach Kiln at {base_url}: {reason}")
+
+
+def no_answer(method: str, url: str, base_url: str, exc: Exception) -> KilnError:
+    """The KilnError of a call that got no HTTP answer (`exc` from aiohttp, or a timeout)."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return Unreachable(base_url, _unreachable_because(exc))
+    reason = str(exc) or type(exc).__name__
+    return KilnError(Code.UNAVAILABLE, f"{method} {url}: {reason}")
+
+
+def _unreachable_because(exc: Exception) -> str:
+    """A few words: `connection refused`, `name or service not known`, `no answer in 5 s`."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no answer in {CONNECT_SECONDS:g} s"
+    error = getattr(exc, "os_error", None)
+    if isinstance(error, socket.gaierror) and error.strerror:
+        return error.strerror.lower()
+    if isinstance(error, OSError) and not isinstance(error, ssl.SSLError) and error.errno:
+        return os.strerror(error.errno).lower()
+    return str(exc)
 
 
 class _ErrorBody(msgspec.Struct):
@@ -121,6 +157,14 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, KilnError) and error.transient
 
 
+class _StopUnreachable(tenacity.stop.stop_base):
+    """Stop once a server that cannot be reached has had its one quick retry."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        return isinstance(error, Unreachable) and retry_state.attempt_number >= UNREACHABLE_ATTEMPTS
+
+
 class Transport:
     """Opened once per client; every call goes through `call`."""
 
@@ -138,11 +182,11 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._concurrency = concurrency
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_SECONDS)
         self._limit = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(retries + 1),
+            stop=tenacity.stop_after_attempt(retries + 1) | _StopUnreachable(),
             wait=_Backoff(backoff, max_backoff),
             retry=tenacity.retry_if_exception(_is_transient),
             reraise=True,
@@ -196,8 +240,7 @@ class Transport:
                 ) as response:
                     data = await response.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
-                reason = str(exc) or type(exc).__name__
-                raise KilnError(Code.UNAVAILABLE, f"{method} {url}: {reason}") from exc
+                raise no_answer(method, url, self.base_url, exc) from exc
         if response.status >= 400:
             raise error_of(response.status, data, response.headers)
         return data

@@ -20,8 +20,8 @@ from bus.base import Bus
 from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
-from kiln import logs, startup, tokens
-from kiln.settings import Settings, env_name
+from kiln import logs, ports, startup, tokens
+from kiln.settings import Settings, SettingsError, both_names, check_directories
 from store import clock, open_database
 from store.db import Database
 from worker.blob_stores import opened_blob_store
@@ -52,7 +52,7 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 def require_shared(settings: Settings) -> None:
     """Separate gateway and worker processes must share a broker and a database."""
     if not settings.broker_url.startswith("amqp"):
-        raise click.UsageError("bad setting KILN_BROKER_URL: kiln gateway/worker need amqp://…")
+        raise SettingsError("broker_url", "kiln gateway/worker need amqp://…")
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
@@ -89,19 +89,19 @@ def check_capacity(settings: Settings, blobs: BlobStore) -> None:
     """The largest import must fit in one blob of the store (an object store's multipart limit)."""
     limit: int | None = getattr(blobs, "max_blob_size", None)
     if limit is not None and settings.import_max_bytes > limit:
-        raise click.UsageError(
-            f"bad setting {env_name('import_max_bytes')}: {settings.import_max_bytes} bytes is"
-            f" more than the blob store holds in one blob ({limit} bytes); raise"
-            f" {env_name('s3_part_size')} or lower {env_name('import_max_bytes')}"
+        raise SettingsError(
+            "import_max_bytes",
+            f"{settings.import_max_bytes} bytes is more than the blob store holds in one blob"
+            f" ({limit} bytes); raise {both_names('s3_part_size')} or lower this",
         )
 
 
 def require_auth(settings: Settings) -> None:
     """A gateway authenticates every call: it needs a token secret or a JWKS URL."""
     if not (settings.token_secret or settings.jwks_url):
-        raise click.UsageError(
-            f"bad setting {env_name('token_secret')}: the gateway needs"
-            f" {env_name('token_secret')} or {env_name('jwks_url')} to authenticate callers"
+        raise SettingsError(
+            "token_secret",
+            f"the gateway needs a token secret or {both_names('jwks_url')} to authenticate callers",
         )
 
 
@@ -130,7 +130,7 @@ def warn_unchecked_claims(settings: Settings) -> None:
         log.warning(
             "auth.claims_unchecked",
             unchecked=unchecked,
-            hint=f"set {env_name('jwt_audience')} and {env_name('jwt_issuer')}: otherwise"
+            hint=f"set {both_names('jwt_audience')} and {both_names('jwt_issuer')}: otherwise"
             " tokens the JWKS provider signed for other applications or tenants are accepted",
         )
 
@@ -138,7 +138,11 @@ def warn_unchecked_claims(settings: Settings) -> None:
 @contextlib.asynccontextmanager
 async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bus]]:
     """The database, then the broker, each waited for while it cannot serve yet."""
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when new
+    except OSError as exc:
+        why = f"cannot make {str(settings.data_dir)!r}: {exc.strerror}"
+        raise SettingsError("data_dir", why) from None
     waiting = startup.StartupWait(settings.startup_timeout_seconds)
     db = await waiting.opened(startup.database(settings), lambda: open_database(settings.database))
     in_step = asyncio.create_task(clock.keep_in_step(db), name="kiln-clock")
@@ -183,7 +187,11 @@ async def serving(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[N
         max_line_size=MAX_REQUEST_LINE,
     )
     await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    try:
+        await ports.listen(runner, settings.http_host, settings.http_port, "http_port")
+    except SettingsError:
+        await runner.cleanup()
+        raise
     log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}")
     try:
         yield
@@ -202,22 +210,18 @@ async def side_port(
     """A worker's /metrics, /healthz and /readyz (none when the port is 0); yields the event
     that shutdown sets to fail readiness."""
     draining = asyncio.Event()
-    if not settings.worker_http_port:
+    if settings.worker_http_port == 0:
         yield draining
         return
     app = create_side_app(db, bus, worker.blobs, draining, lambda: worker.running)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    host, port = settings.http_host, settings.worker_http_port
     try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
+        site = await ports.listen_side(runner, settings.http_host, settings.worker_http_port)
+    except SettingsError:
         await runner.cleanup()
-        raise click.UsageError(
-            f"bad setting {env_name('worker_http_port')}: cannot listen on {host}:{port}"
-            f" ({exc.strerror}); give each worker of a host its own port, or 0 for none"
-        ) from None
-    log.info("worker.http_listening", url=f"http://{host}:{port}")
+        raise
+    log.info("worker.http_listening", url=f"http://{settings.http_host}:{site.port}")
     try:
         yield draining
     finally:
@@ -246,20 +250,26 @@ async def until_signalled() -> None:
 
 
 @contextlib.asynccontextmanager
-async def dev_process(settings: Settings) -> AsyncIterator[None]:
+async def dev_process(settings: Settings) -> AsyncIterator[str | None]:
     """Gateway and worker in one process; the gateway's port serves /metrics and the probes.
-    Leaving closes the HTTP server first, then drains the worker."""
+    Yields the admin token it made if no secret is configured. Leaving closes the HTTP server
+    first, then drains the worker."""
+    check_directories(settings, "data_dir", "import_root", "disk_source_dir")
+    ports.check_free(settings.http_host, settings.http_port, "http_port")
+    settings, token = tokens.bootstrap_dev(settings)
     async with (
         infrastructure(settings) as (db, bus),
         blob_store(settings) as blobs,
         working(Worker(db, bus, worker_config(settings), blobs=blobs)),
         serving(settings, db, bus),
     ):
-        yield
+        yield token
 
 
 @contextlib.asynccontextmanager
 async def gateway_process(settings: Settings) -> AsyncIterator[None]:
+    check_directories(settings, "data_dir")
+    ports.check_free(settings.http_host, settings.http_port, "http_port")
     async with infrastructure(settings) as (db, bus), serving(settings, db, bus):
         yield
 
@@ -267,6 +277,9 @@ async def gateway_process(settings: Settings) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def worker_process(settings: Settings) -> AsyncIterator[Worker]:
     """A worker and its side port; leaving fails readiness, drains, then closes the port."""
+    check_directories(settings, "data_dir", "import_root", "disk_source_dir")
+    if settings.worker_http_port:  # set: it must be free (unset: 9090, or a free one)
+        ports.check_free(settings.http_host, settings.worker_http_port, "worker_http_port")
     async with infrastructure(settings) as (db, bus), blob_store(settings) as blobs:
         worker = Worker(db, bus, worker_config(settings), blobs=blobs)
         async with side_port(settings, db, bus, worker) as draining, working(worker, draining):
@@ -287,20 +300,25 @@ def show_admin_token(settings: Settings, token: str) -> None:
 
 async def run_dev(settings: Settings) -> None:
     logs.configure(settings.log_format)
-    settings, token = tokens.bootstrap_dev(settings)
-    async with dev_process(settings):
+    async with dev_process(settings) as token:
         if token is not None:
             show_admin_token(settings, token)
         await until_signalled()
 
 
 async def run_gateway(settings: Settings) -> None:
+    require_shared(settings)
+    require_auth(settings)
     logs.configure(settings.log_format)
     async with gateway_process(settings):
         await until_signalled()
 
 
 async def run_worker(settings: Settings) -> None:
+    require_shared(settings)
     logs.configure(settings.log_format)
     async with worker_process(settings):
         await until_signalled()
+
+
+PROCESSES = {"dev": run_dev, "gateway": run_gateway, "worker": run_worker}

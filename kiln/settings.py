@@ -1,22 +1,35 @@
 """Settings: one typed object built once from `KILN_*` variables and command-line flags."""
 
+import contextlib
+import ipaddress
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
+from yarl import URL
 
 from contracts.urls import allowed_entry
-from worker.blobs_s3 import MAX_PART, MIN_PART
 
+# S3's part sizes: all but the last part of an upload at least 5 MiB, none over 5 GiB (the
+# worker's S3 store checks the same; plain numbers here, so settings load without it).
+S3_MIN_PART = 5 << 20
+S3_MAX_PART = 5 << 30
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 OptionalPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]  # 0: not served
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
-PartSize = Annotated[int, msgspec.Meta(ge=MIN_PART, le=MAX_PART)]
+PartSize = Annotated[int, msgspec.Meta(ge=S3_MIN_PART, le=S3_MAX_PART)]
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed; the message names it."""
+    """A setting is missing or malformed, or cannot work: which one (a Settings field) and why.
+    The message names its variable; the command line names it as it was given."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{env_name(field)}: {detail}" if field else detail)
+        self.field = field
+        self.detail = detail
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_reconcile_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     dependency_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     log_format: Literal["console", "json"] = "json"
-    worker_http_port: OptionalPort = 9090
+    worker_http_port: OptionalPort | None = None  # None: 9090, or a free port if 9090 is taken
     shutdown_grace_seconds: Seconds = 0.0
     startup_timeout_seconds: Seconds = 60.0
     s3_endpoint_url: str = ""
@@ -82,6 +95,15 @@ def env_name(field: str) -> str:
     return "KILN_" + field.upper()
 
 
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def both_names(field: str) -> str:
+    """`--s3-part-size (KILN_S3_PART_SIZE)`: a setting named where either may be meant."""
+    return f"{flag_name(field)} ({env_name(field)})"
+
+
 def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -98,8 +120,9 @@ def build(values: dict[str, Any], **defaults: Any) -> Settings:
     try:
         settings = msgspec.convert(merged, Settings, strict=False, dec_hook=_path)
     except msgspec.ValidationError as exc:
-        raise SettingsError(_name_setting(str(exc))) from None
+        raise _invalid(str(exc), merged) from None
     _check_urls(settings)
+    _check_http_host(settings.http_host)
     _check_allowed_hosts(settings)
     _check_auth(settings)
     return settings
@@ -111,10 +134,24 @@ def _path(kind: type, value: Any) -> Any:
     raise NotImplementedError
 
 
-def _name_setting(text: str) -> str:
+_TYPE_WORDS = {"`int`": "an integer", "`float`": "a number"}
+
+
+def _invalid(text: str, given: dict[str, Any]) -> SettingsError:
+    """msgspec's `Expected `int`, got `str` - at `$.http_port``, said with the value given:
+    http_port, `expected an integer, got 'x'`."""
     detail, _, where = text.partition(" - at `$.")
     field = where.rstrip("`").split("[")[0]
-    return f"{env_name(field)}: {detail}" if field else text
+    if field not in given:
+        return SettingsError(field, detail)
+    value = given[field]
+    if detail.startswith("Invalid enum value"):
+        choices = ", ".join(get_args(Settings.__annotations__[field]))
+        return SettingsError(field, f"expected one of {choices}, got {value!r}")
+    detail = re.sub(r", got `[^`]*`$", "", detail)
+    for name, words in _TYPE_WORDS.items():
+        detail = detail.replace(name, words)
+    return SettingsError(field, f"{detail[:1].lower()}{detail[1:]}, got {value!r}")
 
 
 def _check_urls(settings: Settings) -> None:
@@ -126,12 +163,35 @@ def _check_urls(settings: Settings) -> None:
     for field, allowed in schemes.items():
         value = getattr(settings, field)
         if value and not value.startswith(allowed):
-            raise SettingsError(f"{env_name(field)}: must start with one of {', '.join(allowed)}")
+            raise SettingsError(field, f"must start with one of {', '.join(allowed)}")
     storage = settings.storage_url
     if storage.startswith("file://") and not storage.startswith("file:///"):
-        raise SettingsError(f"{env_name('storage_url')}: file:// needs an absolute path")
+        raise SettingsError("storage_url", "file:// needs an absolute path")
     if storage.startswith("s3://") and not storage.removeprefix("s3://").partition("/")[0]:
-        raise SettingsError(f"{env_name('storage_url')}: s3:// needs a bucket (s3://bucket/prefix)")
+        raise SettingsError("storage_url", "s3:// needs a bucket (s3://bucket/prefix)")
+    for field in ("s3_endpoint_url", "jwks_url"):
+        if (value := getattr(settings, field)) and not _is_http_url(value):
+            raise SettingsError(field, f"{value!r} is not an http:// or https:// URL with a host")
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        url = URL(text)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _check_http_host(host: str) -> None:
+    """An address to listen on: an IP address (`::` and `0.0.0.0`: all) or a host name."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return
+    if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+        raise SettingsError("http_host", f"{host!r} is not an IP address or a host name")
 
 
 def _check_allowed_hosts(settings: Settings) -> None:
@@ -139,7 +199,7 @@ def _check_allowed_hosts(settings: Settings) -> None:
         try:
             allowed_entry(entry)
         except ValueError as exc:
-            raise SettingsError(f"{env_name('import_allowed_hosts')}: {exc}") from None
+            raise SettingsError("import_allowed_hosts", str(exc)) from None
 
 
 MIN_SECRET_LENGTH = 32  # HS256 wants a key at least as long as its 256-bit hash
@@ -147,8 +207,16 @@ MIN_SECRET_LENGTH = 32  # HS256 wants a key at least as long as its 256-bit hash
 
 def _check_auth(settings: Settings) -> None:
     if settings.token_secret and len(settings.token_secret) < MIN_SECRET_LENGTH:
-        raise SettingsError(
-            f"{env_name('token_secret')}: must be at least {MIN_SECRET_LENGTH} characters"
-        )
-    if settings.jwks_url and not settings.jwks_url.startswith(("https://", "http://")):
-        raise SettingsError(f"{env_name('jwks_url')}: must start with https:// or http://")
+        raise SettingsError("token_secret", f"must be at least {MIN_SECRET_LENGTH} characters")
+
+
+def check_directories(settings: Settings, *fields: str) -> None:
+    """The directory settings among `fields` name directories: the data directory if it exists
+    already (it is made otherwise), the others because what they name is read."""
+    for field in fields:
+        path: Path | None = getattr(settings, field)
+        if path is None or (field == "data_dir" and not path.exists()):
+            continue
+        if not path.is_dir():
+            what = "is not a directory" if path.exists() else "does not exist"
+            raise SettingsError(field, f"{str(path)!r} {what}")

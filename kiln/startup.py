@@ -13,7 +13,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from bus.base import BusError, BusUnavailable
-from kiln.settings import Settings, env_name
+from kiln.settings import Settings, SettingsError, env_name
 from store.db import StoreMisconfigured, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -65,7 +65,7 @@ class StartupWait:
 
     async def opened(self, dependency: Dependency, open_it: Callable[[], Awaitable[T]]) -> T:
         """What `open_it` gives, once it gives it. Past the deadline, a ClickException (exit
-        1); a URL that cannot work, a UsageError (exit 2): one line each, no traceback."""
+        1); a URL that cannot work, a SettingsError (exit 2): one line each, no traceback."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(NOT_YET),
             wait=lambda state: min(BACKOFF(state), self._left()),
@@ -81,7 +81,7 @@ class StartupWait:
                 f" {env_name('startup_timeout_seconds')}={self._timeout:g}: {_reason(exc)}"
             ) from None
         except CANNOT_WORK as exc:
-            raise click.UsageError(f"bad setting {env_name(dependency.setting)}: {exc}") from None
+            raise SettingsError(dependency.setting, str(exc)) from None
 
     async def _attempt(self, open_it: Callable[[], Awaitable[T]]) -> T:
         async with asyncio.timeout(max(self._left(), ATTEMPT_SECONDS)):

@@ -1,5 +1,6 @@
 """Bearer tokens Kiln signs itself (HS256 with KILN_TOKEN_SECRET), and `kiln dev`'s set-up when
-no secret is configured: a secret kept in the data directory, and a token for `admin`."""
+no secret is configured: a secret kept in the data directory, and a token for `admin` that the
+client commands read from there when they are given none."""
 
 import os
 import re
@@ -7,10 +8,9 @@ import secrets
 import time
 from pathlib import Path
 
-import jwt
 import msgspec
 
-from kiln.settings import MIN_SECRET_LENGTH, Settings, SettingsError, env_name
+from kiln.settings import MIN_SECRET_LENGTH, Settings, SettingsError
 
 SECRET_FILE = "token.secret"
 ADMIN_TOKEN_FILE = "admin.token"
@@ -24,6 +24,8 @@ _DURATION = re.compile(r"([0-9]+)([smhd]?)")
 def issue(secret: str, subject: str, seconds: int, *, audience: str = "", issuer: str = "") -> str:
     """A token for `subject`, valid from now for `seconds`; with the `aud` and `iss` a gateway
     configured with KILN_JWT_AUDIENCE / KILN_JWT_ISSUER requires."""
+    import jwt  # here, not above: the client commands read admin.token without PyJWT
+
     now = int(time.time())
     claims: dict[str, object] = {"sub": subject, "iat": now, "nbf": now, "exp": now + seconds}
     if audience:
@@ -52,6 +54,14 @@ def _write_private(path: Path, text: str) -> None:
 def stored_secret(data_dir: Path) -> str | None:
     path = data_dir / SECRET_FILE
     return path.read_text().strip() if path.is_file() else None
+
+
+def stored_admin_token(data_dir: Path) -> str | None:
+    """The admin token a `kiln dev` with this data directory wrote, if it is there to read."""
+    try:
+        return (data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def dev_secret(data_dir: Path) -> str:
@@ -89,7 +99,8 @@ def signing_secret(settings: Settings) -> str:
     secret = settings.token_secret or stored_secret(settings.data_dir)
     if not secret:
         raise SettingsError(
-            f"{env_name('token_secret')}: not set, and {settings.data_dir / SECRET_FILE}"
-            " does not exist (start `kiln dev` once, or set the secret)"
+            "token_secret",
+            f"not set, and {settings.data_dir / SECRET_FILE} does not exist (start `kiln dev`"
+            " once, or set the secret)",
         )
     return secret

@@ -2,6 +2,7 @@
 
 import click
 
+from kiln.flags import bad_setting
 from kiln.settings import SettingsError, build
 from kiln.tokens import MAX_SUBJECT_LENGTH, issue, parse_duration, signing_secret
 
@@ -38,7 +39,8 @@ def token() -> None:
     default=None,
     help="The token's iss (env KILN_JWT_ISSUER: the issuer the gateway requires).",
 )
-def issue_command(subject: str, ttl: str, **values: str | None) -> None:
+@click.pass_context
+def issue_command(ctx: click.Context, subject: str, ttl: str, **values: str | None) -> None:
     """Print a token for --subject, valid from now for --ttl."""
     try:
         seconds = parse_duration(ttl)
@@ -52,6 +54,6 @@ def issue_command(subject: str, ttl: str, **values: str | None) -> None:
         settings = build(values)
         secret = signing_secret(settings)
     except SettingsError as exc:
-        raise click.UsageError(f"bad setting {exc}") from None
+        raise bad_setting(ctx, exc) from None
     audience, issuer = settings.jwt_audience, settings.jwt_issuer
     click.echo(issue(secret, subject, seconds, audience=audience, issuer=issuer))

@@ -1,6 +1,7 @@
 """`kiln dev` as a user runs it: a real process, a real image imported from a local server."""
 
 import asyncio
+import os
 import signal
 import socket
 import stat
@@ -110,3 +111,29 @@ async def test_kiln_dev_keeps_its_data_directory_to_its_owner(
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in kept}
 
     assert modes == {"data": 0o700, "kiln.db": 0o600, "kiln.db-wal": 0o600, "kiln.db-shm": 0o600}
+
+
+@pytest.mark.parametrize("given", ["flag", "variable"])
+def test_a_port_in_use_stops_kiln_dev_at_once_in_one_line(tmp_path: Path, given: str) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        flag = ["--http-port", str(port)] if given == "flag" else []
+        env = {"KILN_HTTP_PORT": str(port)} if given == "variable" else {}
+        ended = subprocess.run(
+            [str(KILN), "dev", "--data-dir", str(data), *flag],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("KILN_")}, **env},
+        )
+
+    name = "--http-port" if given == "flag" else "KILN_HTTP_PORT"
+    assert ended.returncode == 2
+    assert ended.stderr.splitlines() == [
+        f"Error: bad setting {name}: 127.0.0.1:{port} is already in use"
+    ]
+    assert ended.stdout == ""  # no log line: nothing started
+    assert not data.exists()

@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from kiln import runtime
-from kiln.cli import OPTIONS, main
+from kiln.cli import main
+from kiln.flags import OPTIONS
 from kiln.settings import Settings, SettingsError, build
 from support import auth
 
@@ -55,26 +56,101 @@ def test_stream_limit_reaches_the_gateway() -> None:
 
 
 def test_every_setting_is_a_flag() -> None:
-    assert {name for name, _ in OPTIONS} == set(Settings.__struct_fields__)
+    assert [option.setting for option in OPTIONS] == list(Settings.__struct_fields__)
 
 
-def test_bad_variable_stops_start_up() -> None:
-    result = CliRunner().invoke(main, ["dev"], env={"KILN_HTTP_PORT": "nope"})
-    assert result.exit_code == 2
-    assert "KILN_HTTP_PORT" in result.output
+def start(*args: str, **env: str) -> tuple[int, list[str]]:
+    """`kiln ARGS` that stops at start-up: its exit code and its stderr lines."""
+    result = CliRunner().invoke(main, list(args), env={"KILN_TOKEN_SECRET": None, **env})
+    return result.exit_code, result.stderr.splitlines()
+
+
+def test_a_setting_is_named_as_it_was_given() -> None:
+    flag = start("dev", "--http-port", "x", KILN_HTTP_PORT="8080")
+    variable = start("dev", KILN_HTTP_PORT="nope")
+
+    assert flag == (2, ["Error: bad setting --http-port: expected an integer, got 'x'"])
+    assert variable == (2, ["Error: bad setting KILN_HTTP_PORT: expected an integer, got 'nope'"])
+
+
+def test_a_setting_not_given_is_named_both_ways() -> None:
+    code, lines = start("gateway", KILN_BROKER_URL="amqp://127.0.0.1:1/")
+
+    assert (code, lines) == (
+        2,
+        [
+            "Error: bad setting --token-secret (KILN_TOKEN_SECRET): the gateway needs a token"
+            " secret or --jwks-url (KILN_JWKS_URL) to authenticate callers"
+        ],
+    )
 
 
 def test_gateway_needs_a_broker() -> None:
-    result = CliRunner().invoke(main, ["gateway"], env={"KILN_BROKER_URL": "memory://"})
-    assert result.exit_code == 2
-    assert "KILN_BROKER_URL" in result.output
+    code, lines = start("gateway", "--broker-url", "memory://")
+
+    assert (code, lines) == (
+        2,
+        ["Error: bad setting --broker-url: kiln gateway/worker need amqp://…"],
+    )
 
 
-def test_help_lists_every_variable_flag() -> None:
-    result = CliRunner().invoke(main, ["dev", "--help"])
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--import-allowed-hosts", "not a host!"],
+            "--import-allowed-hosts: 'not a host!': host 'not a host!' is malformed",
+        ),
+        (
+            ["--http-host", "not a host!"],
+            "--http-host: 'not a host!' is not an IP address or a host name",
+        ),
+        (["--log-format", "xml"], "--log-format: expected one of console, json, got 'xml'"),
+        (
+            ["--database-url", "mysql://db"],
+            "--database-url: must start with one of sqlite:///, postgresql://, postgres://",
+        ),
+        (
+            ["--s3-endpoint-url", "minio:9000"],
+            "--s3-endpoint-url: 'minio:9000' is not an http:// or https:// URL with a host",
+        ),
+        (
+            ["--jwks-url", "https://"],
+            "--jwks-url: 'https://' is not an http:// or https:// URL with a host",
+        ),
+        (
+            ["--worker-lease-seconds", "0"],
+            "--worker-lease-seconds: expected a number > 0.0, got '0'",
+        ),
+    ],
+)
+def test_every_kind_of_setting_is_checked_at_start_up(args: list[str], error: str) -> None:
+    assert start("dev", *args) == (2, [f"Error: bad setting {error}"])
+
+
+def test_a_worker_takes_no_gateway_flag() -> None:
+    result = CliRunner().invoke(main, ["worker", "--http-port", "8080"])
+
+    assert result.exit_code == 2 and "No such option '--http-port'" in result.stderr
+
+
+def listed_flags(command: str) -> set[str]:
+    result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
-    for name, _ in OPTIONS:
-        assert "--" + name.replace("_", "-") in result.output
+    return set(re.findall(r"^  (--[a-z0-9-]+)", result.output, re.M)) - {"--help"}
+
+
+def flags_of(command: str) -> set[str]:
+    return {"--" + o.setting.replace("_", "-") for o in OPTIONS if command in o.commands}
+
+
+def test_each_server_command_lists_the_options_it_uses() -> None:
+    gateway, worker, dev = listed_flags("gateway"), listed_flags("worker"), listed_flags("dev")
+
+    assert (gateway, worker, dev) == (flags_of("gateway"), flags_of("worker"), flags_of("dev"))
+    assert {"--http-port", "--max-body-bytes", "--token-secret"} <= gateway - worker
+    assert {"--worker-prefetch", "--s3-part-size", "--storage-url"} <= worker - gateway
+    assert dev == (gateway | worker) - {"--worker-http-port"}  # kiln dev has no side port
 
 
 def test_the_import_limits_reach_the_workers_fetch_policy() -> None:

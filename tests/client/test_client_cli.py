@@ -156,4 +156,4 @@ def test_failures_exit_non_zero(
         in kiln("access", "add", "img1", "bob", code=2).stderr
     )
     down = kiln("images", "get", "img1", "--url", f"http://127.0.0.1:{unused_port()}", code=1)
-    assert down.stderr.startswith("error: UNAVAILABLE: GET http://127.0.0.1:")
+    assert down.stderr.startswith("error: UNAVAILABLE: cannot reach Kiln at http://127.0.0.1:")

@@ -6,12 +6,11 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import click
 import pytest
 from ops.opskit import BUCKET, Source, scrape, settings, wait_done
 
 from kiln import runtime
-from kiln.settings import Settings
+from kiln.settings import Settings, SettingsError
 from support.moto_s3 import s3_client
 from worker.blobs_s3 import MAX_PARTS, S3Settings
 
@@ -70,7 +69,7 @@ async def test_an_import_lands_in_the_object_store(
 async def test_largest_import_must_fit_one_object(tmp_path: Path, s3: S3Settings) -> None:
     too_large = str(MAX_PARTS * 5 * MiB + 1)
     config = s3_kiln(tmp_path, s3, "unused", s3_part_size=str(5 * MiB), import_max_bytes=too_large)
-    with pytest.raises(click.UsageError, match=r"KILN_IMPORT_MAX_BYTES.*KILN_S3_PART_SIZE"):
+    with pytest.raises(SettingsError, match=r"KILN_IMPORT_MAX_BYTES.*KILN_S3_PART_SIZE"):
         async with runtime.blob_store(config):
             pass
 

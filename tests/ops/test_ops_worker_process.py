@@ -113,3 +113,22 @@ async def test_worker_side_port_and_graceful_stop(
     assert worker.logged("worker.stopped")
     with pytest.raises(aiohttp.ClientConnectionError):
         await http.get(f"{side}/healthz")
+
+
+@pytest.mark.timeout(60)
+async def test_two_workers_of_one_host_share_the_default_side_port(
+    deployment: Deployment, http: aiohttp.ClientSession
+) -> None:
+    """Neither is given a side port: the first takes 9090 (unless something else holds it),
+    the second finds it in use and serves on a free port, saying so in one line."""
+    del deployment.settings["worker_http_port"]  # as a plain `kiln worker` starts
+    first, second = await deployment.worker(), await deployment.worker()
+
+    urls = [worker.logged("worker.http_listening")[0]["url"] for worker in (first, second)]
+    assert urls[0] != urls[1]
+    for url in urls:
+        assert await get_json(http, f"{url}/healthz") == (200, {"status": "ok"})
+    [moved] = second.logged("worker side port 9090 in use")
+    assert (moved["level"], moved["url"]) == ("warning", urls[1])
+    assert moved["serving"] == "/metrics, /healthz, /readyz"
+    assert await deployment.close() == []
