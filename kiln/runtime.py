@@ -21,7 +21,7 @@ from gateway.app import create_app
 from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
 from kiln import logs, ports, startup, tokens
-from kiln.settings import Settings, SettingsError, both_names, check_directories
+from kiln.settings import Settings, SettingsError, both_names, check_directories, env_name
 from store import clock, open_database
 from store.db import Database
 from worker.blob_stores import opened_blob_store
@@ -130,7 +130,7 @@ def warn_unchecked_claims(settings: Settings) -> None:
         log.warning(
             "auth.claims_unchecked",
             unchecked=unchecked,
-            hint=f"set {both_names('jwt_audience')} and {both_names('jwt_issuer')}: otherwise"
+            hint=f"set {env_name('jwt_audience')} and {env_name('jwt_issuer')}: otherwise"
             " tokens the JWKS provider signed for other applications or tenants are accepted",
         )
 
