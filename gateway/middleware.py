@@ -63,6 +63,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, Code.INTERNAL, "internal error")
 
 
+# Messages quote what the caller sent (a field name, an id): its control characters escaped.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+
+
+def _printable(message: str) -> str:
+    return message.translate(_CONTROLS)
+
+
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 404:
         return f"no such resource path: {request.path}"
@@ -76,5 +84,7 @@ def _http_message(request: web.Request, exc: web.HTTPException) -> str:
 def error_response(request: web.Request, code: Code, message: str) -> web.Response:
     request[FAILURE] = code
     request_id = context_of(request).request_id
-    status = Status(code=int(code), message=message, details=[RequestInfo(request_id=request_id)])
+    status = Status(
+        code=int(code), message=_printable(message), details=[RequestInfo(request_id=request_id)]
+    )
     return respond(status, HTTP_STATUS[code])

@@ -345,3 +345,13 @@ async def test_a_malformed_name_or_family_is_refused_in_words(
     assert reply.status == 400 and reply.code == 3
     assert reply.message.startswith(f"{field}: must be empty, or {rule}"), reply.message
     assert "regex" not in reply.message and "[a-z]" not in reply.message
+
+
+async def test_a_message_quoting_the_request_escapes_its_control_characters(api: Api) -> None:
+    """The document's Status.message holds no NUL: a field name sent with one is quoted
+    escaped (found by Schemathesis' response-schema check)."""
+    reply = await api.create(**{"bad\x00\x12name": 1})
+
+    assert reply.status == 400
+    assert "\x00" not in reply.message and "\x12" not in reply.message
+    assert reply.message == "bad\\x00\\x12name: unknown field", reply.message

@@ -84,6 +84,7 @@ async def _seed_ready_image(base: str, disks: Path) -> None:
 @pytest.fixture
 async def kiln_dev(tmp_path: Path) -> AsyncIterator[str]:
     port, disks = free_port(), tmp_path / "disks"
+    disks.mkdir()  # a worker's disk source must exist when it starts
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")} | {
         "KILN_TOKEN_SECRET": SECRET,
         "KILN_ADMINS": ADMIN,
