@@ -25,6 +25,14 @@ def portable(pattern: str) -> str:
     return pattern.removesuffix(_TRUE_END) + "$" if pattern.endswith(_TRUE_END) else pattern
 
 
+def stated(pattern: str, description: str, *, max_length: int) -> msgspec.Meta:
+    """A text field whose own parser enforces `pattern` (a filter, a mask, …): msgspec checks
+    its length, and the document states the pattern, in ECMA-262."""
+    return msgspec.Meta(
+        max_length=max_length, extra_json_schema={"pattern": pattern}, description=description
+    )
+
+
 def about(text: str) -> msgspec.Meta:
     """A field's description in the OpenAPI document."""
     return msgspec.Meta(description=text)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from contracts.base import FolderId, Message, about
+from contracts.base import FolderId, Message, about, stated
 
 EVENT_SOURCE = "/kiln/compute/v1/images"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -55,21 +55,21 @@ class EventStreamRequest(Message):
     folder_id: Annotated[FolderId, about("ID of the folder whose events to follow.")]
     type: Annotated[
         str,
-        msgspec.Meta(
-            max_length=1000,
-            extra_json_schema={"pattern": TYPES_PATTERN},
-            description="Comma-separated event types to send (created, import_started,"
+        stated(
+            TYPES_PATTERN,
+            "Comma-separated event types to send (created, import_started,"
             " ready, failed, updated, access_bindings_changed, deleting, deleted,"
             " operation.done); empty: every type.",
+            max_length=1000,
         ),
     ] = ""
     last_event_id: Annotated[
         str,
-        msgspec.Meta(
-            max_length=100,
-            extra_json_schema={"pattern": POSITION_PATTERN},
-            description="Resume after this event position (for clients that cannot send the"
+        stated(
+            POSITION_PATTERN,
+            "Resume after this event position (for clients that cannot send the"
             " Last-Event-ID header); empty: start at the newest event.",
+            max_length=100,
         ),
     ] = ""
 

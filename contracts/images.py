@@ -26,6 +26,7 @@ from contracts.base import (
     RequiredId,
     about,
     anchored,
+    stated,
 )
 from contracts.enums import ImageStatus, OsType, PciTopology
 from contracts.errors import InvalidArgument
@@ -177,19 +178,19 @@ class ListImagesRequest(Message):
     page_token: PageToken = ""
     filter: Annotated[
         str,
-        msgspec.Meta(
-            max_length=1000,
-            extra_json_schema={"pattern": FILTER_PATTERN},
-            description="Conditions joined by AND, each `<field> = <value>`, `!=`, `IN (…)` or"
+        stated(
+            FILTER_PATTERN,
+            "Conditions joined by AND, each `<field> = <value>`, `!=`, `IN (…)` or"
             " `NOT IN (…)` on name, family or status; values quoted ('…' or \"…\") or bare.",
+            max_length=1000,
         ),
     ] = ""
     order_by: Annotated[
         str,
-        msgspec.Meta(
+        stated(
+            ORDER_BY_PATTERN,
+            "`<field> [asc|desc]` with field id, name or createdAt; default `id asc`.",
             max_length=100,
-            extra_json_schema={"pattern": ORDER_BY_PATTERN},
-            description="`<field> [asc|desc]` with field id, name or createdAt; default `id asc`.",
         ),
     ] = ""
 
@@ -287,12 +288,12 @@ class UpdateImageRequest(Message):
     image_id: Annotated[ImageId, about("ID of the image to update.")]
     update_mask: Annotated[
         str,
-        msgspec.Meta(
-            max_length=MAX_UPDATE_MASK,
-            extra_json_schema={"pattern": UPDATE_MASK_PATTERN},
-            description="Comma-separated fields to change (name, description, minDiskSize,"
+        stated(
+            UPDATE_MASK_PATTERN,
+            "Comma-separated fields to change (name, description, minDiskSize,"
             " labels); a field named but not sent is reset. Without a mask every field is"
             " taken from the request and those not sent are reset.",
+            max_length=MAX_UPDATE_MASK,
         ),
     ] = ""
     name: ImageName = ""
