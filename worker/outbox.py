@@ -62,7 +62,7 @@ class OutboxRelay:
                 )
             if not rows or not await self._publisher.publish(rows):
                 break
-            await self._marker.flush()  # before reading the next batch, or it repeats this one
+            await self._marker.flush()  # sent before the claim runs out, or it is published again
             sent += len(rows)
             log.info("outbox.relayed", rows=len(rows))
             if len(rows) < RELAY_BATCH:

@@ -31,7 +31,7 @@ from contracts.operations import CreateImageMetadata
 from kiln.client import KilnClient
 from support import auth
 from support.amqp_tap import EventTap, Tapped
-from support.kiln_processes import Deployment, KilnProcess, wait_until
+from support.kiln_processes import Deployment, KilnProcess, deployed, wait_until
 
 from .conftest import sse
 
@@ -65,12 +65,8 @@ PUBLIC = AccessBindingDelta(
 async def deployment(
     tmp_path: Path, postgres_url: str, rabbit_url: str
 ) -> AsyncIterator[Deployment]:
-    kiln = Deployment(tmp_path, database_url=postgres_url, broker_url=rabbit_url)
-    try:
+    async with deployed(tmp_path, database_url=postgres_url, broker_url=rabbit_url) as kiln:
         yield kiln
-    finally:
-        unclean = await kiln.close()
-    assert unclean == [], "processes that did not stop cleanly at the end of the test"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from support.amqp_tap import EventTap
 from support.auth import bearer
 from support.image_source import ImageSource, make_qcow2_images
-from support.kiln_processes import Deployment
+from support.kiln_processes import Deployment, deployed
 from support.private_postgres import PrivatePostgres, private_postgres
 
 IMAGE_COUNT = 30
@@ -48,20 +48,15 @@ async def source(images: tuple[Path, list[str]]) -> AsyncIterator[ImageSource]:
 async def deployment(
     tmp_path: Path, postgres_url: str, rabbit_url: str
 ) -> AsyncIterator[Deployment]:
-    kiln = Deployment(
+    async with deployed(
         tmp_path,
         database_url=postgres_url,
         broker_url=rabbit_url,
         worker_lease_seconds=LEASE_SECONDS,
         worker_reconcile_seconds=RECONCILE_SECONDS,
         worker_prefetch=PREFETCH,
-    )
-    try:
+    ) as kiln:
         yield kiln
-    finally:
-        # Every process is gone before the database and the vhost are dropped.
-        unclean = await kiln.close()
-    assert unclean == [], "processes that did not stop cleanly at the end of the test"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +265,17 @@ class Deployment:
             if (entry.get("level") in ("error", "critical") or "exception" in entry)
             and entry.get("event") not in allowed
         ]
+
+
+@contextlib.asynccontextmanager
+async def deployed(
+    workdir: Path, *, database_url: str, broker_url: str, **settings: Any
+) -> AsyncIterator[Deployment]:
+    """A Deployment whose processes must all stop cleanly once the block ends."""
+    kiln = Deployment(workdir, database_url=database_url, broker_url=broker_url, **settings)
+    try:
+        yield kiln
+    finally:
+        # Every process is gone before the database and the vhost are dropped.
+        unclean = await kiln.close()
+    assert unclean == [], "processes that did not stop cleanly at the end of the test"
