@@ -12,6 +12,9 @@ class Message(
 
 
 _TRUE_END = r"$(?!\n)"
+# White space as the gateway's parsers read it (str.strip, str.split and Python's `\s`), spelled
+# out for the document: ECMA-262's `\s` differs (no \x1c-\x1f or \x85, and it adds \ufeff).
+SPACE = r"[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def anchored(pattern: str) -> str:

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from contracts.base import FolderId, Message, about, stated
+from contracts.base import SPACE, FolderId, Message, about, stated
 
 EVENT_SOURCE = "/kiln/compute/v1/images"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -45,8 +45,8 @@ EVENT_NAMES = (
 _NAME = "(?:" + "|".join(rf"(?:compute\.image\.)?{n}" for n in EVENT_NAMES[:-1])
 _NAME += r"|(?:compute\.)?operation\.done)"
 # What gateway/events_stream.py accepts (and names what is wrong with): the documented form.
-TYPES_PATTERN = rf"^\s*{_NAME}?\s*(?:,\s*{_NAME}?\s*)*$"
-POSITION_PATTERN = r"^\s*(?:[0-9]{1,18})?\s*$"
+TYPES_PATTERN = rf"^{SPACE}*{_NAME}?{SPACE}*(?:,{SPACE}*{_NAME}?{SPACE}*)*$"
+POSITION_PATTERN = rf"^{SPACE}*(?:[0-9]{{1,18}})?{SPACE}*$"
 
 
 class EventStreamRequest(Message):

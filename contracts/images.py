@@ -12,6 +12,7 @@ from contracts.base import (
     MAX_UPDATE_MASK,
     MAX_URI,
     MIN_DISK_SIZE,
+    SPACE,
     Description,
     DiskSize,
     Family,
@@ -48,19 +49,22 @@ def _any_case(word: str) -> str:
 _QUOTED = r"""(?:"(?:[^"\\\x00]|\\[^\n\x00])*"|'(?:[^'\\\x00]|\\[^\n\x00])*')"""
 _WORD = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _FIELD = _either("name", "family", "status")
-_LIST = rf"\s*\(\s*{_either(_QUOTED, _WORD)}(?:\s*,\s*{_either(_QUOTED, _WORD)})*\s*\)"
-_IN = rf"{_FIELD}\s+(?:{_any_case('not')}\s+)?{_any_case('in')}{_LIST}"
-_ENDS_QUOTED = _either(rf"{_FIELD}\s*!?=\s*{_QUOTED}", _IN)  # may touch a following AND
-_ENDS_BARE = rf"{_FIELD}\s*!?=\s*{_WORD}"
+_VALUE = _either(_QUOTED, _WORD)
+_LIST = rf"{SPACE}*\({SPACE}*{_VALUE}(?:{SPACE}*,{SPACE}*{_VALUE})*{SPACE}*\)"
+_IN = rf"{_FIELD}{SPACE}+(?:{_any_case('not')}{SPACE}+)?{_any_case('in')}{_LIST}"
+_ENDS_QUOTED = _either(rf"{_FIELD}{SPACE}*!?={SPACE}*{_QUOTED}", _IN)  # may touch a following AND
+_ENDS_BARE = rf"{_FIELD}{SPACE}*!?={SPACE}*{_WORD}"
 _CONDITIONS = (
-    rf"(?:(?:{_ENDS_QUOTED}\s*|{_ENDS_BARE}\s+){_any_case('and')}\s+)*"
+    rf"(?:(?:{_ENDS_QUOTED}{SPACE}*|{_ENDS_BARE}{SPACE}+){_any_case('and')}{SPACE}+)*"
     rf"{_either(_ENDS_QUOTED, _ENDS_BARE)}"
 )
-FILTER_PATTERN = rf"^\s*(?:{_CONDITIONS}\s*)?$"
+FILTER_PATTERN = rf"^{SPACE}*(?:{_CONDITIONS}{SPACE}*)?$"
 _DIRECTION = _either(_any_case("asc"), _any_case("desc"))
-ORDER_BY_PATTERN = rf"^\s*(?:{_either('id', 'name', 'createdAt')}(?:\s+{_DIRECTION})?)?\s*$"
+ORDER_BY_PATTERN = (
+    rf"^{SPACE}*(?:{_either('id', 'name', 'createdAt')}(?:{SPACE}+{_DIRECTION})?)?{SPACE}*$"
+)
 _PATH = _either("name", "description", "minDiskSize", "labels")
-UPDATE_MASK_PATTERN = rf"^(?:\s*|\s*{_PATH}\s*(?:,\s*{_PATH}\s*)*)$"
+UPDATE_MASK_PATTERN = rf"^(?:{SPACE}*|{SPACE}*{_PATH}{SPACE}*(?:,{SPACE}*{_PATH}{SPACE}*)*)$"
 DISK_SIZE_ALIGNMENT = 4 * 1024**2
 
 

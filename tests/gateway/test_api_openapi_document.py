@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from contracts.openapi import document
+from tests.support.openapi_patterns import document_patterns
 
 DOCUMENT = document()
 OPERATIONS = [
@@ -25,15 +26,6 @@ WRITES = {
 NOT_PORTABLE = re.compile(r"\(\?[=!<]|\(\?[aiLmsux]|\\[AZz]|\\@")
 
 
-def _patterns(node: Any) -> list[str]:
-    if isinstance(node, list):
-        return [p for item in node for p in _patterns(item)]
-    if not isinstance(node, dict):
-        return []
-    own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
-    return own + [p for value in node.values() for p in _patterns(value)]
-
-
 def _parameters(operation: dict[str, Any]) -> list[dict[str, Any]]:
     """The operation's parameters, references resolved."""
     found = []
@@ -45,7 +37,7 @@ def _parameters(operation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_every_pattern_is_anchored_and_portable() -> None:
-    patterns = _patterns(DOCUMENT)
+    patterns = document_patterns(DOCUMENT)
 
     assert len(patterns) > 20
     for pattern in patterns:
