@@ -164,6 +164,8 @@ def _check_urls(settings: Settings) -> None:
         value = getattr(settings, field)
         if value and not value.startswith(allowed):
             raise SettingsError(field, f"must start with one of {', '.join(allowed)}")
+    if settings.broker_url.startswith("amqp"):
+        _check_broker_host(settings.broker_url)
     storage = settings.storage_url
     if storage.startswith("file://") and not storage.startswith("file:///"):
         raise SettingsError("storage_url", "file:// needs an absolute path")
@@ -172,6 +174,21 @@ def _check_urls(settings: Settings) -> None:
     for field in ("s3_endpoint_url", "jwks_url"):
         if (value := getattr(settings, field)) and not _is_http_url(value):
             raise SettingsError(field, f"{value!r} is not an http:// or https:// URL with a host")
+
+
+def _check_broker_host(text: str) -> None:
+    """One RabbitMQ host: aio-pika connects (and reconnects) to a single address, so a cluster's
+    nodes go behind a TCP load balancer (`amqp://guest:guest@h1,h2/` would not parse)."""
+    try:
+        host = URL(text).host
+    except ValueError:
+        host = None
+    if not host or "," in host:
+        raise SettingsError(
+            "broker_url",
+            "needs exactly one host (amqp://user:password@host:port/vhost);"
+            " for a RabbitMQ cluster, put a TCP load balancer in front of its nodes",
+        )
 
 
 def _is_http_url(text: str) -> bool:
