@@ -4,8 +4,10 @@ import msgspec
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """`ready` is all of them: the store answered, the broker is connected, no shutdown began,
-    and on a worker (the only one to say `blobs`) the blob store takes writes."""
+    """`ready`: the store answered and no shutdown began; on a worker, also the broker is
+    connected and the blob store takes writes (`blobs`, said by workers only). A gateway stays
+    ready without its broker: what it accepts is committed to its outbox, and the relay
+    publishes it once the broker is back, so a load balancer must not pull it."""
 
     ready: bool
     store: bool
@@ -14,9 +16,11 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     blobs: bool | None = None
 
 
-def readiness(*, store: bool, broker: bool, draining: bool, blobs: bool | None = None) -> Readiness:
+def readiness(
+    *, store: bool, broker: bool, draining: bool, blobs: bool | None = None, needs_broker: bool
+) -> Readiness:
     return Readiness(
-        ready=store and broker and blobs is not False and not draining,
+        ready=store and (broker or not needs_broker) and blobs is not False and not draining,
         store=store,
         broker=broker,
         draining=draining,

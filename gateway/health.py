@@ -1,8 +1,9 @@
 """Liveness and readiness of the gateway, and the paths that need no authentication.
 
 `/healthz` answers 200 while the event loop runs. `/readyz` answers 200 while the store answers
-a `SELECT 1`, the broker is connected and no shutdown began; 503 otherwise, so that a load
-balancer stops sending requests before the gateway stops taking them.
+a `SELECT 1` and no shutdown began; 503 otherwise, so that a load balancer stops sending
+requests before the gateway stops taking them. A broker outage shows as `"broker": false` but
+leaves the gateway ready: its writes wait in the outbox for the broker.
 """
 
 import asyncio
@@ -30,7 +31,8 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     draining = app[DRAINING].is_set()
     store = not draining and await reachable(app[DB], STORE_TIMEOUT)
-    report = readiness(store=store, broker=app[BUS].connected, draining=draining)
+    connected = app[BUS].connected
+    report = readiness(store=store, broker=connected, draining=draining, needs_broker=False)
     return respond(report, 200 if report.ready else 503)
 
 

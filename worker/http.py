@@ -39,7 +39,9 @@ async def readyz(request: web.Request) -> web.Response:
     store = not draining and await reachable(app[DB], STORE_TIMEOUT)
     broker = app[BUS].connected and app[CONSUMING]()
     blobs = await app[BLOBS].writable()
-    report = readiness(store=store, broker=broker, draining=draining, blobs=blobs)
+    report = readiness(
+        store=store, broker=broker, draining=draining, blobs=blobs, needs_broker=True
+    )
     return web.Response(
         body=_encoder.encode(report),
         status=200 if report.ready else 503,

@@ -1,5 +1,6 @@
-"""`/healthz` and `/readyz` on the gateway and on a worker's side port: readiness needs the store,
-the broker and no shutdown in progress, and turns false as soon as shutdown starts."""
+"""`/healthz` and `/readyz` on the gateway and on a worker's side port: readiness needs the store
+and no shutdown in progress (a worker also its broker), and turns false as soon as shutdown
+starts."""
 
 import asyncio
 import contextlib
@@ -69,7 +70,8 @@ async def test_gateway_not_ready_without_its_store(
     assert body == {"ready": False, "store": False, "broker": True, "draining": False}
 
 
-async def test_gateway_not_ready_without_its_broker(tmp_path: Path, bus: MemoryBus) -> None:
+async def test_gateway_stays_ready_without_its_broker(tmp_path: Path, bus: MemoryBus) -> None:
+    """What it accepts meanwhile waits in its outbox (tests/faults/test_faults_broker_cut.py)."""
     db = await open_database(f"sqlite:///{tmp_path / 'kiln.db'}")
     try:
         app = await create_app(GatewaySettings(), db, bus)
@@ -79,7 +81,12 @@ async def test_gateway_not_ready_without_its_broker(tmp_path: Path, bus: MemoryB
             status, body = await get(client, "/readyz")
     finally:
         await db.close()
-    assert status == 503 and body["broker"] is False and body["store"] is True
+    assert status == 200 and body == {
+        "ready": True,
+        "store": True,
+        "broker": False,
+        "draining": False,
+    }
 
 
 async def test_worker_side_port_not_ready_without_its_store(
@@ -97,6 +104,22 @@ async def test_worker_side_port_not_ready_without_its_store(
         "draining": False,
         "blobs": True,
     }
+
+
+async def test_worker_side_port_not_ready_without_its_broker(
+    tmp_path: Path, bus: MemoryBus
+) -> None:
+    """A worker without its broker takes no commands: unlike a gateway, it is not ready."""
+    db = await open_database(f"sqlite:///{tmp_path / 'kiln.db'}")
+    app = create_side_app(db, bus, FileBlobStore(tmp_path), asyncio.Event(), lambda: True)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            assert (await get(client, "/readyz"))[0] == 200
+            await bus.close()
+            status, body = await get(client, "/readyz")
+    finally:
+        await db.close()
+    assert status == 503 and body["broker"] is False and body["store"] is True
 
 
 async def test_worker_side_port_serves_probes_and_metrics(
