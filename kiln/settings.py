@@ -178,7 +178,7 @@ def _check_urls(settings: Settings) -> None:
 
 def _check_broker_host(text: str) -> None:
     """One RabbitMQ host: aio-pika connects (and reconnects) to a single address, so a cluster's
-    nodes go behind a TCP load balancer (`amqp://guest:guest@h1,h2/` would not parse)."""
+    nodes go behind a TCP load balancer. `h1:5672,h2:5672` does not even parse as a URL."""
     try:
         host = URL(text).host
     except ValueError:
