@@ -178,12 +178,13 @@ def test_a_portable_pattern_means_what_the_validator_checks(
     assert expected == validator_accepts(text), (field, text)
 
 
-# A real ECMA-262 engine reads each pattern of the document, with and without the unicode flag
-# (JSON Schema validators use either), and must agree with `_ecma`, which the tests above use.
+# A real ECMA-262 engine reads each pattern of the document and must agree with `_ecma`, which
+# the tests above use. With the unicode flag, as JSON Schema 2020-12 asks of validators: without
+# it a quantifier counts UTF-16 units, so an id of 26 astral characters would be 52 long.
 _NODE_MATCHES = """
 const {pattern, texts} = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const judge = (flags) => texts.map((t) => new RegExp(pattern, flags).test(t));
-process.stdout.write(JSON.stringify({plain: judge(""), unicode: judge("u")}));
+const re = new RegExp(pattern, "u");
+process.stdout.write(JSON.stringify(texts.map((t) => re.test(t))));
 """
 DOCUMENT_PATTERNS = sorted(set(document_patterns(document())))
 
@@ -200,4 +201,4 @@ def test_node_reads_a_document_pattern_as_these_tests_do(pattern: str, data: st.
     )
 
     expected = [_ecma(pattern)(text) for text in texts]
-    assert json.loads(ran.stdout) == {"plain": expected, "unicode": expected}
+    assert json.loads(ran.stdout) == expected
