@@ -3,6 +3,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY contracts contracts
+COPY runtime runtime
 COPY store store
 COPY bus bus
 COPY gateway gateway

@@ -33,9 +33,9 @@ from gateway.metrics import operation_started
 from gateway.pagination import page_size
 from gateway.publishing import publish_committed
 from gateway.writes import idempotency_claim, new_operation, replay
+from runtime.clock import now_us
 from store import bindings, events, operations
 from store.bindings import BindingKey
-from store.clock import now_us
 from store.db import Connection
 from store.idempotency import Claim
 from store.operations import OperationRecord, to_operation

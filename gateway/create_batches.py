@@ -15,8 +15,8 @@ from gateway.authz import Permission
 from gateway.context import RequestContext
 from gateway.group_commit import Conflict, Written, key_claimed
 from gateway.writes import BatchKeys, name_taken
+from runtime.clock import now_us
 from store import events, idempotency, images, operations
-from store.clock import now_us
 from store.db import Connection, UniqueViolation
 from store.idempotency import Claim
 from store.images import ImageRecord, to_image

@@ -18,8 +18,8 @@ import structlog
 
 from bus.base import Bus, BusError, Delivery, Subscription
 from contracts.names import EVENTS_EXCHANGE
+from runtime.clock import now_us
 from store import event_log, idempotency, outbox
-from store.clock import now_us
 from store.db import Database, StoreError
 from store.event_sequencer import EventSequencer
 

@@ -1,5 +1,5 @@
 """Group commit of creates and updates: requests that arrive while earlier ones are being
-written wait, then go together (store/group_commit.py) into one transaction, written with one
+written wait, then go together (runtime/batching.py) into one transaction, written with one
 statement per table for the whole batch instead of a round trip per row, and one commit
 (gateway/create_batches.py, gateway/update_batches.py); a lone request is a batch of one.
 Requests are answered once their batch commits; its writer then publishes the batch's outbox
@@ -22,8 +22,8 @@ from bus.outbox import OutboxPublisher
 from contracts.errors import Aborted, ApiError, Unavailable
 from contracts.operations import Operation
 from contracts.outbox import OutboxMessage
+from runtime.batching import Batches, Waiting, answer
 from store.db import Connection, Contention, Database
-from store.group_commit import Batches, Waiting, answer
 from store.operations import OperationRecord
 
 P = TypeVar("P")

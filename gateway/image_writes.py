@@ -3,7 +3,6 @@ outbox rows in one transaction (creates and updates share theirs: gateway/group_
 
 from aiohttp import web
 
-from contracts import urls
 from contracts.commands import (
     CreateImage,
     CreateParams,
@@ -39,8 +38,9 @@ from gateway.publishing import publish_committed
 from gateway.settings import GatewaySettings
 from gateway.update_batches import PendingUpdate
 from gateway.writes import new_operation, replay
+from runtime import urls
+from runtime.clock import now_us
 from store import events, images, operations, outbox
-from store.clock import now_us
 from store.db import Connection
 from store.idempotency import Claim
 from store.images import ImageRecord, ImageSpec, to_image

@@ -11,13 +11,13 @@ import structlog
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from contracts.metrics import (
+from gateway.middleware import Handler
+from runtime.metrics import (
     HTTP_REQUEST_DURATION,
     HTTP_REQUESTS,
     OPERATIONS_STARTED,
     operation_finished,
 )
-from gateway.middleware import Handler
 from store.operations import OperationRecord
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,6 @@ from aiohttp import web
 from contracts.enums import ImageStatus
 from contracts.errors import Code, FailedPrecondition
 from contracts.ids import OPERATION_ID, checked_path
-from contracts.metrics import operation_finished
 from contracts.notices import cancel_notice
 from contracts.operations import GetOperationRequest, cancelled_status
 from contracts.outbox import OutboxMessage
@@ -16,8 +15,9 @@ from gateway.context import context_of
 from gateway.http import query_request, respond
 from gateway.keys import DB
 from gateway.publishing import publish_committed
+from runtime.clock import now_us
+from runtime.metrics import operation_finished
 from store import bindings, events, images, operations, outbox
-from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, to_image
 from store.operations import OperationRecord, to_operation

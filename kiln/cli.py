@@ -16,11 +16,11 @@ from kiln.settings import SettingsError, build
 def serve(ctx: click.Context, values: dict[str, Any], **defaults: Any) -> None:
     """Run the process of the command `ctx` is of; a setting that cannot work (malformed, a
     port in use, a database URL refused) ends it with one line naming the setting, exit 2."""
-    from kiln import runtime  # the server: only for the server commands
+    from kiln import processes  # the server: only for the server commands
 
     try:
         settings = build(values, **defaults)
-        runtime.run(runtime.PROCESSES[ctx.command.name or ""](settings))
+        processes.run(processes.PROCESSES[ctx.command.name or ""](settings))
     except SettingsError as error:
         raise bad_setting(ctx, error) from None
 

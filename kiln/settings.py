@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from yarl import URL
 
-from contracts.urls import allowed_entry
+from runtime.urls import allowed_entry
 
 # S3's part sizes: all but the last part of an upload at least 5 MiB, none over 5 GiB (the
 # worker's S3 store checks the same; plain numbers here, so settings load without it).

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from store import clock
+from store import clock_sync
 from store.db import (
     Connection,
     Database,
@@ -41,9 +41,9 @@ async def open_database(url: str) -> Database:
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
     try:
         await migrate(db)
-        offset = await clock.sync(db)
+        offset = await clock_sync.sync(db)
     except BaseException:  # the server went away meanwhile, or start-up was cut short
         await db.close()
         raise
-    clock.warn_if_off(offset)
+    clock_sync.warn_if_off(offset)
     return db

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from store.clock import now_us
+from runtime.clock import now_us
 from store.db import Connection, Database, Row, lock_until_commit
 
 RETENTION_US = 24 * 3600 * 1_000_000

@@ -7,8 +7,8 @@ import msgspec
 from contracts.events import CONTENT_TYPE, CloudEvent, event_encoder, event_type, routing_key
 from contracts.names import EVENTS_EXCHANGE
 from contracts.outbox import OutboxMessage
+from runtime.clock import now_us, to_datetime
 from store import event_log, outbox
-from store.clock import now_us, to_datetime
 from store.db import Connection
 from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation

@@ -7,7 +7,7 @@ import msgspec
 
 from contracts.enums import ImageStatus
 from contracts.images import HardwareGeneration, Image, KMSKey, Os, reported_os
-from store.clock import to_datetime
+from runtime.clock import to_datetime
 from store.db import Connection, Row, fetch_locked, lock_names_until_commit
 
 

@@ -13,7 +13,7 @@ from contracts.operations import (
     response_decoder,
     status_decoder,
 )
-from store.clock import to_datetime
+from runtime.clock import to_datetime
 from store.db import Connection, Row, fetch_locked
 
 _encoder = msgspec.json.Encoder()

@@ -7,7 +7,7 @@ import msgspec
 import structlog
 
 from contracts.outbox import OutboxMessage
-from store.clock import now_us
+from runtime.clock import now_us
 from store.db import Connection, Database, Row, StoreError
 
 log = structlog.get_logger(__name__)

@@ -1,5 +1,5 @@
 """Resolving an image source's host, vetting every address it has (the rules are
-contracts/urls.py, shared with the gateway), and a resolver that pins the vetted addresses."""
+runtime/urls.py, shared with the gateway), and a resolver that pins the vetted addresses."""
 
 import asyncio
 import contextlib
@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from contracts import urls
 from contracts.errors import Code
-from contracts.urls import IPAddress, UrlRefused
+from runtime import urls
+from runtime.urls import IPAddress, UrlRefused
 from worker.errors import ImportRefused, SourceUnavailable
 
 

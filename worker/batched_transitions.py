@@ -14,8 +14,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import structlog
 
 from contracts.operations import OperationResponse
+from runtime.clock import now_us
 from store import events, images, operations
-from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, to_image
 from store.operations import OperationRecord

@@ -25,7 +25,7 @@ from aiobotocore.session import ClientCreatorContext, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contracts.errors import Code
-from store.clock import now_us, to_datetime
+from runtime.clock import now_us, to_datetime
 from worker.blobs import BlobRef
 from worker.errors import BlobStoreUnavailable, ImportRefused
 
@@ -168,7 +168,7 @@ class S3BlobStore:
     async def sweep_temporary(self, max_age: float) -> int:
         """Abort uploads no part was written to, and delete temporary objects not written, for
         `max_age` seconds (left by a killed import); how many were removed."""
-        # On the database's clock (store/clock.py), as the object store's times are its own.
+        # On the database's clock (runtime/clock.py), as the object store's times are its own.
         cutoff = to_datetime(now_us()) - timedelta(seconds=max_age)
         removed = 0
         with translated():

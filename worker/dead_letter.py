@@ -8,7 +8,7 @@ import structlog
 from bus.base import Delivery
 from contracts.commands import command_decoder
 from contracts.errors import Code
-from contracts.metrics import DEAD_LETTERED_MESSAGES
+from runtime.metrics import DEAD_LETTERED_MESSAGES
 from worker.handlers import bound
 from worker.settle import Settler
 from worker.transitions import OperationFailed, failed

@@ -13,8 +13,8 @@ import tenacity
 from aiohttp.http_exceptions import ContentLengthError
 from yarl import URL
 
-from contracts import urls
 from contracts.errors import Code
+from runtime import urls
 from worker.addresses import PinnedResolver, refusing, vet
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.pace import Pace
@@ -34,7 +34,7 @@ _TRANSIENT = frozenset({408, 425, 429})
 
 class FetchPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Limits of one fetch; `allowed_hosts` holds host names, addresses or CIDRs exempt from
-    the address block, each on every port or on one (contracts/urls.py). Times are seconds:
+    the address block, each on every port or on one (runtime/urls.py). Times are seconds:
     an http(s) fetch ends at the `deadline`, or when the source sends less than `min_rate`
     bytes/s (0: no minimum) averaged over a `rate_window` after the first (worker/pace.py)."""
 

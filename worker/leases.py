@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
+from runtime.clock import now_us
 from store import operations
-from store.clock import now_us
 from store.db import Connection, Database
 from store.operations import OperationRecord
 from worker.cancels import CancelNotices

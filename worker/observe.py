@@ -1,4 +1,4 @@
-"""What a worker counts and measures (the series are defined in `contracts.metrics`): command
+"""What a worker counts and measures (the series are defined in `runtime.metrics`): command
 redeliveries, finished operations, import attempts, and the gauges a poller keeps fresh (queue
 depths, outbox backlog and age)."""
 
@@ -15,7 +15,8 @@ import structlog
 
 from bus.base import Bus, Delivery, Handler
 from contracts.commands import ImageSource, command_decoder
-from contracts.metrics import (
+from runtime.clock import now_us
+from runtime.metrics import (
     CANCELLED,
     ERROR,
     IMPORT_DURATION,
@@ -29,7 +30,6 @@ from contracts.metrics import (
     operation_finished,
 )
 from store import outbox
-from store.clock import now_us
 from store.db import Database
 from worker.leases import Interruption
 from worker.sources import Imported

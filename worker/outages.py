@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
 
-from contracts.metrics import DEPENDENCY_UNAVAILABLE
+from runtime.metrics import DEPENDENCY_UNAVAILABLE
 from store.db import StoreUnavailable
 from worker.errors import BlobStoreUnavailable
 

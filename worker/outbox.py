@@ -8,8 +8,8 @@ import structlog
 
 from bus.base import BusUnavailable
 from bus.outbox import OutboxPublisher
+from runtime.clock import now_us
 from store import outbox
-from store.clock import now_us
 from store.db import Database, StoreError
 from store.outbox import SentMarker
 from worker.config import seconds_us

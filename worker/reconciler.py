@@ -10,10 +10,10 @@ import structlog
 
 from bus.outbox import OutboxPublisher
 from contracts.commands import Command, CreateImage, DeleteImage, command_message
-from contracts.metrics import RECONCILER_REDRIVES, TEMPORARY_SWEPT
 from contracts.outbox import OutboxMessage
+from runtime.clock import now_us
+from runtime.metrics import RECONCILER_REDRIVES, TEMPORARY_SWEPT
 from store import operations, outbox
-from store.clock import now_us
 from store.db import Database
 from store.operations import OperationRecord
 from worker.blobs import BlobStore, FileBlobStore
@@ -52,7 +52,7 @@ def temporary_max_idle(config: WorkerConfig) -> float:
 def sweep_temporary(tmp_dir: Path, max_age: float) -> int:
     """Remove temporary blob files not written for `max_age` seconds (left by a killed
     import)."""
-    # The database's clock, not this host's (store/clock.py): a shared directory's mtimes are
+    # The database's clock, not this host's (runtime/clock.py): a shared directory's mtimes are
     # its server's, which a worker whose clock runs fast would otherwise take for old.
     cutoff, removed = now_us() / 1_000_000 - max_age, 0
     for path in tmp_dir.glob("blob-*.part"):

@@ -2,7 +2,7 @@
 image uses any more, and publish the transitions' outbox rows.
 
 Transitions that handlers ask for while earlier ones are being committed wait, then go
-together into one transaction (group commit, store/group_commit.py) and one publish: a worker
+together into one transaction (group commit, runtime/batching.py) and one publish: a worker
 runs its imports' start and end in batches instead of a transaction and a confirmed publish
 each, the common ones with one statement per table (worker/batched_transitions.py). A batch
 that fails is run again one transition at a time, each with its own retries, so only the
@@ -17,9 +17,9 @@ import structlog
 import tenacity
 
 from bus.outbox import OutboxPublisher
+from runtime.batching import Batches, Waiting, answer
 from store import images
 from store.db import Connection, Database, StoreError, StoreUnavailable
-from store.group_commit import Batches, Waiting, answer
 from worker import outages
 from worker.batched_transitions import In, Step, TransitionFn, run_together
 from worker.blobs import BlobStore

@@ -12,8 +12,8 @@ from contracts.errors import Code
 from contracts.images import ImageAny, min_disk_size
 from contracts.operations import Empty, OperationResponse, Status, cancelled_status
 from contracts.outbox import OutboxMessage
+from runtime.clock import now_us
 from store import bindings, events, images, operations
-from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord, ImageSpec, to_image
 from store.operations import OperationRecord

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.settings import GatewaySettings
-from kiln import runtime
+from kiln import processes
 from kiln.settings import build
 from support.auth import SECRET
 from support.auth import token as hs256_token
@@ -102,7 +102,7 @@ async def _start_up_warnings(tmp_path: Path, **values: Any) -> list[MutableMappi
     given = {"data_dir": str(tmp_path), "broker_url": "memory://", "http_port": free_port()}
     settings = build({**given, **values})
     with capture_logs() as logs:
-        async with runtime.gateway_process(settings):
+        async with processes.gateway_process(settings):
             pass
     return [entry for entry in logs if entry["event"] == "auth.claims_unchecked"]
 

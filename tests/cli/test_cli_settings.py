@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kiln import runtime
+from kiln import processes
 from kiln.cli import main
 from kiln.flags import OPTIONS
 from kiln.settings import Settings, SettingsError, build
@@ -52,7 +52,7 @@ def test_bad_setting_is_named(values: dict[str, str], named: str) -> None:
 
 def test_stream_limit_reaches_the_gateway() -> None:
     given = build({"max_streams_per_subject": "3", **auth.SETTINGS})
-    assert runtime.gateway_settings(given).max_streams_per_subject == 3
+    assert processes.gateway_settings(given).max_streams_per_subject == 3
 
 
 def test_every_setting_is_a_flag() -> None:
@@ -154,8 +154,8 @@ def test_each_server_command_lists_the_options_it_uses() -> None:
 
 
 def test_the_import_limits_reach_the_workers_fetch_policy() -> None:
-    defaults = runtime.worker_config(build({})).fetch_policy()
-    given = runtime.worker_config(
+    defaults = processes.worker_config(build({})).fetch_policy()
+    given = processes.worker_config(
         build({"import_deadline_seconds": "90", "import_min_rate_bytes": "0"})
     ).fetch_policy()
 
@@ -166,8 +166,10 @@ def test_the_import_limits_reach_the_workers_fetch_policy() -> None:
 def test_the_gateway_knows_whether_file_sources_have_an_import_root() -> None:
     secret = {"token_secret": "s" * 32}
 
-    assert not runtime.gateway_settings(build(secret)).import_root_configured
-    assert runtime.gateway_settings(build({**secret, "import_root": "/srv"})).import_root_configured
+    assert not processes.gateway_settings(build(secret)).import_root_configured
+    assert processes.gateway_settings(
+        build({**secret, "import_root": "/srv"})
+    ).import_root_configured
 
 
 def test_allowed_hosts_may_name_a_port() -> None:

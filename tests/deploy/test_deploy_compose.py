@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from kiln.runtime import DRAIN_SECONDS
+from kiln.processes import DRAIN_SECONDS
 from kiln.settings import Settings, build, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("contracts", "store", "bus", "gateway", "worker", "kiln")
+PACKAGES = ("contracts", "runtime", "store", "bus", "gateway", "worker", "kiln")
 SERVICES = {"rabbitmq", "postgres", "minio", "bucket", "gateway", "worker"}
 LONG_RUNNING = sorted(SERVICES - {"bucket"})
 KILN = ["gateway", "worker"]

@@ -8,8 +8,8 @@ import pytest
 
 from contracts.enums import ImageStatus
 from contracts.events import event_decoder
+from runtime.clock import now_us
 from store import Database, event_log, events, images
-from store.clock import now_us
 from store.db import StoreUnavailable
 from store.event_sequencer import EventSequencer
 from store.images import ImageRecord

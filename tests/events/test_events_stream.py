@@ -12,8 +12,8 @@ from contracts.errors import Code
 from contracts.names import EVENTS_EXCHANGE
 from gateway import events_stream
 from kiln.client import KilnClient, KilnError
+from runtime.clock import now_us
 from store import event_log
-from store.clock import now_us
 from store.db import Connection
 from support.auth import token
 

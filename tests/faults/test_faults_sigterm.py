@@ -6,7 +6,7 @@ import time
 import aiohttp
 import pytest
 
-from kiln.runtime import DRAIN_SECONDS
+from kiln.processes import DRAIN_SECONDS
 from support.amqp_tap import EventTap
 from support.image_api import ImageApi
 from support.image_source import ImageSource

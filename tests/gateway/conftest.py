@@ -26,8 +26,8 @@ from contracts.names import CANCELS_EXCHANGE
 from contracts.notices import notice_decoder
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from runtime.clock import now_us
 from store import images, open_database, operations
-from store.clock import now_us
 from store.db import Database
 from store.images import to_image
 from support.auth import bearer

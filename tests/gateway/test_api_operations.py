@@ -6,8 +6,8 @@ from bus.base import Delivery
 from bus.memory import MemoryBus
 from contracts.names import CANCELS_EXCHANGE
 from contracts.notices import notice_decoder
+from runtime.clock import now_us
 from store import operations
-from store.clock import now_us
 from store.db import Database
 from tests.gateway.conftest import MISSING_OPERATION, Api, FinishReady, cancel_notices, take_lease
 

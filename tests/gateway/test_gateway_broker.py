@@ -14,8 +14,8 @@ from contracts.commands import CreateImage, command_decoder
 from contracts.events import event_decoder
 from contracts.names import CREATE_QUEUE, EVENTS_EXCHANGE
 from gateway.app import create_app
+from runtime.clock import now_us
 from store import open_database, outbox
-from store.clock import now_us
 from support.auth import bearer
 from support.auth import gateway_settings as auth_settings
 

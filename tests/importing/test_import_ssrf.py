@@ -11,8 +11,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from contracts import urls
 from contracts.errors import Code
+from runtime import urls
 from worker.addresses import PinnedResolver
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.fetch import FetchPolicy, open_source

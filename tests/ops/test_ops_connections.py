@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from ops.opskit import settings
 
-from kiln import runtime
+from kiln import processes
 from kiln.client_events import SseParser
 from kiln.settings import Settings
 
@@ -22,7 +22,7 @@ MARGIN = 1.0
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Settings]:
     config = settings(tmp_path, http_header_timeout_seconds=str(TIMEOUT))
-    async with runtime.gateway_process(config):
+    async with processes.gateway_process(config):
         yield config
 
 

@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.health import PUBLIC_PATHS
 from gateway.keys import DB
 from gateway.settings import GatewaySettings
-from kiln import runtime
+from kiln import processes
 from store import Database, open_database
 from store.postgres import PostgresDatabase
 from support.kiln_processes import free_port
@@ -127,7 +127,7 @@ async def test_worker_side_port_serves_probes_and_metrics(
 ) -> None:
     config = settings(tmp_path)
     base = f"http://127.0.0.1:{config.worker_http_port}"
-    async with runtime.worker_process(config) as worker:
+    async with processes.worker_process(config) as worker:
         assert worker.running
         async with http.get(f"{base}/healthz") as response:
             assert response.status == 200
@@ -151,7 +151,7 @@ async def test_worker_side_port_serves_probes_and_metrics(
 
 async def test_worker_without_side_port(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     config = settings(tmp_path, worker_http_port=0)
-    async with runtime.worker_process(config) as worker:
+    async with processes.worker_process(config) as worker:
         assert worker.running
 
 
@@ -165,7 +165,7 @@ async def test_gateway_readiness_fails_first_on_shutdown(
     stop, stopped = asyncio.Event(), asyncio.Event()
 
     async def gateway() -> None:
-        async with runtime.gateway_process(config):
+        async with processes.gateway_process(config):
             await stop.wait()
         stopped.set()
 

@@ -18,7 +18,7 @@ from bus.runner import Outcome, run_handler
 from contracts.commands import CreateImage, command_decoder, command_message
 from contracts.names import CREATE_QUEUE
 from gateway.app import create_app
-from kiln import runtime
+from kiln import processes
 from store import open_database, operations
 from store.outbox import SentMarker
 from support.auth import bearer
@@ -39,7 +39,7 @@ async def test_request_and_operation_ids_reach_the_worker_logs(
     base = f"http://127.0.0.1:{config.http_port}"
     request = {"folderId": FOLDER, "name": "traced", "uri": source.url()}
     with capture_logs([structlog.contextvars.merge_contextvars]) as logs:
-        async with runtime.dev_process(config):
+        async with processes.dev_process(config):
             headers = {"X-Request-Id": "ops-trace-1"}
             async with http.post(f"{base}/compute/v1/images", json=request, headers=headers) as r:
                 assert r.status == 200 and r.headers["X-Request-Id"] == "ops-trace-1"

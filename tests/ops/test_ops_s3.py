@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from ops.opskit import BUCKET, Source, scrape, settings, wait_done
 
-from kiln import runtime
+from kiln import processes
 from kiln.settings import Settings, SettingsError
 from support.moto_s3 import s3_client
 from worker.blobs_s3 import MAX_PARTS, S3Settings
@@ -38,7 +38,7 @@ async def test_an_import_lands_in_the_object_store(
     config = s3_kiln(tmp_path, s3, prefix, s3_part_size=str(5 * MiB), import_max_bytes="1073741824")
     base = f"http://127.0.0.1:{config.http_port}"
     request = {"folderId": "b1gops", "name": "on-s3", "uri": source.url()}
-    async with runtime.dev_process(config):
+    async with processes.dev_process(config):
         before = await scrape(http, f"{base}/metrics")
         async with http.post(f"{base}/compute/v1/images", json=request) as response:
             assert response.status == 200
@@ -70,11 +70,11 @@ async def test_largest_import_must_fit_one_object(tmp_path: Path, s3: S3Settings
     too_large = str(MAX_PARTS * 5 * MiB + 1)
     config = s3_kiln(tmp_path, s3, "unused", s3_part_size=str(5 * MiB), import_max_bytes=too_large)
     with pytest.raises(SettingsError, match=r"KILN_IMPORT_MAX_BYTES.*KILN_S3_PART_SIZE"):
-        async with runtime.blob_store(config):
+        async with processes.blob_store(config):
             pass
 
 
 def test_secret_key_stays_out_of_reprs(tmp_path: Path, s3: S3Settings) -> None:
     config = s3_kiln(tmp_path, s3, "unused")
     assert s3.secret_access_key not in repr(config)
-    assert s3.secret_access_key not in repr(runtime.s3_settings(config))
+    assert s3.secret_access_key not in repr(processes.s3_settings(config))

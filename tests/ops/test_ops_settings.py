@@ -12,7 +12,7 @@ import pytest
 from ops.opskit import settings
 from structlog.testing import capture_logs
 
-from kiln import runtime
+from kiln import processes
 from kiln.ports import DEFAULT_SIDE_PORT
 from kiln.settings import S3_MAX_PART, S3_MIN_PART, SettingsError, build
 from worker.blobs_s3 import MAX_PART, MIN_PART
@@ -47,7 +47,7 @@ def test_s3_settings_reach_the_store() -> None:
             "worker_http_port": "0",
         }
     )
-    s3 = runtime.s3_settings(given)
+    s3 = processes.s3_settings(given)
     assert (s3.endpoint_url, s3.region, s3.addressing_style) == (
         "http://127.0.0.1:9000",
         "eu-west-1",
@@ -97,14 +97,14 @@ async def test_a_taken_side_port_stops_the_worker_before_it_starts(tmp_path: Pat
     with listening() as port:
         config = settings(tmp_path, worker_http_port=str(port))
         with pytest.raises(SettingsError) as refused:
-            async with runtime.worker_process(config):
+            async with processes.worker_process(config):
                 pass
 
     assert str(refused.value) == f"KILN_WORKER_HTTP_PORT: 127.0.0.1:{port} is already in use"
     assert not (tmp_path / "data").exists()  # no database opened, no worker started
 
 
-@pytest.mark.parametrize("process", [runtime.dev_process, runtime.gateway_process])
+@pytest.mark.parametrize("process", [processes.dev_process, processes.gateway_process])
 async def test_a_taken_gateway_port_stops_start_up_before_anything(
     tmp_path: Path, process: object
 ) -> None:
@@ -124,7 +124,7 @@ async def test_a_worker_whose_default_side_port_is_taken_serves_on_a_free_one(
     with listening(DEFAULT_SIDE_PORT):  # as the first worker of the host would
         config = settings(tmp_path, worker_http_port=None)
         with capture_logs() as logs:
-            async with runtime.worker_process(config):
+            async with processes.worker_process(config):
                 [moved] = [e for e in logs if e["event"] == "worker side port 9090 in use"]
                 async with http.get(f"{moved['url']}/readyz") as response:
                     assert response.status == 200
@@ -145,7 +145,7 @@ async def test_a_worker_needs_its_directories(
     tmp_path: Path, values: dict[str, str], named: str
 ) -> None:
     with pytest.raises(SettingsError) as refused:
-        async with runtime.worker_process(settings(tmp_path, **values)):
+        async with processes.worker_process(settings(tmp_path, **values)):
             pass
 
     assert str(refused.value) == named
@@ -154,5 +154,5 @@ async def test_a_worker_needs_its_directories(
 async def test_a_data_dir_that_is_a_file_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("")
     with pytest.raises(SettingsError, match=r"^KILN_DATA_DIR: .* is not a directory$"):
-        async with runtime.gateway_process(settings(tmp_path)):
+        async with processes.gateway_process(settings(tmp_path)):
             pass

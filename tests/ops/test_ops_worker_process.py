@@ -15,7 +15,7 @@ from aiohttp import web
 from ops.opskit import IMAGE, scrape
 from pytest_aiohttp import AiohttpServer
 
-from kiln.runtime import DRAIN_SECONDS
+from kiln.processes import DRAIN_SECONDS
 from support.kiln_processes import Deployment, free_port, wait_until
 
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from bus.base import OutgoingMessage
 from bus.outbox import OutboxPublisher
+from runtime.clock import now_us
 from store import Database, outbox
-from store.clock import now_us
 from store.outbox import SentMarker
 from tests.store.test_store_outbox import message
 from worker.outbox import OutboxRelay

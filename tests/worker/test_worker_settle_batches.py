@@ -14,8 +14,8 @@ import structlog
 
 from contracts.enums import ImageStatus
 from contracts.outbox import OutboxMessage
+from runtime.clock import now_us
 from store import images
-from store.clock import now_us
 from store.db import Connection
 from store.images import ImageRecord
 from tests.worker.conftest import Backend

@@ -8,8 +8,8 @@ import pytest
 
 from bus.outbox import OutboxPublisher
 from contracts.enums import ImageStatus
+from runtime.clock import now_us
 from store import images
-from store.clock import now_us
 from store.images import ImageRecord
 from store.outbox import SentMarker
 from tests.worker.conftest import Backend

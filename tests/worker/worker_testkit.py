@@ -27,8 +27,8 @@ from contracts.names import EVENTS_EXCHANGE
 from contracts.notices import cancel_notice
 from contracts.operations import CreateImageMetadata, DeleteImageMetadata, OperationMetadata
 from contracts.outbox import OutboxMessage
+from runtime.clock import now_us
 from store import events, images, operations, outbox
-from store.clock import now_us
 from store.db import Database
 from store.images import ImageRecord, ImageSpec
 from store.operations import OperationRecord

@@ -22,7 +22,7 @@ from gateway.keys import DRAINING
 from gateway.settings import GatewaySettings
 from kiln import logs, ports, startup, tokens
 from kiln.settings import Settings, SettingsError, both_names, check_directories, env_name
-from store import clock, open_database
+from store import clock_sync, open_database
 from store.db import Database
 from worker.blob_stores import opened_blob_store
 from worker.blobs import BlobStore
@@ -145,7 +145,7 @@ async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bu
         raise SettingsError("data_dir", why) from None
     waiting = startup.StartupWait(settings.startup_timeout_seconds)
     db = await waiting.opened(startup.database(settings), lambda: open_database(settings.database))
-    in_step = asyncio.create_task(clock.keep_in_step(db), name="kiln-clock")
+    in_step = asyncio.create_task(clock_sync.keep_in_step(db), name="kiln-clock")
     try:
         bus = connect_bus(settings.broker_url)
         try:

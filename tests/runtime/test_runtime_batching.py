@@ -1,11 +1,11 @@
-"""Group commit's queue (store/group_commit.py): what a writer is handed, and that no request
+"""Group commit's queue (runtime/batching.py): what a writer is handed, and that no request
 waits forever whatever a batch's writing does."""
 
 import asyncio
 
 import pytest
 
-from store.group_commit import Batches, Waiting, answer
+from runtime.batching import Batches, Waiting, answer
 
 
 class Interrupted(Exception):

@@ -1,0 +1,2 @@
+"""Pieces every Kiln process needs that are neither wire types nor persistence: the clock, the
+metric series, the source-URL policy and the batching queue behind group commit."""
