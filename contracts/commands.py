@@ -5,7 +5,7 @@ from typing import ClassVar
 import msgspec
 
 from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE, DELETE_QUEUE
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):

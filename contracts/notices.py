@@ -11,7 +11,7 @@ import uuid
 import msgspec
 
 from contracts.names import CANCELS_EXCHANGE
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 
 CANCEL_TYPE = "operation.cancel"
 

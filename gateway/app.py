@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bus.base import Bus
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from gateway import access, auth, docs, events_stream, health, images, operations
 from gateway.audit import audit
 from gateway.create_batches import write_creates
@@ -18,7 +18,7 @@ from gateway.settings import GatewaySettings
 from gateway.update_batches import write_updates
 from store import secrets_table
 from store.db import Database
-from store.outbox import SentMarker
+from store.outbox_table import SentMarker
 
 
 async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.Application:

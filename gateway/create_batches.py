@@ -9,7 +9,7 @@ import msgspec
 from contracts.commands import CreateImage, ImageSource, command_message
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext

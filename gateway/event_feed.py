@@ -19,7 +19,7 @@ import structlog
 from bus.base import Bus, BusError, Delivery, Subscription
 from contracts.names import EVENTS_EXCHANGE
 from runtime.clock import now_us
-from store import event_log, idempotency, outbox
+from store import event_log, idempotency, outbox_table
 from store.db import Database, StoreError
 from store.event_sequencer import EventSequencer
 
@@ -129,7 +129,7 @@ async def prune_periodically(db: Database) -> None:
             removed = await event_log.prune_expired(db)
             async with db.transaction() as conn:
                 keys = await idempotency.expire(conn, now_us())
-                sent = await outbox.prune_sent(conn, now_us())
+                sent = await outbox_table.prune_sent(conn, now_us())
         except Exception:
             log.exception("prune failed")
             continue

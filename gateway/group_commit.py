@@ -18,10 +18,10 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from contracts.errors import Aborted, ApiError, Unavailable
 from contracts.operations import Operation
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.batching import Batches, Waiting, answer
 from store.db import Connection, Contention, Database
 from store.operations import OperationRecord

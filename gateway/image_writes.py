@@ -27,7 +27,7 @@ from contracts.operations import (
     Operation,
     UpdateImageMetadata,
 )
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext
@@ -40,7 +40,7 @@ from gateway.update_batches import PendingUpdate
 from gateway.writes import new_operation, replay
 from runtime import urls
 from runtime.clock import now_us
-from store import events, images, operations, outbox
+from store import events, images, operations, outbox_table
 from store.db import Connection
 from store.idempotency import Claim
 from store.images import ImageRecord, ImageSpec, to_image
@@ -196,7 +196,7 @@ async def _cancel_open_create(
         await operations.request_cancel(conn, op.id, now)
         if op.lease_owner is not None:
             notices.append(cancel_notice(op.id, request_id))
-    return await outbox.add_many(conn, notices, now)
+    return await outbox_table.add_many(conn, notices, now)
 
 
 async def delete_image(
@@ -236,7 +236,7 @@ async def delete_image(
         )
         rows = [
             await events.record(conn, image, "deleting", op.id, to_image(image)),
-            await outbox.add(conn, command_message(command), now),
+            await outbox_table.add(conn, command_message(command), now),
             *notices,
         ]
     operation_started(op)

@@ -5,7 +5,7 @@ import asyncio
 from aiohttp import web
 
 from bus.base import Bus
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from gateway.create_batches import PendingCreate
 from gateway.event_feed import EventFeed
 from gateway.group_commit import GroupCommit

@@ -8,7 +8,7 @@ from contracts.errors import Code, FailedPrecondition
 from contracts.ids import OPERATION_ID, checked_path
 from contracts.notices import cancel_notice
 from contracts.operations import GetOperationRequest, cancelled_status
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import context_of
@@ -17,7 +17,7 @@ from gateway.keys import DB
 from gateway.publishing import publish_committed
 from runtime.clock import now_us
 from runtime.metrics import operation_finished
-from store import bindings, events, images, operations, outbox
+from store import bindings, events, images, operations, outbox_table
 from store.db import Connection
 from store.images import ImageRecord, to_image
 from store.operations import OperationRecord, to_operation
@@ -71,7 +71,7 @@ async def _request_cancel(
     await operations.request_cancel(conn, record.id, now)
     rows: list[OutboxMessage] = []
     if record.lease_owner is not None:
-        rows.append(await outbox.add(conn, cancel_notice(record.id, request_id), now))
+        rows.append(await outbox_table.add(conn, cancel_notice(record.id, request_id), now))
     if record.lease_owner is None or record.lease_until < now:
         return rows + await _cancel_unclaimed_create(conn, record, image, now), True
     return rows, False

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from gateway.keys import PUBLISHER
 
 

@@ -9,7 +9,7 @@ from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition, InvalidArgument
 from contracts.images import ImageAny, UpdateImageRequest, check_disk_size, min_disk_size
 from contracts.operations import Operation
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext

@@ -6,9 +6,9 @@ import msgspec
 
 from contracts.events import CONTENT_TYPE, CloudEvent, event_encoder, event_type, routing_key
 from contracts.names import EVENTS_EXCHANGE
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us, to_datetime
-from store import event_log, outbox
+from store import event_log, outbox_table
 from store.db import Connection
 from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation
@@ -76,7 +76,7 @@ async def write(
         [(image.folder_id, m.type, m.body, now) for image, messages in numbered for m in messages],
     )
     messages = [m for _, messages in numbered for m in messages]
-    return await outbox.add_many(conn, [*messages, *commands], now)
+    return await outbox_table.add_many(conn, [*messages, *commands], now)
 
 
 def event_message(

@@ -147,7 +147,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         6,
-        # Until when an outbox relay holds an unsent row (store/outbox.py claim_unsent), so
+        # Until when an outbox relay holds an unsent row (store/outbox_table.py claim_unsent), so
         # that the relays of several workers do not publish the same rows.
         "ALTER TABLE outbox ADD COLUMN relay_until BIGINT NOT NULL DEFAULT 0",
     ),

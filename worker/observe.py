@@ -29,7 +29,7 @@ from runtime.metrics import (
     REDELIVERIES,
     operation_finished,
 )
-from store import outbox
+from store import outbox_table
 from store.db import Database
 from worker.leases import Interruption
 from worker.sources import Imported
@@ -155,8 +155,8 @@ async def poll_gauges(db: Database, bus: Bus, every: float = POLL_SECONDS) -> No
 
 async def observe_once(db: Database, bus: Bus) -> None:
     async with db.transaction() as conn:
-        backlog = await outbox.backlog(conn)
-        oldest = await outbox.oldest_unsent(conn)
+        backlog = await outbox_table.backlog(conn)
+        oldest = await outbox_table.oldest_unsent(conn)
     OUTBOX_BACKLOG.set(backlog)
     OUTBOX_OLDEST_AGE.set(0 if oldest is None else max(0, now_us() - oldest) / 1_000_000)
     if bus.connected:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import structlog
 
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from contracts.commands import Command, CreateImage, DeleteImage, command_message
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us
 from runtime.metrics import RECONCILER_REDRIVES, TEMPORARY_SWEPT
-from store import operations, outbox
+from store import operations, outbox_table
 from store.db import Database
 from store.operations import OperationRecord
 from worker.blobs import BlobStore, FileBlobStore
@@ -126,7 +126,7 @@ class Reconciler:
                     continue
                 # Compare-and-set: of several reconcilers, one re-drives the operation.
                 if await operations.defer_lease(conn, op.id, op.lease_until, now + self._grace_us):
-                    rows.append(await outbox.add(conn, command_row(op), now))
+                    rows.append(await outbox_table.add(conn, command_row(op), now))
                     kinds.append(op.kind)
                     log.warning(
                         "reconciler.redrive",

@@ -9,18 +9,18 @@ from typing import Any
 import structlog
 
 from bus.base import Bus, Handler, Subscription
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from contracts.names import CANCELS_EXCHANGE, CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
 from store.db import Database, StoreError
 from store.event_sequencer import EventSequencer
-from store.outbox import SentMarker
+from store.outbox_table import SentMarker
 from worker.blobs import BlobStore, FileBlobStore
 from worker.cancels import CancelNotices
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
 from worker.handlers import CommandHandlers
 from worker.observe import observed, poll_gauges
-from worker.outbox import OutboxRelay
+from worker.outbox_relay import OutboxRelay
 from worker.reconciler import Reconciler, temporary_max_idle, temporary_sweeper
 from worker.settle import Settler
 from worker.sources import DirectoryDiskSource, DiskSource

@@ -16,7 +16,7 @@ import time
 import structlog
 import tenacity
 
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from runtime.batching import Batches, Waiting, answer
 from store import images
 from store.db import Connection, Database, StoreError, StoreUnavailable

@@ -11,7 +11,7 @@ from contracts.enums import ImageStatus
 from contracts.errors import Code
 from contracts.images import ImageAny, min_disk_size
 from contracts.operations import Empty, OperationResponse, Status, cancelled_status
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us
 from store import bindings, events, images, operations
 from store.db import Connection

@@ -3,7 +3,7 @@
 import asyncio
 
 from bus import Bus, Delivery, Handler, OutgoingMessage, Retry
-from bus.outbox import outgoing
+from bus.outbox_publisher import outgoing
 from bus.topology import COMMANDS_EXCHANGE, CREATE_QUEUE, EVENTS_EXCHANGE
 from contracts.names import CANCELS_EXCHANGE
 from contracts.notices import cancel_notice

@@ -15,7 +15,7 @@ from contracts.events import event_decoder
 from contracts.names import CREATE_QUEUE, EVENTS_EXCHANGE
 from gateway.app import create_app
 from runtime.clock import now_us
-from store import open_database, outbox
+from store import open_database, outbox_table
 from support.auth import bearer
 from support.auth import gateway_settings as auth_settings
 
@@ -81,7 +81,7 @@ async def test_broker_outage_queues_in_the_outbox(database_url: str) -> None:
         assert response.status == 200
         assert (await response.json())["done"] is False
     async with db.transaction() as conn:
-        pending = await outbox.unsent(conn, now_us() + 1, 10)
+        pending = await outbox_table.unsent(conn, now_us() + 1, 10)
     assert [m.routing_key for m in pending] == ["compute.image.created.f1", CREATE_QUEUE]
     await bus.close()
     await db.close()

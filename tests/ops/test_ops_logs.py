@@ -13,14 +13,14 @@ from ops.opskit import Source, settings, wait_done
 from structlog.testing import capture_logs
 
 from bus import Delivery, MemoryBus, Retry
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from bus.runner import Outcome, run_handler
 from contracts.commands import CreateImage, command_decoder, command_message
 from contracts.names import CREATE_QUEUE
 from gateway.app import create_app
 from kiln import processes
 from store import open_database, operations
-from store.outbox import SentMarker
+from store.outbox_table import SentMarker
 from support.auth import bearer
 from support.auth import gateway_settings as auth_settings
 from worker.config import WorkerConfig

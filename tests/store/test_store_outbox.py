@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from contracts.enums import ImageStatus
 from contracts.events import CONTENT_TYPE, event_decoder
 from contracts.names import EVENTS_EXCHANGE
-from contracts.outbox import OutboxMessage
-from store import Connection, Database, events, images, outbox
+from contracts.outbox_message import OutboxMessage
+from store import Connection, Database, events, images, outbox_table
 from store.images import ImageRecord
 
 T0 = 1_700_000_000_000_000
@@ -28,17 +28,17 @@ def message(number: int, body: bytes = b'{"imageId": "img1"}') -> OutboxMessage:
 
 async def unsent(db: Database, created_before: int = FAR_FUTURE, limit: int = 1000) -> list[str]:
     async with db.transaction() as conn:
-        return [sent.message_id for sent in await outbox.unsent(conn, created_before, limit)]
+        return [sent.message_id for sent in await outbox_table.unsent(conn, created_before, limit)]
 
 
 async def test_add_assigns_increasing_seq_and_keeps_the_message(db: Database) -> None:
     binary = bytes(range(256))
     async with db.transaction() as conn:
-        added = [await outbox.add(conn, message(n), T0 + n) for n in range(3)]
-        added.append(await outbox.add(conn, message(3, binary), T0 + 3))
+        added = [await outbox_table.add(conn, message(n), T0 + n) for n in range(3)]
+        added.append(await outbox_table.add(conn, message(3, binary), T0 + 3))
     async with db.transaction() as conn:
-        added.append(await outbox.add(conn, message(4), T0 + 4))
-        stored = await outbox.unsent(conn, FAR_FUTURE, 10)
+        added.append(await outbox_table.add(conn, message(4), T0 + 4))
+        stored = await outbox_table.unsent(conn, FAR_FUTURE, 10)
 
     seqs = [sent.seq for sent in added]
     assert seqs == sorted(set(seqs)) and seqs[0] > 0
@@ -50,7 +50,7 @@ async def test_add_assigns_increasing_seq_and_keeps_the_message(db: Database) ->
 async def test_unsent_respects_created_before_order_and_limit(db: Database) -> None:
     async with db.transaction() as conn:
         for number, created_at in enumerate([T0 + 30, T0 + 10, T0 + 20, T0 + 40]):
-            await outbox.add(conn, message(number), created_at)
+            await outbox_table.add(conn, message(number), created_at)
 
     assert await unsent(db, T0 + 31) == ["msg0", "msg1", "msg2"]  # seq order, not age
     assert await unsent(db, T0 + 30) == ["msg1", "msg2"]
@@ -60,25 +60,25 @@ async def test_unsent_respects_created_before_order_and_limit(db: Database) -> N
 
 async def test_mark_sent_and_backlog(db: Database) -> None:
     async with db.transaction() as conn:
-        added = [await outbox.add(conn, message(n), T0) for n in range(4)]
-        assert await outbox.backlog(conn) == 4
+        added = [await outbox_table.add(conn, message(n), T0) for n in range(4)]
+        assert await outbox_table.backlog(conn) == 4
 
     async with db.transaction() as conn:
-        await outbox.mark_sent(conn, [added[0].seq, added[2].seq], T0 + 1)
-        await outbox.mark_sent(conn, [], T0 + 1)
-        assert await outbox.backlog(conn) == 2
+        await outbox_table.mark_sent(conn, [added[0].seq, added[2].seq], T0 + 1)
+        await outbox_table.mark_sent(conn, [], T0 + 1)
+        assert await outbox_table.backlog(conn) == 2
 
     assert await unsent(db) == ["msg1", "msg3"]
 
 
 async def test_prune_sent_drops_only_rows_sent_before_the_retention(db: Database) -> None:
     async with db.transaction() as conn:
-        added = [await outbox.add(conn, message(n), T0) for n in range(3)]
-        await outbox.mark_sent(conn, [added[0].seq], T0)
-        await outbox.mark_sent(conn, [added[1].seq], T0 + outbox.SENT_RETENTION_US)
+        added = [await outbox_table.add(conn, message(n), T0) for n in range(3)]
+        await outbox_table.mark_sent(conn, [added[0].seq], T0)
+        await outbox_table.mark_sent(conn, [added[1].seq], T0 + outbox_table.SENT_RETENTION_US)
 
     async with db.transaction() as conn:
-        assert await outbox.prune_sent(conn, T0 + outbox.SENT_RETENTION_US + 1) == 1
+        assert await outbox_table.prune_sent(conn, T0 + outbox_table.SENT_RETENTION_US + 1) == 1
         rows = await conn.fetch("SELECT message_id FROM outbox ORDER BY seq")
 
     assert [row["message_id"] for row in rows] == ["msg1", "msg2"]  # msg2 unsent, kept
@@ -86,9 +86,9 @@ async def test_prune_sent_drops_only_rows_sent_before_the_retention(db: Database
 
 async def test_mark_sent_in_chunks(db: Database) -> None:
     async with db.transaction() as conn:
-        seqs = [(await outbox.add(conn, message(n, b"{}"), T0)).seq for n in range(1201)]
-        await outbox.mark_sent(conn, seqs[:-1], T0 + 1)
-        assert await outbox.backlog(conn) == 1
+        seqs = [(await outbox_table.add(conn, message(n, b"{}"), T0)).seq for n in range(1201)]
+        await outbox_table.mark_sent(conn, seqs[:-1], T0 + 1)
+        assert await outbox_table.backlog(conn) == 1
 
     assert await unsent(db) == ["msg1200"]
 
@@ -114,7 +114,7 @@ async def test_record_numbers_the_event_and_queues_it(db: Database) -> None:
     async with db.transaction() as conn:
         stored = await images.get(conn, "img1")
         other = await images.get(conn, "img2")
-        queued = await outbox.unsent(conn, FAR_FUTURE, 10)
+        queued = await outbox_table.unsent(conn, FAR_FUTURE, 10)
 
     assert stored is not None and stored.event_seq == 2 == record.event_seq
     assert other is not None and other.event_seq == 0
@@ -168,7 +168,7 @@ async def test_record_is_rolled_back_with_its_transaction(db: Database) -> None:
     async with db.transaction() as conn:
         stored = await images.get(conn, "img1")
         assert stored is not None and stored.event_seq == 0
-        assert await outbox.backlog(conn) == 0
+        assert await outbox_table.backlog(conn) == 0
 
 
 class GatedDatabase:
@@ -188,9 +188,9 @@ class GatedDatabase:
 
 async def test_sent_marker_marks_rows_handed_over_during_a_flush(db: Database) -> None:
     async with db.transaction() as conn:
-        added = [await outbox.add(conn, message(n), T0) for n in range(3)]
+        added = [await outbox_table.add(conn, message(n), T0) for n in range(3)]
     gated = GatedDatabase(db)
-    marker = outbox.SentMarker(gated, every=0.001)  # type: ignore[arg-type]
+    marker = outbox_table.SentMarker(gated, every=0.001)  # type: ignore[arg-type]
     marker.mark([added[0].seq])
     await gated.entered.wait()  # its flush has taken the first row and waits
     marker.mark([added[1].seq, added[2].seq])
@@ -204,7 +204,7 @@ async def test_sent_marker_marks_rows_handed_over_during_a_flush(db: Database) -
 async def test_a_transaction_cancelled_at_begin_leaves_none_open(db: Database) -> None:
     async def write() -> None:
         async with db.transaction() as conn:
-            await outbox.add(conn, message(1), T0)
+            await outbox_table.add(conn, message(1), T0)
 
     task = asyncio.create_task(write())
     await asyncio.sleep(0)  # the task has sent BEGIN and waits for it
@@ -212,4 +212,4 @@ async def test_a_transaction_cancelled_at_begin_leaves_none_open(db: Database) -
     with contextlib.suppress(asyncio.CancelledError):
         await task
     async with db.transaction() as conn:
-        assert await outbox.backlog(conn) in (0, 1)  # whether or not the write got through
+        assert await outbox_table.backlog(conn) in (0, 1)  # whether or not the write got through

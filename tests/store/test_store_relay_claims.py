@@ -6,12 +6,12 @@ import collections
 from collections.abc import Sequence
 
 from bus.base import OutgoingMessage
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from runtime.clock import now_us
-from store import Database, outbox
-from store.outbox import SentMarker
+from store import Database, outbox_table
+from store.outbox_table import SentMarker
 from tests.store.test_store_outbox import message
-from worker.outbox import OutboxRelay
+from worker.outbox_relay import OutboxRelay
 
 BACKLOG = 1200  # more than one relay batch
 
@@ -32,7 +32,7 @@ class SlowBroker:
 async def test_overlapping_relays_publish_each_row_once(db: Database) -> None:
     async with db.transaction() as conn:
         for number in range(BACKLOG):
-            await outbox.add(conn, message(number), now_us() - 60_000_000)
+            await outbox_table.add(conn, message(number), now_us() - 60_000_000)
     broker = SlowBroker()
     relays = []
     for _ in range(2):
@@ -46,4 +46,4 @@ async def test_overlapping_relays_publish_each_row_once(db: Database) -> None:
     assert twice == set(), f"{len(twice)} rows published twice"
     assert len(broker.published) == BACKLOG and sum(sent) == BACKLOG
     async with db.transaction() as conn:
-        assert await outbox.unsent(conn, now_us(), 10) == []
+        assert await outbox_table.unsent(conn, now_us(), 10) == []

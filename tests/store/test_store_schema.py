@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from contracts.enums import ImageStatus
 from contracts.operations import CreateImageMetadata
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from store import (
     Database,
     UniqueViolation,
@@ -17,7 +17,7 @@ from store import (
     images,
     open_database,
     operations,
-    outbox,
+    outbox_table,
     secrets_table,
 )
 from store.images import ImageRecord
@@ -110,14 +110,14 @@ async def test_a_transaction_that_raises_writes_nothing(db: Database) -> None:
         async with db.transaction() as conn:
             await images.insert(conn, image("img1"))
             await operations.insert(conn, operation)
-            await outbox.add(conn, message, now=1)
+            await outbox_table.add(conn, message, now=1)
             await bindings.add(conn, "img1", ("viewer", "userAccount", "user1"))
             raise Boom
 
     async with db.transaction() as conn:
         assert await images.get(conn, "img1") is None
         assert await operations.get(conn, "opr1") is None
-        assert await outbox.backlog(conn) == 0
+        assert await outbox_table.backlog(conn) == 0
         assert await bindings.all_for(conn, "img1") == set()
 
 

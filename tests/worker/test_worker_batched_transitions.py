@@ -16,7 +16,7 @@ from contracts.enums import ImageStatus
 from contracts.errors import Code
 from contracts.events import event_decoder
 from contracts.images import ImageAny, min_disk_size
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from store.db import Connection, Database
 from store.operations import to_operation
 from tests.worker.conftest import Backend

@@ -20,7 +20,7 @@ from contracts.enums import ImageStatus
 from contracts.errors import Code
 from contracts.ids import new_id
 from contracts.names import COMMANDS_EXCHANGE, CREATE_QUEUE
-from store import outbox
+from store import outbox_table
 from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import EventLog, GatewayDouble, Source, WorkerFactory, wait_until
 from worker import reconciler
@@ -170,7 +170,7 @@ async def test_the_relay_publishes_rows_left_unsent(
 
     async def all_sent() -> bool:
         async with gateway.db.transaction() as conn:
-            return await outbox.backlog(conn) == 0
+            return await outbox_table.backlog(conn) == 0
 
     await wait_until(all_sent)
 

@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from contracts.enums import ImageStatus
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us
 from store import images
 from store.db import Connection

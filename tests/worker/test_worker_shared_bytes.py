@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from contracts.enums import ImageStatus
 from runtime.clock import now_us
 from store import images
 from store.images import ImageRecord
-from store.outbox import SentMarker
+from store.outbox_table import SentMarker
 from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import store_bytes
 from worker.blobs import FileBlobStore

@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from bus.base import Bus, Delivery
-from bus.outbox import publish_outbox
+from bus.outbox_publisher import publish_outbox
 from contracts.commands import (
     CreateImage,
     CreateParams,
@@ -26,9 +26,9 @@ from contracts.ids import IMAGE_PREFIX, OPERATION_PREFIX, new_id
 from contracts.names import EVENTS_EXCHANGE
 from contracts.notices import cancel_notice
 from contracts.operations import CreateImageMetadata, DeleteImageMetadata, OperationMetadata
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us
-from store import events, images, operations, outbox
+from store import events, images, operations, outbox_table
 from store.db import Database
 from store.images import ImageRecord, ImageSpec
 from store.operations import OperationRecord
@@ -128,7 +128,7 @@ class GatewayDouble:
             await operations.insert(conn, op)
             rows = [
                 await events.record(conn, image, "created", op.id),
-                await outbox.add(conn, command_message(command), now),
+                await outbox_table.add(conn, command_message(command), now),
             ]
         if publish:
             await self.publish(rows)
@@ -159,8 +159,8 @@ class GatewayDouble:
             await operations.insert(conn, op)
             rows = [
                 await events.record(conn, image, "deleting", op.id),
-                await outbox.add(conn, command_message(command), now),
-                *await outbox.add_many(conn, notices, now),
+                await outbox_table.add(conn, command_message(command), now),
+                *await outbox_table.add_many(conn, notices, now),
             ]
         await self.publish(rows)
         return op.id
@@ -172,7 +172,7 @@ class GatewayDouble:
             now = now_us()
             assert await operations.request_cancel(conn, operation_id, now)
             notices = [cancel_notice(operation_id, "req-test")] if notify else []
-            rows = await outbox.add_many(conn, notices, now)
+            rows = await outbox_table.add_many(conn, notices, now)
         await self.publish(rows)
 
     async def notify_cancel(self, operation_id: str) -> None:
@@ -182,7 +182,7 @@ class GatewayDouble:
     async def publish(self, rows: list[OutboxMessage]) -> None:
         await publish_outbox(self.bus, rows)
         async with self.db.transaction() as conn:
-            await outbox.mark_sent(conn, [row.seq for row in rows], now_us())
+            await outbox_table.mark_sent(conn, [row.seq for row in rows], now_us())
 
     async def operation(self, operation_id: str) -> OperationRecord:
         async with self.db.transaction() as conn:

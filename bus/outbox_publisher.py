@@ -7,7 +7,7 @@ from typing import Protocol
 import structlog
 
 from bus.base import Bus, BusUnavailable, OutgoingMessage
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 
 log = structlog.get_logger(__name__)
 

@@ -7,11 +7,11 @@ import asyncio
 import structlog
 
 from bus.base import BusUnavailable
-from bus.outbox import OutboxPublisher
+from bus.outbox_publisher import OutboxPublisher
 from runtime.clock import now_us
-from store import outbox
+from store import outbox_table
 from store.db import Database, StoreError
-from store.outbox import SentMarker
+from store.outbox_table import SentMarker
 from worker.config import seconds_us
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,7 @@ class OutboxRelay:
         while True:
             now = now_us()
             async with self._db.transaction() as conn:
-                rows = await outbox.claim_unsent(
+                rows = await outbox_table.claim_unsent(
                     conn, now - self._after_us, now, now + CLAIM_US, RELAY_BATCH
                 )
             if not rows or not await self._publisher.publish(rows):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
-from contracts.outbox import OutboxMessage
+from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us
 from store.db import Connection, Database, Row, StoreError
 
