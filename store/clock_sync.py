@@ -29,8 +29,9 @@ async def sync(db: Database) -> int:
     after = clock.local_us()
     assert row is not None
     # The database read its clock somewhere within the round trip: its middle, at best.
-    clock.set_offset_us(int(row["now"]) - (before + after) // 2)
-    return clock.offset_us()
+    offset = int(row["now"]) - (before + after) // 2
+    clock.set_offset_us(offset)
+    return offset
 
 
 async def keep_in_step(db: Database, every: float = SYNC_SECONDS) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ops.opskit import scrape, settings
 
@@ -70,15 +71,22 @@ async def test_gateway_not_ready_without_its_store(
     assert body == {"ready": False, "store": False, "broker": True, "draining": False}
 
 
+async def _readiness_once_the_broker_closes(
+    app: web.Application, bus: MemoryBus
+) -> tuple[int, Any]:
+    """`/readyz` of `app` after its broker connection closes (ready before it does)."""
+    async with TestClient(TestServer(app)) as client:
+        assert (await get(client, "/readyz"))[0] == 200
+        await bus.close()
+        return await get(client, "/readyz")
+
+
 async def test_gateway_stays_ready_without_its_broker(tmp_path: Path, bus: MemoryBus) -> None:
     """What it accepts meanwhile waits in its outbox (tests/faults/test_faults_broker_cut.py)."""
     db = await open_database(f"sqlite:///{tmp_path / 'kiln.db'}")
     try:
         app = await create_app(GatewaySettings(), db, bus)
-        async with TestClient(TestServer(app)) as client:
-            assert (await get(client, "/readyz"))[0] == 200
-            await bus.close()
-            status, body = await get(client, "/readyz")
+        status, body = await _readiness_once_the_broker_closes(app, bus)
     finally:
         await db.close()
     assert status == 200 and body == {
@@ -113,10 +121,7 @@ async def test_worker_side_port_not_ready_without_its_broker(
     db = await open_database(f"sqlite:///{tmp_path / 'kiln.db'}")
     app = create_side_app(db, bus, FileBlobStore(tmp_path), asyncio.Event(), lambda: True)
     try:
-        async with TestClient(TestServer(app)) as client:
-            assert (await get(client, "/readyz"))[0] == 200
-            await bus.close()
-            status, body = await get(client, "/readyz")
+        status, body = await _readiness_once_the_broker_closes(app, bus)
     finally:
         await db.close()
     assert status == 503 and body["broker"] is False and body["store"] is True
