@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY contracts contracts
 COPY runtime runtime
+COPY lifecycle lifecycle
 COPY store store
 COPY bus bus
 COPY gateway gateway

@@ -173,7 +173,7 @@ async def _change_image_bindings(
         await _apply(conn, image_id, deltas, op)
         assert op.response is not None
         announced = [("access_bindings_changed", op.id, op.response), events.operation_done(op)]
-        rows = await events.record_many(conn, image, announced)
+        rows = await events.record(conn, [(image, announced)])
     operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)

@@ -12,7 +12,7 @@ from contracts.commands import (
     params_encoder,
 )
 from contracts.enums import ImageStatus
-from contracts.errors import Aborted, FailedPrecondition, InvalidArgument
+from contracts.errors import FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
 from contracts.images import (
     CreateImageRequest,
@@ -192,7 +192,7 @@ async def _cancel_open_create(
 ) -> list[OutboxMessage]:
     """Ask the image's open create to stop; a notice for each a worker may be running."""
     notices: list[OutboxMessage] = []
-    for op in await operations.open_of_kind(conn, image_id, operations.CREATE):
+    for op in await operations.open_of_kind(conn, [image_id], operations.CREATE):
         await operations.request_cancel(conn, op.id, now)
         if op.lease_owner is not None:
             notices.append(cancel_notice(op.id, request_id))
@@ -222,8 +222,7 @@ async def delete_image(
         if was is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is already being deleted")
         image.status = ImageStatus.DELETING
-        if not await images.replace(conn, image, expected=was):
-            raise Aborted(f"image {image.id} changed during the delete; retry")
+        await images.replace_many(conn, [image])  # locked: it cannot have changed
         notices: list[OutboxMessage] = []
         if was is ImageStatus.CREATING:
             notices = await _cancel_open_create(conn, image.id, context.request_id, now)
@@ -235,7 +234,7 @@ async def delete_image(
             request_id=context.request_id,
         )
         rows = [
-            await events.record(conn, image, "deleting", op.id, to_image(image)),
+            *await events.record(conn, [(image, [("deleting", op.id, to_image(image))])]),
             await outbox_table.add(conn, command_message(command), now),
             *notices,
         ]

@@ -102,7 +102,7 @@ async def _write(
         (updated, [("updated", p.op.id, to_image(updated)), events.operation_done(p.op)])
         for p, updated in passed
     ]
-    return await events.record_locked(conn, announced)
+    return await events.record(conn, announced)
 
 
 def _updated(image: ImageRecord, request: UpdateImageRequest, paths: set[str]) -> ImageRecord:

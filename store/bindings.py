@@ -1,5 +1,7 @@
 """The access_bindings table: (resource, role, subject) triples."""
 
+from collections.abc import Sequence
+
 from contracts.access import AccessBinding, Subject
 from store.db import Connection, Row
 
@@ -81,5 +83,8 @@ async def remove(conn: Connection, resource_id: str, binding: BindingKey) -> boo
     return changed == 1
 
 
-async def remove_all(conn: Connection, resource_id: str) -> None:
-    await conn.execute("DELETE FROM access_bindings WHERE resource_id = ?", resource_id)
+async def remove_all(conn: Connection, resource_ids: Sequence[str]) -> None:
+    """Every binding of the resources."""
+    await conn.executemany(
+        "DELETE FROM access_bindings WHERE resource_id = ?", [(i,) for i in resource_ids]
+    )

@@ -8,7 +8,7 @@ from contracts.events import CONTENT_TYPE, CloudEvent, event_encoder, event_type
 from contracts.names import EVENTS_EXCHANGE
 from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us, to_datetime
-from store import event_log, outbox_table
+from store import event_log, images, outbox_table
 from store.db import Connection
 from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation
@@ -18,39 +18,13 @@ Event = tuple[str, str, object]
 
 
 async def record(
-    conn: Connection, image: ImageRecord, name: str, operation_id: str, data: object = None
-) -> OutboxMessage:
-    """Advance the image's event sequence and queue the event, in the caller's transaction."""
-    (message,) = await record_many(conn, image, [(name, operation_id, data)])
-    return message
-
-
-async def record_many(
-    conn: Connection, image: ImageRecord, events: Sequence[Event]
-) -> list[OutboxMessage]:
-    """Record several events of one image in order, one statement per table for them all."""
-    row = await conn.fetchrow(
-        "UPDATE images SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq",
-        len(events),
-        image.id,
-    )
-    assert row is not None, "events are recorded for stored images"
-    image.event_seq = int(row["event_seq"]) - len(events)
-    now = now_us()
-    return await write(conn, [(image, number(image, events, now))], now)
-
-
-async def record_locked(
     conn: Connection, batch: Sequence[tuple[ImageRecord, Sequence[Event]]]
 ) -> list[OutboxMessage]:
-    """Record events of several images, whose rows this transaction locked and read (so their
-    `event_seq` is current): one statement per table for them all."""
+    """Record events of images whose rows this transaction locked and read (so their
+    `event_seq` is current), in order: one statement per table for them all."""
     now = now_us()
     numbered = [(image, number(image, events, now)) for image, events in batch]
-    await conn.executemany(
-        "UPDATE images SET event_seq = ? WHERE id = ?",
-        [(image.event_seq, image.id) for image, _ in numbered],
-    )
+    await images.store_event_seqs(conn, [image for image, _ in numbered])
     return await write(conn, numbered, now)
 
 

@@ -143,19 +143,6 @@ def _by_name(record: ImageRecord) -> tuple[str, str, str]:
     return (record.folder_id, record.name, record.id)
 
 
-async def replace(conn: Connection, record: ImageRecord, expected: ImageStatus) -> bool:
-    """Write the record if its stored status is still `expected` (compare-and-set).
-    `event_seq` is left alone: only `events.record` advances it, in the database."""
-    assignments = ", ".join(f"{column} = ?" for column in _MUTABLE)
-    changed = await conn.execute(
-        f"UPDATE images SET {assignments} WHERE id = ? AND status = ?",
-        *_mutable_values(record),
-        record.id,
-        expected.value,
-    )
-    return changed == 1
-
-
 async def replace_many(conn: Connection, records: Sequence[ImageRecord]) -> None:
     """Write records whose rows this transaction has locked (`get_locked`); in name order,
     as `insert_many`."""
@@ -178,11 +165,18 @@ async def get(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRe
     return _from_row(row) if row else None
 
 
-async def delete(conn: Connection, image_id: str, expected: ImageStatus) -> bool:
-    changed = await conn.execute(
-        "DELETE FROM images WHERE id = ? AND status = ?", image_id, expected.value
-    )
-    return changed == 1
+async def store_event_seqs(conn: Connection, records: Sequence[ImageRecord]) -> None:
+    """Write the `event_seq` of images whose rows this transaction locked and whose events it
+    numbered (store/events.py)."""
+    if records:
+        await conn.executemany(
+            "UPDATE images SET event_seq = ? WHERE id = ?", [(r.event_seq, r.id) for r in records]
+        )
+
+
+async def delete_locked(conn: Connection, image_ids: Sequence[str]) -> None:
+    """Delete images whose rows this transaction locked."""
+    await conn.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in image_ids])
 
 
 async def lock_blobs(conn: Connection, digests: Collection[str]) -> None:
@@ -190,9 +184,15 @@ async def lock_blobs(conn: Connection, digests: Collection[str]) -> None:
     await lock_names_until_commit(conn, digests)
 
 
-async def count_blob_users(conn: Connection, digest: str) -> int:
-    row = await conn.fetchrow("SELECT COUNT(*) AS n FROM images WHERE blob_digest = ?", digest)
-    return int(row["n"]) if row else 0
+async def blobs_in_use(conn: Connection, digests: Sequence[str]) -> set[str]:
+    """Those of `digests` that an image points at."""
+    if not digests:  # `IN ()` is no SQL to PostgreSQL
+        return set()
+    marks = ", ".join("?" for _ in digests)
+    rows = await conn.fetch(
+        f"SELECT DISTINCT blob_digest FROM images WHERE blob_digest IN ({marks})", *digests
+    )
+    return {row["blob_digest"] for row in rows}
 
 
 async def latest_ready(conn: Connection, folder_id: str, family: str) -> ImageRecord | None:

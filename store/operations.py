@@ -153,23 +153,14 @@ _FINISH = (
 
 async def finish(
     conn: Connection,
-    operation_id: str,
+    finished: Sequence[tuple[str, OperationResponse | None, Status | None]],
     now: int,
-    *,
-    response: OperationResponse | None = None,
-    error: Status | None = None,
-) -> bool:
-    """Mark an open operation done with exactly one of response / error."""
-    changed = await conn.execute(_FINISH, _text(response), _text(error), now, operation_id)
-    return changed == 1
-
-
-async def finish_locked(
-    conn: Connection, finished: Sequence[tuple[str, OperationResponse]], now: int
 ) -> None:
-    """Mark open operations, whose rows this transaction locked, done with their responses."""
+    """Mark open operations done, each with its response or its error; one already done is
+    left as it is."""
     await conn.executemany(
-        _FINISH, [(_text(response), None, now, operation_id) for operation_id, response in finished]
+        _FINISH,
+        [(_text(response), _text(error), now, op_id) for op_id, response, error in finished],
     )
 
 
@@ -265,11 +256,17 @@ async def page_for_resource(
     return [_from_row(row) for row in rows]
 
 
-async def open_of_kind(conn: Connection, resource_id: str, kind: str) -> list[OperationRecord]:
-    """A resource's operations of one kind that are not done yet."""
+async def open_of_kind(
+    conn: Connection, resource_ids: Sequence[str], kind: str
+) -> list[OperationRecord]:
+    """The resources' operations of one kind that are not done yet."""
+    if not resource_ids:  # `IN ()` is no SQL to PostgreSQL
+        return []
+    marks = ", ".join("?" for _ in resource_ids)
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM operations WHERE resource_id = ? AND kind = ? AND done = 0",
-        resource_id,
+        f"SELECT {_COLUMNS} FROM operations"
+        f" WHERE resource_id IN ({marks}) AND kind = ? AND done = 0",
+        *resource_ids,
         kind,
     )
     return [_from_row(row) for row in rows]

@@ -8,10 +8,10 @@ import structlog
 from bus.base import Delivery
 from contracts.commands import command_decoder
 from contracts.errors import Code
+from lifecycle.changes import OperationFailed
 from runtime.metrics import DEAD_LETTERED_MESSAGES
 from worker.handlers import bound
 from worker.settle import Settler
-from worker.transitions import OperationFailed, failed
 
 log = structlog.get_logger(__name__)
 
@@ -50,5 +50,5 @@ class DeadLetterHandler:
                 code=int(Code.INTERNAL),
                 message=DEAD_LETTERED,
             )
-            result = await self._settle(failed, failure)
+            result = await self._settle(failure)
             log.error("dead_letter.settled", applied=result.applied, **origin)

@@ -20,6 +20,14 @@ from contracts.commands import (
     create_params_decoder,
 )
 from contracts.errors import Code
+from lifecycle.changes import (
+    CancelImport,
+    ImportDone,
+    Imported,
+    OperationFailed,
+    ReleaseImage,
+    StartImport,
+)
 from store import operations
 from store.db import Database, StoreError, StoreUnavailable
 from store.operations import OperationRecord
@@ -31,19 +39,7 @@ from worker.leases import Interruption, LeaseKeeper
 from worker.observe import ImportAttempt
 from worker.outages import STORE, DependencyDeadline, Outages
 from worker.settle import BytesReleased, Settler
-from worker.sources import DiskSource, Imported, Importer
-from worker.transitions import (
-    CancelImport,
-    ImportDone,
-    OperationFailed,
-    ReleaseImage,
-    StartImport,
-    cancelled,
-    deleted,
-    failed,
-    import_started,
-    ready,
-)
+from worker.sources import DiskSource, Importer
 
 log = structlog.get_logger(__name__)
 
@@ -111,9 +107,7 @@ class CommandHandlers:
 
     async def _start(self, command: CreateImage, deliveries: int) -> None:
         lease = self._leases.new(command.operation_id)
-        started = await self._settle(
-            import_started, StartImport(image_id=command.image_id, lease=lease)
-        )
+        started = await self._settle(StartImport(image_id=command.image_id, lease=lease))
         op = started.claimed
         if op is None:
             await self._unclaimed(command)
@@ -133,7 +127,7 @@ class CommandHandlers:
             return
         try:
             request = ReleaseImage(operation_id=op.id, image_id=command.image_id)
-            result = await self._settle(deleted, request)
+            result = await self._settle(request)
             log.info("image.deleted", applied=result.applied, released=result.release)
         finally:
             await self._give_back(op.id)
@@ -149,7 +143,7 @@ class CommandHandlers:
             code=int(Code.UNAVAILABLE),
             message=str(outage),
         )
-        await self._settle(failed, failure)
+        await self._settle(failure)
 
     async def _claim(self, command: Command) -> OperationRecord | None:
         """The command's operation, leased to us; None when there is nothing to do here."""
@@ -180,19 +174,19 @@ class CommandHandlers:
                 outcome = attempt.outcome(await self._leases.hold(op.id, work))
         except ImportRefused as exc:
             refused = OperationFailed(**ids, code=int(exc.code), message=exc.message)
-            await self._settle(failed, refused)
+            await self._settle(refused)
             return True
         except SourceUnavailable as exc:
             unavailable = OperationFailed(**ids, code=int(Code.UNAVAILABLE), message=str(exc))
             await self._retry_or_fail(unavailable, deliveries)
             return True
         if outcome is Interruption.CANCELLED:
-            await self._settle(cancelled, CancelImport(**ids))
+            await self._settle(CancelImport(**ids))
             return True
         if isinstance(outcome, Imported):
             try:
                 done = ImportDone(**ids, result=outcome)
-                result = await self._settle(ready, done, uses=outcome.digest)
+                result = await self._settle(done, uses=outcome.digest)
             except BytesReleased as exc:
                 raise Retry("the stored bytes were released by a concurrent delete") from exc
             log.info("image.import_settled", ready=result.applied and not result.cancelled)
@@ -204,7 +198,7 @@ class CommandHandlers:
         if deliveries <= DELIVERY_LIMIT:
             raise Retry(failure.message)
         message = f"source unavailable after {deliveries} attempts: {failure.message}"
-        await self._settle(failed, msgspec.structs.replace(failure, message=message))
+        await self._settle(msgspec.structs.replace(failure, message=message))
 
     async def _give_back(self, operation_id: str) -> None:
         """Release the lease of an operation we leave open (no-op once it is done), retried

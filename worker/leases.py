@@ -3,15 +3,16 @@ works and notices a cancel when it does, or at once when a cancel notice wakes i
 
 import asyncio
 import enum
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import msgspec
 import structlog
 
+from lifecycle.changes import Lease
+from lifecycle.locked_rows import take_leases
 from runtime.clock import now_us
 from store import operations
-from store.db import Connection, Database
+from store.db import Database
 from store.operations import OperationRecord
 from worker.cancels import CancelNotices
 from worker.config import WorkerConfig, seconds_us
@@ -28,33 +29,6 @@ class Interruption(enum.Enum):
     CANCELLED = "cancel requested"
     FINISHED = "operation finished elsewhere"
     LOST = "lease taken by another worker"
-
-
-class Lease(msgspec.Struct, frozen=True, kw_only=True):
-    """A lease to take: `owner` holds `operation_id` for `length_us` microseconds, unless
-    another worker's lease is still live."""
-
-    operation_id: str
-    owner: str
-    length_us: int
-
-
-async def take_lease(conn: Connection, lease: Lease) -> OperationRecord | None:
-    """Take `lease` in the caller's transaction, from the moment it runs (not when it was
-    asked for: it may have waited for a batch); the operation as claimed, or None."""
-    return (await take_leases(conn, [lease])).get(lease.operation_id)
-
-
-async def take_leases(conn: Connection, leases: Sequence[Lease]) -> dict[str, OperationRecord]:
-    """Take several leases at once, as `take_lease`; the operations claimed, by id."""
-    now = now_us()
-    by_holder: dict[tuple[str, int], list[str]] = {}
-    for lease in leases:
-        by_holder.setdefault((lease.owner, lease.length_us), []).append(lease.operation_id)
-    claimed: dict[str, OperationRecord] = {}
-    for (owner, length_us), operation_ids in by_holder.items():
-        claimed |= await operations.take_leases(conn, operation_ids, owner, now, now + length_us)
-    return claimed
 
 
 class LeaseKeeper:
@@ -76,7 +50,8 @@ class LeaseKeeper:
         """Claim the operation unless another worker holds a live lease on it; the operation
         as claimed (one statement: the lease and the read)."""
         async with self._db.transaction() as conn:
-            return await take_lease(conn, self.new(operation_id))
+            lease = self.new(operation_id)
+            return (await take_leases(conn, [lease])).get(operation_id)
 
     async def give_back(self, operation_id: str) -> None:
         """Release our lease on an operation left open, so any worker may take it at once."""

@@ -1,12 +1,10 @@
 """What a worker counts and measures (the series are defined in `runtime.metrics`): command
-redeliveries, finished operations, import attempts, and the gauges a poller keeps fresh (queue
-depths, outbox backlog and age)."""
+redeliveries, import attempts, and the gauges a poller keeps fresh (queue depths, outbox
+backlog and age). Finished operations are counted from the transitions' results
+(worker/settle.py)."""
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterator
-from contextvars import ContextVar
 from types import TracebackType
 from typing import TypeVar
 
@@ -15,6 +13,7 @@ import structlog
 
 from bus.base import Bus, Delivery, Handler
 from contracts.commands import ImageSource, command_decoder
+from lifecycle.changes import Imported
 from runtime.clock import now_us
 from runtime.metrics import (
     CANCELLED,
@@ -27,12 +26,10 @@ from runtime.metrics import (
     OUTBOX_OLDEST_AGE,
     QUEUE_DEPTH,
     REDELIVERIES,
-    operation_finished,
 )
 from store import outbox_table
 from store.db import Database
 from worker.leases import Interruption
-from worker.sources import Imported
 
 log = structlog.get_logger(__name__)
 
@@ -66,36 +63,6 @@ def observed(queue: str, handler: Handler) -> Handler:
         await handler(delivery)
 
     return handle
-
-
-# Operations a transition finished, noted inside its transaction, counted once it committed.
-_finished: ContextVar[list[tuple[str, int | None]] | None] = ContextVar(
-    "kiln_finished_operations", default=None
-)
-
-
-def note_finished(kind: str, error_code: int | None) -> None:
-    """Called where an operation is marked done, inside the transaction."""
-    noted = _finished.get()
-    if noted is not None:
-        noted.append((kind, error_code))
-
-
-@contextlib.contextmanager
-def finishing() -> Iterator[list[tuple[str, int | None]]]:
-    """Collect what the transaction inside finishes; count it with `count_finished` after the
-    commit (a rolled back attempt is simply not counted)."""
-    noted: list[tuple[str, int | None]] = []
-    token = _finished.set(noted)
-    try:
-        yield noted
-    finally:
-        _finished.reset(token)
-
-
-def count_finished(noted: list[tuple[str, int | None]]) -> None:
-    for kind, error_code in noted:
-        operation_finished(kind, error_code)
 
 
 def source_kind(source: ImageSource) -> str:

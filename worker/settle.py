@@ -4,29 +4,30 @@ image uses any more, and publish the transitions' outbox rows.
 Transitions that handlers ask for while earlier ones are being committed wait, then go
 together into one transaction (group commit, runtime/batching.py) and one publish: a worker
 runs its imports' start and end in batches instead of a transaction and a confirmed publish
-each, the common ones with one statement per table (worker/batched_transitions.py). A batch
-that fails is run again one transition at a time, each with its own retries, so only the
-transition at fault fails."""
+each, with one statement per table (lifecycle/transitions.py). A batch that fails is run again
+one change at a time, each with its own retries, so only the change at fault fails. What the
+committed transitions finished is counted and logged in the context of the handler that asked."""
 
 import asyncio
 import functools
 import random
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
 
 import structlog
 import tenacity
 
 from bus.outbox_publisher import OutboxPublisher
+from lifecycle import transitions
+from lifecycle.transitions import Transition
 from runtime.batching import Batches, Waiting, answer
 from store import images
 from store.db import Connection, Database, StoreError, StoreUnavailable
 from worker import outages
-from worker.batched_transitions import In, Step, TransitionFn, run_together
 from worker.blobs import BlobStore
 from worker.errors import BlobStoreUnavailable
-from worker.observe import count_finished, finishing
 from worker.outages import DEFAULT_DEADLINE
-from worker.transitions import Transition
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +39,21 @@ MAX_BATCH = 32
 MAX_WRITERS = 2
 
 
+# Carries out a batch of changes in the caller's transaction (lifecycle.transitions.run).
+RunChanges = Callable[[Connection, Sequence[Any]], Awaitable[list[Transition]]]
+
+
 class BytesReleased(Exception):
     """The bytes an import stored were released by a concurrent delete before it committed."""
+
+
+class Step(NamedTuple):
+    """One change to carry out: `uses` names the blob it makes an image point at, `context`
+    the log context of the handler that asked for it."""
+
+    change: Any
+    uses: str | None
+    context: dict[str, object]
 
 
 class Settler:
@@ -50,9 +64,12 @@ class Settler:
         blobs: BlobStore,
         *,
         deadline: float = DEFAULT_DEADLINE,
+        run: RunChanges = transitions.run,
     ) -> None:
-        """`deadline`: how long a transition waits for an unavailable database."""
+        """`deadline`: how long a change waits for an unavailable database; `run` carries
+        out a batch of changes."""
         self._db = db
+        self._run_changes = run
         self._deadline = deadline
         self._publisher = publisher
         self._blobs = blobs
@@ -64,13 +81,11 @@ class Settler:
             max_writers=MAX_WRITERS,
         )
 
-    async def __call__(
-        self, transition: TransitionFn[In], data: In, *, uses: str | None = None
-    ) -> Transition:
-        """Run `transition`; `uses` names the blob it makes an image point at, which must
+    async def __call__(self, change: object, *, uses: str | None = None) -> Transition:
+        """Carry out `change`; `uses` names the blob it makes an image point at, which must
         still exist when it commits (else BytesReleased)."""
         context = structlog.contextvars.get_contextvars()
-        return await self._batches.submit(Step(transition, data, uses, context))
+        return await self._batches.submit(Step(change, uses, context))
 
     async def close(self) -> None:
         """Wait for the transitions being committed."""
@@ -105,7 +120,8 @@ class Settler:
         Their handlers need not wait for the broker's confirms to acknowledge their commands."""
         try:
             try:
-                for result in results:
+                for (step, _), result in zip(batch, results, strict=True):
+                    _count(step, result)
                     if result.release:
                         await self._release(result.release)
             finally:
@@ -116,15 +132,12 @@ class Settler:
             log.exception("transition.after_commit_failed")
 
     async def _commit_together(self, steps: list[Step]) -> list[Transition]:
-        """Every step in one transaction (worker/batched_transitions.py): first the locks of
-        the blobs they use, in digest order, then the images in id order, so that two batches
+        """Every step in one transaction: first the locks of the blobs they use, in digest
+        order, then (lifecycle/transitions.py) the images in id order, so that two batches
         cannot wait for each other."""
-        with finishing() as finished:
-            async with self._db.transaction() as conn:
-                await self._hold_bytes(conn, {step.uses for step in steps if step.uses})
-                results = await run_together(conn, steps)
-            count_finished(finished)
-        return results
+        async with self._db.transaction() as conn:
+            await self._hold_bytes(conn, {step.uses for step in steps if step.uses})
+            return await self._run_changes(conn, [step.change for step in steps])
 
     async def _commit(self, step: Step, until: float) -> Transition:
         retrying = tenacity.AsyncRetrying(
@@ -135,18 +148,17 @@ class Settler:
             reraise=True,
         )
         async for attempt in retrying:
-            with attempt, finishing() as finished:
+            with attempt:
                 async with self._db.transaction() as conn:
-                    result = await self._run(conn, step)
-                count_finished(finished)
-                return result
+                    return await self._run(conn, step)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _run(self, conn: Connection, step: Step) -> Transition:
         """Run `step` alone in the caller's transaction."""
         if step.uses:
             await self._hold_bytes(conn, {step.uses})
-        return await step.transition(conn, step.data)
+        (result,) = await self._run_changes(conn, [step.change])
+        return result
 
     async def _hold_bytes(self, conn: Connection, digests: set[str]) -> None:
         """Lock the blobs until commit; BytesReleased if the bytes of one are gone already.
@@ -165,13 +177,23 @@ class Settler:
         try:
             async with self._db.transaction() as conn:
                 await images.lock_blobs(conn, [digest])
-                if await images.count_blob_users(conn, digest):
+                if await images.blobs_in_use(conn, [digest]):
                     return
                 await self._blobs.delete(digest)
         except (OSError, StoreError, BlobStoreUnavailable) as exc:  # the bytes stay, unused
             log.error("blob.release_failed", digest=digest, error=str(exc))
             return
         log.info("blob.released", digest=digest)
+
+
+def _count(step: Step, result: Transition) -> None:
+    """Count the operations a committed transition finished; log those that failed, in the
+    context of the handler that asked for it."""
+    transitions.count_finished(result)
+    for finished in result.finished:
+        if finished.code is not None:
+            with structlog.contextvars.bound_contextvars(**step.context):
+                log.info("operation.failed", **finished._asdict())  # the one that failed
 
 
 def _stop(until: float, state: tenacity.RetryCallState) -> bool:

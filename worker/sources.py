@@ -11,6 +11,7 @@ import structlog
 from contracts.commands import CreateParams
 from contracts.enums import ImageStatus
 from contracts.errors import Code
+from lifecycle.changes import Imported
 from store import images
 from store.db import Database
 from store.images import ImageSpec
@@ -69,17 +70,6 @@ def _check_path_part(field: str, value: str) -> None:
             f"{field} {value!r} is malformed: 1 to 50 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit, without '..'",
         )
-
-
-class Imported(msgspec.Struct, frozen=True, kw_only=True):
-    """What an import produced: the image's bytes, sizes and, for a copy, what it inherits."""
-
-    digest: str
-    size: int
-    storage_size: int
-    requested_min_disk_size: int = 0
-    copied_from: str = ""
-    inherit: ImageSpec | None = None
 
 
 class Importer:

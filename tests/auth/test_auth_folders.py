@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from bus.memory import MemoryBus
-from contracts.enums import ImageStatus
 from store import images
 from store.db import Database
 from tests.auth.conftest import Caller
@@ -169,7 +168,7 @@ async def test_an_operation_stays_readable_to_its_creator_and_the_folder(
     assert (await bob.operation(created["id"])).status == 200  # its creator, role or not
     assert (await bob.get(image_id)).status == 404
     async with db.transaction() as conn:  # the worker released the bytes: the image is gone
-        assert await images.delete(conn, image_id, ImageStatus.DELETING)
+        await images.delete_locked(conn, [image_id])
     for operation in (created["id"], deleted["id"]):
         assert (await vic.operation(operation)).status == 200
         assert (await eve.operation(operation)).status == 404

@@ -91,8 +91,8 @@ async def test_record_logs_the_published_event(db: Database) -> None:
     image = ImageRecord(id="img1", folder_id="fa", status=ImageStatus.CREATING, created_at=1)
     async with db.transaction() as conn:
         await images.insert(conn, image)
-        first = await events.record(conn, image, "created", "opr1")
-        second = await events.record(conn, image, "ready", "opr1")
+        (first,) = await events.record(conn, [(image, [("created", "opr1", None)])])
+        (second,) = await events.record(conn, [(image, [("ready", "opr1", None)])])
     assert (await read_all(db, "fa")).entries == []  # queued, not numbered yet
     assert await event_log.sequence(db) == 2
 

@@ -293,11 +293,11 @@ async def make_ready(db: Database, image_id: str, *, size: int = GIB) -> None:
             storage_size=size // 2,
             min_disk_size=-(-max(image.min_disk_size, size) // MIB4) * MIB4,
         )
-        assert await images.replace(conn, ready, expected=ImageStatus.CREATING)
+        await images.replace_many(conn, [ready])
         response = ImageAny(**msgspec.structs.asdict(to_image(ready)))
         for op in await operations.page_for_resource(conn, image_id, None, 100):
             if op.kind == operations.CREATE and not op.done:
-                await operations.finish(conn, op.id, now_us(), response=response)
+                await operations.finish(conn, [(op.id, response, None)], now_us())
 
 
 @pytest.fixture

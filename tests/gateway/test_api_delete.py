@@ -113,7 +113,7 @@ async def test_an_image_in_error_can_be_deleted(api: Api, db: Database) -> None:
         record = await images.get(conn, image_id)
         assert record is not None
         record.status = ImageStatus.ERROR
-        assert await images.replace(conn, record, expected=ImageStatus.CREATING)
+        await images.replace_many(conn, [record])
 
     reply = await api.delete(image_id)
 

@@ -77,7 +77,7 @@ async def _set_created_at(db: Database, image_id: str, created_at: int) -> None:
         image = await images.get(conn, image_id)
         assert image is not None
         moved = msgspec.structs.replace(image, created_at=created_at)
-        assert await images.replace(conn, moved, expected=image.status)
+        await images.replace_many(conn, [moved])
 
 
 async def test_latest_by_family_is_the_newest_ready_image(
@@ -124,7 +124,7 @@ async def test_latest_by_family_skips_images_that_are_not_ready(
         image = await images.get(conn, broken)
         assert image is not None
         image.status = ImageStatus.ERROR
-        assert await images.replace(conn, image, expected=ImageStatus.CREATING)
+        await images.replace_many(conn, [image])
     deleting = await api.new_image(family="skip")
     await finish_ready(deleting)
     assert (await api.delete(deleting)).status == 200

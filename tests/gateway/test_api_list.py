@@ -50,7 +50,7 @@ async def _seed(api: Api, db: Database, folder: str = FOLDER) -> list[dict[str, 
             record = await images.get(conn, image_id)
             assert record is not None
             moved = msgspec.structs.replace(record, created_at=BASE_US + offset)
-            assert await images.replace(conn, moved, expected=record.status)
+            await images.replace_many(conn, [moved])
         created.append(await api.image(image_id))
     return created
 

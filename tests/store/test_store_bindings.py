@@ -70,14 +70,15 @@ async def test_pages_follow_role_then_subject_order(db: Database) -> None:
     ]
 
 
-async def test_remove_all_clears_one_resource(db: Database) -> None:
+async def test_remove_all_clears_the_resources_named(db: Database) -> None:
     await add_all(db, "img1", KEYS)
     await add_all(db, "img2", KEYS[:2])
+    await add_all(db, "img3", KEYS[1:])
     assert await all_for(db, "img1") == set(KEYS)
 
     async with db.transaction() as conn:
-        await bindings.remove_all(conn, "img1")
+        await bindings.remove_all(conn, ["img1", "img3"])
         assert await bindings.page(conn, "img1", None, 10) == []
 
-    assert await all_for(db, "img1") == set()
+    assert await all_for(db, "img1") == set() == await all_for(db, "img3")
     assert await all_for(db, "img2") == set(KEYS[:2])

@@ -105,42 +105,24 @@ async def test_renaming_onto_a_taken_name_is_a_unique_violation(db: Database) ->
 
     with pytest.raises(UniqueViolation):
         async with db.transaction() as conn:
-            await images.replace(conn, image("img2", name="web"), expected=CREATING)
+            await images.replace_many(conn, [image("img2", name="web")])
 
     assert await get(db, "img2") == image("img2", name="db")
 
 
-async def test_replace_is_compare_and_set_on_status(db: Database) -> None:
-    await insert(db, image("img1", name="old"))
+async def test_locked_images_are_replaced_and_deleted_together(db: Database) -> None:
+    await insert(db, image("img1", name="old"), image("img2"), image("img3"))
     ready = image("img1", name="new", status=READY, size=42, blob_digest="sha256:aa")
 
     async with db.transaction() as conn:
-        assert await images.replace(conn, ready, expected=READY) is False
-        assert await images.replace(conn, image("missing"), expected=CREATING) is False
-    assert await get(db, "img1") == image("img1", name="old")
+        locked = await images.get_locked(conn, ["img3", "img1", "missing"])
+        assert sorted(locked) == ["img1", "img3"]
+        await images.replace_many(conn, [ready, image("missing")])
+        await images.delete_locked(conn, ["img3", "missing"])
 
-    async with db.transaction() as conn:
-        assert await images.replace(conn, ready, expected=CREATING) is True
     assert await get(db, "img1") == ready
-
-    stale = image("img1", name="stale", status=ERROR)
-    async with db.transaction() as conn:
-        assert await images.replace(conn, stale, expected=CREATING) is False
-    assert await get(db, "img1") == ready
-
-
-async def test_delete_is_compare_and_set_on_status(db: Database) -> None:
-    await insert(db, image("img1", status=READY), image("img2"))
-
-    async with db.transaction() as conn:
-        assert await images.delete(conn, "img1", expected=CREATING) is False
-    assert await get(db, "img1") is not None
-
-    async with db.transaction() as conn:
-        assert await images.delete(conn, "img1", expected=READY) is True
-        assert await images.delete(conn, "img1", expected=READY) is False
-    assert await get(db, "img1") is None
     assert await get(db, "img2") == image("img2")
+    assert await get(db, "img3") is None and await get(db, "missing") is None
 
 
 async def test_latest_ready_is_the_newest_ready_image_of_the_family(db: Database) -> None:
@@ -177,13 +159,13 @@ async def test_latest_ready_follows_status_changes(db: Database) -> None:
     async with db.transaction() as conn:
         assert await images.latest_ready(conn, "fld1", "ubuntu") == older
         newer.status = READY
-        assert await images.replace(conn, newer, expected=CREATING)
+        await images.replace_many(conn, [newer])
         assert await images.latest_ready(conn, "fld1", "ubuntu") == newer
-        assert await images.delete(conn, "img2", expected=READY)
+        await images.delete_locked(conn, ["img2"])
         assert await images.latest_ready(conn, "fld1", "ubuntu") == older
 
 
-async def test_count_blob_users(db: Database) -> None:
+async def test_blobs_in_use(db: Database) -> None:
     shared, single = "sha256:" + "11" * 32, "sha256:" + "22" * 32
     await insert(
         db,
@@ -194,12 +176,14 @@ async def test_count_blob_users(db: Database) -> None:
         image("img5"),
     )
 
+    unused = "sha256:" + "33" * 32
     async with db.transaction() as conn:
-        assert await images.count_blob_users(conn, shared) == 3
-        assert await images.count_blob_users(conn, single) == 1
-        assert await images.count_blob_users(conn, "sha256:" + "33" * 32) == 0
-        await images.delete(conn, "img3", expected=ERROR)
-        assert await images.count_blob_users(conn, shared) == 2
+        assert await images.blobs_in_use(conn, [shared, single, unused]) == {shared, single}
+        assert await images.blobs_in_use(conn, []) == set()
+        await images.delete_locked(conn, ["img1", "img2", "img4"])
+        assert await images.blobs_in_use(conn, [shared, single]) == {shared}
+        await images.delete_locked(conn, ["img3"])
+        assert await images.blobs_in_use(conn, [shared]) == set()
 
 
 async def test_blob_locks_hold_until_commit(db: Database) -> None:

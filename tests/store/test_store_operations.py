@@ -129,9 +129,9 @@ async def test_finish_happens_once(db: Database) -> None:
     await insert(db, operation("opr1", lease_owner="worker-1", lease_until=T0 + MINUTE))
 
     async with db.transaction() as conn:
-        assert await operations.finish(conn, "opr1", T0 + 5, response=IMAGE) is True
-        assert await operations.finish(conn, "opr1", T0 + 9, error=FAILURE) is False
-        assert await operations.finish(conn, "missing", T0 + 9, error=FAILURE) is False
+        await operations.finish(conn, [("opr1", IMAGE, None)], T0 + 5)
+        await operations.finish(conn, [("opr1", None, FAILURE), ("missing", None, FAILURE)], T0 + 9)
+        assert await operations.get(conn, "missing") is None
 
     done = await get(db, "opr1")
     assert (done.done, done.response, done.error, done.modified_at) == (True, IMAGE, None, T0 + 5)
@@ -151,8 +151,7 @@ async def test_several_locked_operations_finish_at_once_and_only_once(db: Databa
         assert await operations.get_locked(conn, []) == {}
         locked = await operations.get_locked(conn, ids)
         assert sorted(locked) == ["opr1", "opr2", "opr3"]
-        finished = [(operation_id, IMAGE) for operation_id in locked]
-        await operations.finish_locked(conn, finished, T0 + 5)
+        await operations.finish(conn, [(i, IMAGE, None) for i in locked], T0 + 5)
 
     for operation_id in ("opr1", "opr2"):
         done = await get(db, operation_id)
@@ -171,7 +170,7 @@ async def test_finish_with_an_error(db: Database) -> None:
     await insert(db, operation("opr1"))
 
     async with db.transaction() as conn:
-        assert await operations.finish(conn, "opr1", T0 + 5, error=FAILURE) is True
+        await operations.finish(conn, [("opr1", None, FAILURE)], T0 + 5)
 
     done = await get(db, "opr1")
     assert (done.done, done.response, done.error) == (True, None, FAILURE)
@@ -182,7 +181,7 @@ async def test_request_cancel_only_while_open(db: Database) -> None:
 
     async with db.transaction() as conn:
         assert await operations.request_cancel(conn, "opr1", T0 + 3) is True
-        assert await operations.finish(conn, "opr2", T0 + 4, response=Empty()) is True
+        await operations.finish(conn, [("opr2", Empty(), None)], T0 + 4)
         assert await operations.request_cancel(conn, "opr2", T0 + 5) is False
         assert await operations.request_cancel(conn, "missing", T0 + 5) is False
 

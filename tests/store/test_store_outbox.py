@@ -103,13 +103,19 @@ def image(image_id: str = "img1", folder_id: str = "fld1") -> ImageRecord:
     )
 
 
+async def _record(
+    conn: Connection, record: ImageRecord, name: str, operation_id: str, data: object = None
+) -> list[OutboxMessage]:
+    return await events.record(conn, [(record, [(name, operation_id, data)])])
+
+
 async def test_record_numbers_the_event_and_queues_it(db: Database) -> None:
     record = image()
     async with db.transaction() as conn:
         await images.insert(conn, record)
         await images.insert(conn, image("img2"))
-        first = await events.record(conn, record, "created", "opr1", {"imageId": "img1"})
-        second = await events.record(conn, record, "updated", "opr2")
+        (first,) = await _record(conn, record, "created", "opr1", {"imageId": "img1"})
+        (second,) = await _record(conn, record, "updated", "opr2")
 
     async with db.transaction() as conn:
         stored = await images.get(conn, "img1")
@@ -143,12 +149,12 @@ async def test_record_numbers_the_event_and_queues_it(db: Database) -> None:
 async def test_record_continues_from_the_stored_sequence(db: Database) -> None:
     async with db.transaction() as conn:
         await images.insert(conn, image())
-        await events.record(conn, image(), "created", "opr1")
+        await _record(conn, image(), "created", "opr1")
 
     async with db.transaction() as conn:
         fresh = await images.get(conn, "img1", lock=True)
         assert fresh is not None
-        queued = await events.record(conn, fresh, "updated", "opr2")
+        (queued,) = await _record(conn, fresh, "updated", "opr2")
 
     assert queued.message_id == "img1-2"
     assert event_decoder.decode(queued.body).sequence == "2"
@@ -160,7 +166,7 @@ async def test_record_is_rolled_back_with_its_transaction(db: Database) -> None:
 
     try:
         async with db.transaction() as conn:
-            await events.record(conn, image(), "created", "opr1")
+            await _record(conn, image(), "created", "opr1")
             raise LookupError
     except LookupError:
         pass

@@ -179,7 +179,7 @@ async def test_a_dead_lettered_command_is_counted_once_however_often_it_is_handl
     """The dead-letter handler's own failures bring the message back: not a second death."""
     attempts: list[object] = []
 
-    async def settle(transition: object, failure: object) -> SimpleNamespace:
+    async def settle(failure: object) -> SimpleNamespace:
         attempts.append(failure)
         if len(attempts) == 1:
             raise RuntimeError("the first settle fails")

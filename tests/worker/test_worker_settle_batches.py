@@ -1,10 +1,10 @@
-"""Group commit of transitions (worker/settle.py): transitions asked for together share one
-transaction and one publish, each is answered with its own result in its handler's log
-context (once committed, before the broker confirms its rows), and one that fails takes only
-itself down."""
+"""Group commit of transitions (worker/settle.py): changes asked for together share one
+transaction and one publish, each is answered with its own result (once committed, before the
+broker confirms its rows) and logged in its handler's context, and one that fails takes only
+itself down. The batches here are carried out by `insert`, not the lifecycle's transitions."""
 
 import asyncio
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ import structlog
 
 from contracts.enums import ImageStatus
 from contracts.outbox_message import OutboxMessage
+from lifecycle.locked_rows import Finished
+from lifecycle.transitions import Transition
 from runtime.clock import now_us
 from store import images
 from store.db import Connection
@@ -21,7 +23,6 @@ from store.images import ImageRecord
 from tests.worker.conftest import Backend
 from worker.blobs import FileBlobStore
 from worker.settle import Settler
-from worker.transitions import Transition
 
 
 class Insert(msgspec.Struct, frozen=True):
@@ -51,29 +52,37 @@ class Publisher:
 
 def _settler(backend: Backend, blob_root: Path) -> tuple[Settler, Publisher]:
     publisher = Publisher()
-    settle = Settler(backend.db, publisher, FileBlobStore(blob_root))  # type: ignore[arg-type]
+    blobs = FileBlobStore(blob_root)
+    settle = Settler(backend.db, publisher, blobs, run=insert)  # type: ignore[arg-type]
     return settle, publisher
 
 
-seen: list[tuple[str, Connection, object]] = []
+seen: list[tuple[str, Connection]] = []
 
 
-async def insert(conn: Connection, data: Insert) -> Transition:
-    """Store an image; refuse after writing it when told to fail (so a rollback shows)."""
-    seen.append((data.image_id, conn, structlog.contextvars.get_contextvars().get("image_id")))
-    record = ImageRecord(
-        id=data.image_id, folder_id="f", status=ImageStatus.READY, created_at=now_us()
-    )
-    await images.insert(conn, record)
-    if data.fail:
-        raise ValueError(f"{data.image_id} refused")
-    message = OutboxMessage(exchange="", routing_key="nowhere", message_id=data.image_id, body=b"")
-    return Transition(applied=True, messages=[message])
+async def insert(conn: Connection, changes: Sequence[Insert]) -> list[Transition]:
+    """Store the images; refuse after writing one when told to fail (so a rollback shows).
+    Each ends an operation in error, which its handler logs."""
+    results = []
+    for data in changes:
+        seen.append((data.image_id, conn))
+        record = ImageRecord(
+            id=data.image_id, folder_id="f", status=ImageStatus.READY, created_at=now_us()
+        )
+        await images.insert(conn, record)
+        if data.fail:
+            raise ValueError(f"{data.image_id} refused")
+        message = OutboxMessage(
+            exchange="", routing_key="nowhere", message_id=data.image_id, body=b""
+        )
+        ended = Finished(f"op-{data.image_id}", "test.insert", 9, "refused on purpose")
+        results.append(Transition(applied=True, messages=[message], finished=[ended]))
+    return results
 
 
 async def _settle_as_handler(settle: Settler, data: Insert) -> Transition:
     with structlog.contextvars.bound_contextvars(image_id=data.image_id):
-        return await settle(insert, data)
+        return await settle(data)
 
 
 async def _stored(backend: Backend, image_ids: list[str]) -> list[str]:
@@ -82,7 +91,7 @@ async def _stored(backend: Backend, image_ids: list[str]) -> list[str]:
 
 
 async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
-    backend: Backend, blob_root: Path
+    backend: Backend, blob_root: Path, logs: list[MutableMapping[str, Any]]
 ) -> None:
     settle, publisher = _settler(backend, blob_root)
     seen.clear()
@@ -91,10 +100,11 @@ async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
     results = await asyncio.gather(*(_settle_as_handler(settle, Insert(i)) for i in ids))
 
     assert [r.messages[0].message_id for r in results] == ids  # each its own answer
-    assert len({id(conn) for _, conn, _ in seen}) == 1  # one transaction
-    assert [image_id for image_id, _, _ in seen] == sorted(ids)  # run in image order
-    assert all(image_id == context for image_id, _, context in seen)  # in its handler's context
+    assert len({id(conn) for _, conn in seen}) == 1  # one transaction
     assert publisher.calls == [len(ids)]
+    failed = [line for line in logs if line["event"] == "operation.failed"]
+    logged = {(line["image_id"], line["operation_id"], line["code"]) for line in failed}
+    assert logged == {(i, f"op-{i}", 9) for i in ids}  # each in its handler's context
     assert await _stored(backend, ids) == ids
 
 
@@ -115,7 +125,7 @@ async def test_a_failing_transition_fails_alone(
     assert all(isinstance(r, Transition) and r.applied for r in (results[0], results[2]))
     assert await _stored(backend, ids) == [ids[0], ids[2]]
     # Tried together, rolled back (else the second insert would collide), then alone.
-    assert [image_id for image_id, _, _ in seen].count(ids[0]) == 2
+    assert [image_id for image_id, _ in seen].count(ids[0]) == 2
     retries = [line for line in logs if line["event"] == "transition.retry"]
     assert retries and all(line.get("image_id") == doomed for line in retries)
 
@@ -151,9 +161,10 @@ class LookedUpTogether(FileBlobStore):
 async def test_a_batch_looks_up_its_blobs_all_at_once(backend: Backend, blob_root: Path) -> None:
     """On an object store each lookup is a request, made while the batch holds its locks."""
     ids = [f"img{n:017d}" for n in range(60, 63)]
-    settle = Settler(backend.db, Publisher(), LookedUpTogether(blob_root, len(ids)))  # type: ignore[arg-type]
+    blobs = LookedUpTogether(blob_root, len(ids))
+    settle = Settler(backend.db, Publisher(), blobs, run=insert)  # type: ignore[arg-type]
 
-    asked = (settle(insert, Insert(i), uses=f"sha256:{i}") for i in ids)
+    asked = (settle(Insert(i), uses=f"sha256:{i}") for i in ids)
     results = await asyncio.wait_for(asyncio.gather(*asked), 5)
 
     assert all(r.applied for r in results)

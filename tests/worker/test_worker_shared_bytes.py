@@ -2,12 +2,14 @@
 READY once a concurrent delete released them, and a release keeps bytes someone uses."""
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from bus.outbox_publisher import OutboxPublisher
 from contracts.enums import ImageStatus
+from lifecycle.transitions import Transition
 from runtime.clock import now_us
 from store import images
 from store.images import ImageRecord
@@ -15,31 +17,39 @@ from store.outbox_table import SentMarker
 from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import store_bytes
 from worker.blobs import FileBlobStore
-from worker.settle import BytesReleased, Settler
-from worker.transitions import Transition
+from worker.settle import BytesReleased, RunChanges, Settler
 
 
-async def _nothing(conn: object, data: object) -> Transition:
-    return Transition(applied=True)
+async def _nothing(conn: object, changes: Sequence[object]) -> list[Transition]:
+    return [Transition(applied=True) for _ in changes]
+
+
+async def _release(conn: object, digests: Sequence[str]) -> list[Transition]:
+    """Each change names bytes to release."""
+    return [Transition(applied=True, release=digest) for digest in digests]
+
+
+def _settler(backend: Backend, blobs: FileBlobStore, run: RunChanges) -> Settler:
+    return Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs, run=run)
 
 
 async def test_committing_an_image_onto_released_bytes_is_refused(
     backend: Backend, blob_root: Path
 ) -> None:
     blobs = FileBlobStore(blob_root)
-    settle = Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs)
+    settle = _settler(backend, blobs, _nothing)
     missing = hashlib.sha256(b"released meanwhile").hexdigest()
 
     with pytest.raises(BytesReleased):
-        await settle(_nothing, None, uses=missing)
+        await settle(None, uses=missing)
 
     digest = await store_bytes(blobs, b"still here")
-    assert (await settle(_nothing, None, uses=digest)).applied
+    assert (await settle(None, uses=digest)).applied
 
 
 async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_root: Path) -> None:
     blobs = FileBlobStore(blob_root)
-    settle = Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs)
+    settle = _settler(backend, blobs, _release)
     digest = await store_bytes(blobs, b"shared bytes")
     user = ImageRecord(
         id="img00000000000000001",
@@ -51,14 +61,10 @@ async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_
     async with backend.db.transaction() as conn:
         await images.insert(conn, user)
 
-    await settle(lambda conn, data: _release(digest), None)
+    await settle(digest)
     assert await blobs.exists(digest)
 
     async with backend.db.transaction() as conn:
-        await images.delete(conn, user.id, expected=ImageStatus.READY)
-    await settle(lambda conn, data: _release(digest), None)
+        await images.delete_locked(conn, [user.id])
+    await settle(digest)
     assert not await blobs.exists(digest)
-
-
-async def _release(digest: str) -> Transition:
-    return Transition(applied=True, release=digest)

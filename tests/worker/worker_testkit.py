@@ -127,7 +127,7 @@ class GatewayDouble:
             await images.insert(conn, image)
             await operations.insert(conn, op)
             rows = [
-                await events.record(conn, image, "created", op.id),
+                *await events.record(conn, [(image, [("created", op.id, None)])]),
                 await outbox_table.add(conn, command_message(command), now),
             ]
         if publish:
@@ -148,7 +148,7 @@ class GatewayDouble:
             image = await images.get(conn, image_id, lock=True)
             assert image is not None and image.status is not ImageStatus.DELETING
             was, image.status = image.status, ImageStatus.DELETING
-            assert await images.replace(conn, image, expected=was)
+            await images.replace_many(conn, [image])
             notices = []
             if was is ImageStatus.CREATING:
                 for other in await operations.page_for_resource(conn, image_id, None, 100):
@@ -158,7 +158,7 @@ class GatewayDouble:
                             notices.append(cancel_notice(other.id, "req-test"))
             await operations.insert(conn, op)
             rows = [
-                await events.record(conn, image, "deleting", op.id),
+                *await events.record(conn, [(image, [("deleting", op.id, None)])]),
                 await outbox_table.add(conn, command_message(command), now),
                 *await outbox_table.add_many(conn, notices, now),
             ]

@@ -1,7 +1,8 @@
-"""The common transitions of a batch written together (worker/batched_transitions.py): imports
-that start and imports that end READY are decided against rows locked at once and written
-with as many statements for many steps as for two, with the results a lone transition gives;
-any other case in the batch still gets its own transition's answer."""
+"""A batch of changes carried out together (lifecycle/transitions.py, through the worker's
+group commit): decided against rows locked at once and written with as many statements for
+many changes as for two, with the results a lone change gets; the uncommon cases of a batch
+(an interrupted create, a copy of a deleted image, two changes of one operation) get the
+answers they would get alone."""
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
@@ -17,16 +18,15 @@ from contracts.errors import Code
 from contracts.events import event_decoder
 from contracts.images import ImageAny, min_disk_size
 from contracts.outbox_message import OutboxMessage
+from lifecycle.changes import ImportDone, Imported, Lease, StartImport
+from lifecycle.transitions import Transition
 from store.db import Connection, Database
 from store.operations import to_operation
 from tests.worker.conftest import Backend
 from tests.worker.test_worker_settle_batches import Publisher
 from tests.worker.worker_testkit import GatewayDouble, store_bytes
 from worker.blobs import FileBlobStore
-from worker.leases import Lease
 from worker.settle import Settler
-from worker.sources import Imported
-from worker.transitions import ImportDone, StartImport, Transition, import_started, ready
 
 OWNER = "worker-test"
 DIGEST = "ab" * 32
@@ -79,8 +79,8 @@ def _done(image_id: str, operation_id: str, digest: str = DIGEST) -> ImportDone:
     return ImportDone(operation_id=operation_id, image_id=image_id, result=result)
 
 
-async def _together(settle: Settler, calls: Sequence[tuple[Any, Any]]) -> list[Transition]:
-    return list(await asyncio.gather(*(settle(fn, data) for fn, data in calls)))
+async def _together(settle: Settler, changes: Sequence[object]) -> list[Transition]:
+    return list(await asyncio.gather(*(settle(change) for change in changes)))
 
 
 def _events(messages: list[OutboxMessage]) -> list[tuple[str, str]]:
@@ -103,7 +103,7 @@ async def test_imports_start_and_end_together_as_each_would_alone(
 ) -> None:
     creates = await _creates(gateway, 6)
 
-    started = await _together(settle, [(import_started, _start(*c)) for c in creates])
+    started = await _together(settle, [_start(*c) for c in creates])
 
     assert len(counting.statements) == 1  # together, not each alone after a failed batch
 
@@ -111,15 +111,17 @@ async def test_imports_start_and_end_together_as_each_would_alone(
         assert result.applied and result.claimed is not None
         assert (result.claimed.id, result.claimed.lease_owner) == (operation_id, OWNER)
         assert _events(result.messages) == [("import_started", "2")]
+        assert all(m.seq > 0 for m in result.messages)  # as written: the publisher marks them
         assert (await gateway.operation(operation_id)).lease_owner == OWNER
 
-    ended = await _together(settle, [(ready, _done(*c)) for c in creates])
+    ended = await _together(settle, [_done(*c) for c in creates])
 
     assert len(counting.statements) == 2
 
     for (image_id, operation_id), result in zip(creates, ended, strict=True):
         assert result.applied and not result.cancelled
         assert _events(result.messages) == [("ready", "3"), ("done", "4")]
+        assert all(m.seq > 0 for m in result.messages)
         image = await gateway.image(image_id)
         assert image is not None and image.status is ImageStatus.READY
         expected = (DIGEST, 4096, 1024, min_disk_size(8192, 4096))
@@ -141,13 +143,13 @@ async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
         creates = await _creates(gateway, size)
         digests = [await store_bytes(blobs, image_id.encode()) for image_id, _ in creates]
         counting.statements.clear()
-        started = await _together(settle, [(import_started, _start(*c)) for c in creates])
+        started = await _together(settle, [_start(*c) for c in creates])
         statements += counting.statements
         counting.statements.clear()
         # As handlers end imports: each locks the bytes it stored (one statement for all).
         ended = await asyncio.gather(
             *(
-                settle(ready, _done(*c, digest), uses=digest)
+                settle(_done(*c, digest), uses=digest)
                 for c, digest in zip(creates, digests, strict=True)
             )
         )
@@ -167,7 +169,7 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
 
     started = await _together(
         settle,
-        [(import_started, _start(*c)) for c in (plain, cancelled, held, twice, twice, copy)],
+        [_start(*c) for c in (plain, cancelled, held, twice, twice, copy)],
     )
 
     assert len(counting.statements) == 1  # one batch, no rerun
@@ -181,9 +183,7 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
     await gateway.request_cancel(twice[1])
     other_bytes = "cd" * 32
     orphan = msgspec.structs.replace(_done(*copy), result=Imported(**COPY_OF_A_DELETED_IMAGE))
-    ended = await _together(
-        settle, [(ready, _done(*plain)), (ready, _done(*twice, other_bytes)), (ready, orphan)]
-    )
+    ended = await _together(settle, [_done(*plain), _done(*twice, other_bytes), orphan])
 
     assert len(counting.statements) == 3  # since the starts: the batch, the bytes released
     assert ended[0].applied and not ended[0].cancelled
@@ -202,9 +202,7 @@ async def test_two_steps_on_one_operation_finish_it_once(
 ) -> None:
     (first, operation_id), (second, _) = await _creates(gateway, 2)
 
-    ended = await _together(
-        settle, [(ready, _done(first, operation_id)), (ready, _done(second, operation_id))]
-    )
+    ended = await _together(settle, [_done(first, operation_id), _done(second, operation_id)])
 
     assert sum(r.applied for r in ended) == 1
     done = [m for r in ended for m in r.messages if m.type.endswith("operation.done")]

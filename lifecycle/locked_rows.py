@@ -1,0 +1,153 @@
+"""The rows a batch of changes works on: locked at once, kept current in memory while the
+transitions decide one change after another (so two changes of one image or one operation
+see each other), then written with one statement per table, whatever the batch's size."""
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import msgspec
+
+from contracts.operations import OperationResponse, Status
+from contracts.outbox_message import OutboxMessage
+from lifecycle.changes import Change, ImportDone, Lease, ReleaseImage, StartImport
+from runtime.clock import now_us
+from store import bindings, events, images, operations
+from store.db import Connection
+from store.images import ImageRecord
+from store.operations import OperationRecord
+
+
+class Finished(NamedTuple):
+    """An operation a transition ended: its kind, and its error (code None: it succeeded)."""
+
+    operation_id: str
+    kind: str
+    code: int | None
+    message: str = ""
+
+
+class LockedRows:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.now = now_us()
+        self._images: dict[str, ImageRecord] = {}
+        self._operations: dict[str, OperationRecord] = {}
+        self._claims: dict[str, OperationRecord] = {}  # leases taken, not yet handed out
+        self._open_creates: dict[str, list[str]] = {}  # of the images a delete removes
+        self._replaced: dict[str, ImageRecord] = {}
+        self._removed: dict[str, ImageRecord] = {}
+        self._finished: list[tuple[str, OperationResponse | None, Status | None]] = []
+        self._numbered: list[tuple[ImageRecord, list[OutboxMessage]]] = []
+        self._written: dict[str, OutboxMessage] = {}  # by message id, as the outbox numbered them
+
+    async def lock(self, changes: Sequence[Change]) -> None:
+        """Every image first, copies' sources included, in id order (the order the gateway
+        locks several images in); then the operations: leases taken, the others locked."""
+        image_ids = {change.image_id for change in changes} | _sources(changes)
+        self._images = await images.get_locked(self._conn, sorted(image_ids))
+        self._operations = await operations.get_locked(
+            self._conn, sorted({c.operation_id for c in changes if not isinstance(c, StartImport)})
+        )
+        leases = [change.lease for change in changes if isinstance(change, StartImport)]
+        self._claims = await take_leases(self._conn, leases)
+        self._operations |= self._claims
+        deleted = [c.image_id for c in changes if isinstance(c, ReleaseImage)]
+        for op in await operations.open_of_kind(self._conn, deleted, operations.CREATE):
+            self._open_creates.setdefault(op.resource_id, []).append(op.id)
+            self._operations.setdefault(op.id, op)
+
+    def image(self, image_id: str) -> ImageRecord | None:
+        return self._images.get(image_id)
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        return self._operations.get(operation_id)
+
+    def claim(self, operation_id: str) -> OperationRecord | None:
+        """The operation, if this batch leased it and no earlier change was handed it."""
+        return self._claims.pop(operation_id, None)
+
+    def open_creates(self, image_id: str) -> list[OperationRecord]:
+        """The image's creates not yet done (of an image a change of the batch deletes)."""
+        ids = self._open_creates.get(image_id, [])
+        return [op for op in map(self._operations.__getitem__, ids) if not op.done]
+
+    def replace(self, image: ImageRecord) -> None:
+        self._images[image.id] = self._replaced[image.id] = image
+
+    def remove(self, image: ImageRecord) -> None:
+        del self._images[image.id]
+        self._replaced.pop(image.id, None)
+        self._removed[image.id] = image
+
+    def announce(self, image: ImageRecord, news: Sequence[events.Event]) -> list[OutboxMessage]:
+        """The image's events, numbered now in its sequence (`image` must be its current
+        record)."""
+        messages = events.number(image, news, self.now)
+        self._numbered.append((image, messages))
+        return messages
+
+    def finish(
+        self,
+        image: ImageRecord | None,
+        op: OperationRecord,
+        *,
+        response: OperationResponse | None = None,
+        error: Status | None = None,
+        announce: Sequence[events.Event] = (),
+    ) -> tuple[list[OutboxMessage], Finished]:
+        """End the operation and announce it, after the image's `announce` events (when its
+        image still exists to sequence the events)."""
+        done = msgspec.structs.replace(
+            op, done=True, modified_at=self.now, response=response, error=error
+        )
+        self._operations[op.id] = done
+        self._finished.append((op.id, response, error))
+        news = [*announce, events.operation_done(done)]
+        messages = self.announce(image, news) if image is not None else []
+        code, reason = (error.code, error.message) if error else (None, "")
+        return messages, Finished(op.id, op.kind, code, reason)
+
+    def still_stored(self, image_id: str, digest: str) -> bool:
+        """Whether a copy's source still holds its bytes (locked, so a delete waits for us)."""
+        source = self._images.get(image_id)
+        return source is not None and source.blob_digest == digest
+
+    async def write(self) -> None:
+        """Write what the transitions decided: one statement per table."""
+        conn = self._conn
+        if self._replaced:
+            await images.replace_many(conn, list(self._replaced.values()))
+        if self._finished:
+            await operations.finish(conn, self._finished, self.now)
+        if self._numbered:
+            sequenced = {image.id for image, _ in self._numbered} - self._removed.keys()
+            await images.store_event_seqs(conn, [self._images[i] for i in sorted(sequenced)])
+            written = await events.write(conn, self._numbered, self.now)
+            self._written = {message.message_id: message for message in written}
+        if self._removed:
+            await images.delete_locked(conn, sorted(self._removed))
+            await bindings.remove_all(conn, sorted(self._removed))
+
+    def as_written(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
+        """The messages as written to the outbox (numbered, so that the publisher can mark
+        them sent)."""
+        return [self._written[message.message_id] for message in messages]
+
+
+async def take_leases(conn: Connection, leases: Sequence[Lease]) -> dict[str, OperationRecord]:
+    """Take the leases from the moment this runs (not when they were asked for: they may have
+    waited for a batch); the operations claimed, by id."""
+    now = now_us()
+    by_holder: dict[tuple[str, int], list[str]] = {}
+    for lease in leases:
+        by_holder.setdefault((lease.owner, lease.length_us), []).append(lease.operation_id)
+    claimed: dict[str, OperationRecord] = {}
+    for (owner, length_us), operation_ids in by_holder.items():
+        claimed |= await operations.take_leases(conn, operation_ids, owner, now, now + length_us)
+    return claimed
+
+
+def _sources(changes: Sequence[Change]) -> set[str]:
+    """The images that the batch's copies were made from, whose bytes they check."""
+    dones = (change for change in changes if isinstance(change, ImportDone))
+    return {done.result.copied_from for done in dones if done.result.copied_from}
