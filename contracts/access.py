@@ -4,7 +4,7 @@ from typing import Annotated, Literal, get_args
 
 import msgspec
 
-from contracts.base import Message, PageSize, ResourceId, about
+from contracts.base import FrozenMessage, Message, PageSize, ResourceId, about
 from contracts.enums import AccessBindingAction
 
 ACCESS = "type.googleapis.com/yandex.cloud.access."
@@ -34,7 +34,7 @@ _SYSTEM_SUBJECTS = {
 _UNSPECIFIED = AccessBindingAction.ACCESS_BINDING_ACTION_UNSPECIFIED
 
 
-class Subject(Message, frozen=True):
+class Subject(FrozenMessage, frozen=True):
     id: Annotated[
         str,
         msgspec.Meta(
@@ -46,7 +46,7 @@ class Subject(Message, frozen=True):
     type: Annotated[SubjectType, about("Type of the subject.")]
 
 
-class AccessBinding(Message, frozen=True):
+class AccessBinding(FrozenMessage, frozen=True):
     role_id: Annotated[RoleId, about("The role granted to the subject.")]
     subject: Annotated[
         Subject,
@@ -54,7 +54,7 @@ class AccessBinding(Message, frozen=True):
     ]
 
 
-class AccessBindingDelta(Message, frozen=True):
+class AccessBindingDelta(FrozenMessage, frozen=True):
     action: Annotated[
         AccessBindingAction,
         msgspec.Meta(

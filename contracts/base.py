@@ -11,6 +11,19 @@ class Message(
     """A protobuf message in proto3 JSON form: camelCase names, default values omitted."""
 
 
+class FrozenMessage(
+    msgspec.Struct,
+    rename="camel",
+    omit_defaults=True,
+    forbid_unknown_fields=True,
+    kw_only=True,
+    frozen=True,
+):
+    """A Message that cannot change, so it can be hashed (a set member, a dict key). Not a
+    subclass of Message: type checkers refuse a frozen class on a mutable base. Subclasses
+    say `frozen=True` again, for the type checkers' sake."""
+
+
 _TRUE_END = r"$(?!\n)"
 # White space as the gateway's parsers read it (str.strip, str.split and Python's `\s`), spelled
 # out for the document: ECMA-262's `\s` differs (no \x1c-\x1f or \x85, and it adds \ufeff).

@@ -138,7 +138,7 @@ def _schemas() -> dict[str, Any]:
     return dict(schemas)
 
 
-def _parameter(method: Method, name: str, schema: dict[str, Any], required: bool) -> dict:
+def _parameter(method: Method, name: str, schema: dict[str, Any], required: bool) -> dict[str, Any]:
     where = "path" if name in method.ids else "query"
     if where == "path":
         schema = {"type": "string", "pattern": portable_pattern(method.ids[name])}

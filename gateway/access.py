@@ -4,6 +4,7 @@
 
 import base64
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import msgspec
 from aiohttp import web
@@ -14,9 +15,11 @@ from contracts.access import (
     AccessBindingsOperationResult,
     ListAccessBindingsRequest,
     ListAccessBindingsResponse,
+    RoleId,
     SetAccessBindingsMetadata,
     SetAccessBindingsRequest,
     Subject,
+    SubjectType,
     UpdateAccessBindingsMetadata,
     UpdateAccessBindingsRequest,
 )
@@ -47,7 +50,9 @@ _position_codec = msgspec.json.Decoder(tuple[str, str, str])
 
 
 def _binding(key: BindingKey) -> AccessBinding:
-    return AccessBinding(role_id=key[0], subject=Subject(type=key[1], id=key[2]))
+    """A stored binding: its role and subject type were checked when it was written."""
+    role, kind, subject = cast(tuple[RoleId, SubjectType, str], key)
+    return AccessBinding(role_id=role, subject=Subject(type=kind, id=subject))
 
 
 def _delta(action: AccessBindingAction, key: BindingKey) -> AccessBindingDelta:

@@ -122,7 +122,10 @@ async def image_or_none(
     lock: bool = False,
 ) -> ImageRecord | None:
     """The image if the caller may act on it; None if there is no such image."""
-    record = await images.get(conn, image_id, lock=lock)
+    if lock:
+        record = (await images.get_locked(conn, [image_id])).get(image_id)
+    else:
+        record = await images.get(conn, image_id)
     if record is not None:
         await require_on_image(conn, context, record, *wanted)
     return record

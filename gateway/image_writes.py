@@ -6,9 +6,7 @@ from aiohttp import web
 from contracts.commands import (
     CreateImage,
     CreateParams,
-    DeleteImage,
     ImageSource,
-    command_message,
     params_encoder,
 )
 from contracts.enums import ImageStatus
@@ -20,14 +18,12 @@ from contracts.images import (
     check_disk_size,
     check_nested_texts,
 )
-from contracts.notices import cancel_notice
 from contracts.operations import (
     CreateImageMetadata,
     DeleteImageMetadata,
     Operation,
     UpdateImageMetadata,
 )
-from contracts.outbox_message import OutboxMessage
 from gateway import authz
 from gateway.authz import Permission
 from gateway.context import RequestContext
@@ -38,12 +34,13 @@ from gateway.publishing import publish_committed
 from gateway.settings import GatewaySettings
 from gateway.update_batches import PendingUpdate
 from gateway.writes import new_operation, replay
+from lifecycle import transitions
+from lifecycle.changes import AcceptDelete
 from runtime import urls
 from runtime.clock import now_us
-from store import events, images, operations, outbox_table
-from store.db import Connection
+from store import operations
 from store.idempotency import Claim
-from store.images import ImageRecord, ImageSpec, to_image
+from store.images import ImageRecord, ImageSpec
 from store.operations import to_operation
 
 UPDATABLE = {"name", "description", "minDiskSize", "labels"}
@@ -187,18 +184,6 @@ async def update_image(
     return await app[UPDATES].submit(pending)
 
 
-async def _cancel_open_create(
-    conn: Connection, image_id: str, request_id: str, now: int
-) -> list[OutboxMessage]:
-    """Ask the image's open create to stop; a notice for each a worker may be running."""
-    notices: list[OutboxMessage] = []
-    for op in await operations.open_of_kind(conn, [image_id], operations.CREATE):
-        await operations.request_cancel(conn, op.id, now)
-        if op.lease_owner is not None:
-            notices.append(cancel_notice(op.id, request_id))
-    return await outbox_table.add_many(conn, notices, now)
-
-
 async def delete_image(
     app: web.Application, context: RequestContext, image_id: str, key: Claim | None
 ) -> Operation:
@@ -218,26 +203,9 @@ async def delete_image(
             return previous
         if image is None:
             raise authz.missing_image(image_id)
-        was = image.status
-        if was is ImageStatus.DELETING:
+        if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is already being deleted")
-        image.status = ImageStatus.DELETING
-        await images.replace_many(conn, [image])  # locked: it cannot have changed
-        notices: list[OutboxMessage] = []
-        if was is ImageStatus.CREATING:
-            notices = await _cancel_open_create(conn, image.id, context.request_id, now)
-        await operations.insert(conn, op)
-        command = DeleteImage(
-            command_id=op.id,
-            operation_id=op.id,
-            image_id=image.id,
-            request_id=context.request_id,
-        )
-        rows = [
-            *await events.record(conn, [(image, [("deleting", op.id, to_image(image))])]),
-            await outbox_table.add(conn, command_message(command), now),
-            *notices,
-        ]
+        (accepted,) = await transitions.run(conn, [AcceptDelete(operation=op)])
     operation_started(op)
-    await publish_committed(app, rows)
+    await publish_committed(app, accepted.messages)
     return to_operation(op)

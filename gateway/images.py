@@ -1,5 +1,7 @@
 """Image routes: the read methods here, the writes in image_writes."""
 
+from typing import cast
+
 from aiohttp import web
 
 from contracts.errors import InvalidArgument, NotFound
@@ -106,7 +108,7 @@ async def list_operations(request: web.Request) -> web.Response:
     after = None
     if parsed.page_token:
         created_at, operation_id = _after(tokens.open(scope, parsed.page_token), "created_at")
-        after = (int(created_at), str(operation_id))
+        after = (cast(int, created_at), str(operation_id))
     context = context_of(request)
     async with request.app[DB].reading() as conn:
         rows = await _operations_page(conn, context, parsed.image_id, after, limit)

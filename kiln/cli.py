@@ -33,7 +33,7 @@ def main() -> None:
 @main.command()
 @settings_options(DEV)
 @click.pass_context
-def dev(ctx: click.Context, **values: Any) -> None:
+def dev(ctx: click.Context, /, **values: Any) -> None:
     """Gateway and workers in one process on SQLite and an in-process bus."""
     serve(ctx, values, broker_url="memory://", log_format="console")
 
@@ -41,7 +41,7 @@ def dev(ctx: click.Context, **values: Any) -> None:
 @main.command()
 @settings_options(GATEWAY)
 @click.pass_context
-def gateway(ctx: click.Context, **values: Any) -> None:
+def gateway(ctx: click.Context, /, **values: Any) -> None:
     """The HTTP API only (run workers with `kiln worker`)."""
     serve(ctx, values)
 
@@ -49,6 +49,6 @@ def gateway(ctx: click.Context, **values: Any) -> None:
 @main.command()
 @settings_options(WORKER)
 @click.pass_context
-def worker(ctx: click.Context, **values: Any) -> None:
+def worker(ctx: click.Context, /, **values: Any) -> None:
     """A worker: consumes commands, imports images, re-drives stalled operations."""
     serve(ctx, values)

@@ -1,9 +1,10 @@
-"""The changes a worker asks of an image's lifecycle (lifecycle/transitions.py carries them
-out), and what they carry: a lease to take, an import's result."""
+"""The changes the gateway and the workers ask of an image's lifecycle (lifecycle/transitions.py
+carries them out), and what they carry: a lease to take, an import's result."""
 
 import msgspec
 
 from store.images import ImageSpec
+from store.operations import OperationRecord
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,4 +71,36 @@ class ReleaseImage(msgspec.Struct, frozen=True, kw_only=True):
     image_id: str
 
 
-Change = StartImport | ImportDone | OperationFailed | CancelImport | ReleaseImage
+class AcceptDelete(msgspec.Struct, frozen=True, kw_only=True):
+    """Start deleting an image: it goes DELETING, an open create is asked to stop, and the
+    delete's operation (new, not yet stored) and command are written."""
+
+    operation: OperationRecord
+
+    @property
+    def image_id(self) -> str:
+        return self.operation.resource_id
+
+    @property
+    def operation_id(self) -> str:
+        return self.operation.id
+
+
+class RequestCancel(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask an open create to stop: a worker that may be running it is sent a notice, and one
+    that no worker holds ends here, CANCELLED."""
+
+    operation_id: str
+    image_id: str
+    request_id: str
+
+
+Change = (
+    AcceptDelete
+    | RequestCancel
+    | StartImport
+    | ImportDone
+    | OperationFailed
+    | CancelImport
+    | ReleaseImage
+)

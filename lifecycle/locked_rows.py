@@ -7,9 +7,10 @@ from typing import NamedTuple
 
 import msgspec
 
+from contracts.notices import cancel_notice
 from contracts.operations import OperationResponse, Status
 from contracts.outbox_message import OutboxMessage
-from lifecycle.changes import Change, ImportDone, Lease, ReleaseImage, StartImport
+from lifecycle.changes import AcceptDelete, Change, ImportDone, Lease, ReleaseImage, StartImport
 from runtime.clock import now_us
 from store import bindings, events, images, operations
 from store.db import Connection
@@ -36,7 +37,10 @@ class LockedRows:
         self._open_creates: dict[str, list[str]] = {}  # of the images a delete removes
         self._replaced: dict[str, ImageRecord] = {}
         self._removed: dict[str, ImageRecord] = {}
+        self._inserted: list[OperationRecord] = []
+        self._cancels: list[str] = []  # operations asked to stop
         self._finished: list[tuple[str, OperationResponse | None, Status | None]] = []
+        self._sent: list[OutboxMessage] = []  # outbox rows that are not events
         self._numbered: list[tuple[ImageRecord, list[OutboxMessage]]] = []
         self._written: dict[str, OutboxMessage] = {}  # by message id, as the outbox numbered them
 
@@ -45,13 +49,12 @@ class LockedRows:
         locks several images in); then the operations: leases taken, the others locked."""
         image_ids = {change.image_id for change in changes} | _sources(changes)
         self._images = await images.get_locked(self._conn, sorted(image_ids))
-        self._operations = await operations.get_locked(
-            self._conn, sorted({c.operation_id for c in changes if not isinstance(c, StartImport)})
-        )
+        stored = {c.operation_id for c in changes if not isinstance(c, StartImport | AcceptDelete)}
+        self._operations = await operations.get_locked(self._conn, sorted(stored))
         leases = [change.lease for change in changes if isinstance(change, StartImport)]
         self._claims = await take_leases(self._conn, leases)
         self._operations |= self._claims
-        deleted = [c.image_id for c in changes if isinstance(c, ReleaseImage)]
+        deleted = [c.image_id for c in changes if isinstance(c, AcceptDelete | ReleaseImage)]
         for op in await operations.open_of_kind(self._conn, deleted, operations.CREATE):
             self._open_creates.setdefault(op.resource_id, []).append(op.id)
             self._operations.setdefault(op.id, op)
@@ -71,6 +74,25 @@ class LockedRows:
         ids = self._open_creates.get(image_id, [])
         return [op for op in map(self._operations.__getitem__, ids) if not op.done]
 
+    def insert(self, op: OperationRecord) -> None:
+        self._operations[op.id] = op
+        self._inserted.append(op)
+
+    def ask_to_stop(self, op: OperationRecord, request_id: str) -> list[OutboxMessage]:
+        """Ask the operation to stop; a notice, if a worker may be running it."""
+        self._operations[op.id] = msgspec.structs.replace(
+            op, cancel_requested=True, modified_at=self.now
+        )
+        self._cancels.append(op.id)
+        if op.lease_owner is None:
+            return []
+        return [self.send(cancel_notice(op.id, request_id))]
+
+    def send(self, message: OutboxMessage) -> OutboxMessage:
+        """Queue an outbox row that is not an event (a command, a notice)."""
+        self._sent.append(message)
+        return message
+
     def replace(self, image: ImageRecord) -> None:
         self._images[image.id] = self._replaced[image.id] = image
 
@@ -84,7 +106,7 @@ class LockedRows:
         record)."""
         messages = events.number(image, news, self.now)
         self._numbered.append((image, messages))
-        return messages
+        return list(messages)  # the caller's to extend
 
     def finish(
         self,
@@ -117,12 +139,16 @@ class LockedRows:
         conn = self._conn
         if self._replaced:
             await images.replace_many(conn, list(self._replaced.values()))
+        if self._inserted:
+            await operations.insert_many(conn, self._inserted)
+        if self._cancels:
+            await operations.request_cancel(conn, self._cancels, self.now)
         if self._finished:
             await operations.finish(conn, self._finished, self.now)
-        if self._numbered:
-            sequenced = {image.id for image, _ in self._numbered} - self._removed.keys()
-            await images.store_event_seqs(conn, [self._images[i] for i in sorted(sequenced)])
-            written = await events.write(conn, self._numbered, self.now)
+        sequenced = {image.id for image, _ in self._numbered} - self._removed.keys()
+        await images.store_event_seqs(conn, [self._images[i] for i in sorted(sequenced)])
+        if self._numbered or self._sent:
+            written = await events.write(conn, self._numbered, self.now, self._sent)
             self._written = {message.message_id: message for message in written}
         if self._removed:
             await images.delete_locked(conn, sorted(self._removed))

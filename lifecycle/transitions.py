@@ -5,6 +5,10 @@ table; a batch of one is the single case.
 
 | change          | from                     | to                                          |
 |-----------------|--------------------------|---------------------------------------------|
+| AcceptDelete    | image not DELETING       | DELETING, open create asked to stop; delete |
+|                 |                          | operation and command; `deleting`           |
+| RequestCancel   | create open              | cancel asked for (a notice if leased); one  |
+|                 |                          | no worker holds ends as CancelImport does   |
 | StartImport     | create open, unleased    | leased; `import_started`                    |
 | ImportDone      | image CREATING           | image READY; create done; `ready`           |
 | OperationFailed | image CREATING/DELETING  | image ERROR; operation failed; `failed`     |
@@ -20,18 +24,21 @@ from typing import Any
 
 import msgspec
 
+from contracts.commands import DeleteImage, command_message
 from contracts.enums import ImageStatus
 from contracts.errors import Code
 from contracts.images import ImageAny, min_disk_size
 from contracts.operations import Empty, OperationResponse, Status, cancelled_status
 from contracts.outbox_message import OutboxMessage
 from lifecycle.changes import (
+    AcceptDelete,
     CancelImport,
     Change,
     ImportDone,
     Imported,
     OperationFailed,
     ReleaseImage,
+    RequestCancel,
     StartImport,
 )
 from lifecycle.locked_rows import Finished, LockedRows
@@ -78,6 +85,39 @@ def count_finished(result: Transition) -> None:
     """Count the operations a committed transition ended."""
     for finished in result.finished:
         operation_finished(finished.kind, finished.code)
+
+
+def delete_accepted(rows: LockedRows, accept: AcceptDelete) -> Transition:
+    """The image goes DELETING (not applied when it is already), its open create is asked to
+    stop, and the delete's operation and command are written."""
+    image, op = rows.image(accept.image_id), accept.operation
+    if image is None or image.status is ImageStatus.DELETING:
+        return Transition(applied=False)
+    deleting = msgspec.structs.replace(image, status=ImageStatus.DELETING)
+    rows.replace(deleting)
+    rows.insert(op)
+    messages = rows.announce(deleting, [("deleting", op.id, to_image(deleting))])
+    command = DeleteImage(
+        command_id=op.id, operation_id=op.id, image_id=image.id, request_id=op.request_id
+    )
+    messages.append(rows.send(command_message(command)))
+    for create in rows.open_creates(image.id):
+        messages += rows.ask_to_stop(create, op.request_id)
+    return Transition(applied=True, messages=messages)
+
+
+def cancel_requested(rows: LockedRows, request: RequestCancel) -> Transition:
+    """Ask the open create to stop: a worker that may be running it is sent a notice; one
+    that no worker holds (or whose lease ran out) ends here, as `cancelled`."""
+    op = rows.operation(request.operation_id)
+    if op is None or op.done:
+        return Transition(applied=False)
+    notices = rows.ask_to_stop(op, request.request_id)
+    if op.lease_owner is not None and op.lease_until >= rows.now:
+        return Transition(applied=True, messages=notices)
+    ended = cancelled(rows, CancelImport(operation_id=op.id, image_id=request.image_id))
+    ended.messages = notices + ended.messages
+    return ended
 
 
 def import_started(rows: LockedRows, start: StartImport) -> Transition:
@@ -198,6 +238,8 @@ def _ended(
 
 # The transition each change runs.
 TRANSITIONS: dict[type, Callable[[LockedRows, Any], Transition]] = {
+    AcceptDelete: delete_accepted,
+    RequestCancel: cancel_requested,
     StartImport: import_started,
     ImportDone: ready,
     OperationFailed: failed,

@@ -70,9 +70,11 @@ async def append(conn: Connection, folder_id: str, type: str, body: bytes, now: 
 
 async def append_many(conn: Connection, events: Sequence[tuple[str, str, bytes, int]]) -> None:
     """Queue events given as (folder id, type, body, time µs)."""
-    await conn.executemany(
-        "INSERT INTO event_queue (folder_id, type, body, created_at) VALUES (?, ?, ?, ?)", events
-    )
+    if events:
+        await conn.executemany(
+            "INSERT INTO event_queue (folder_id, type, body, created_at) VALUES (?, ?, ?, ?)",
+            events,
+        )
 
 
 async def sequence(db: Database, batch: int = SEQUENCE_BATCH) -> int:

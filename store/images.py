@@ -159,9 +159,9 @@ async def get_locked(conn: Connection, image_ids: Sequence[str]) -> dict[str, Im
     return {record.id: record for record in map(_from_row, rows)}
 
 
-async def get(conn: Connection, image_id: str, *, lock: bool = False) -> ImageRecord | None:
-    suffix = " FOR UPDATE" if lock and conn.dialect == "postgresql" else ""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM images WHERE id = ?{suffix}", image_id)
+async def get(conn: Connection, image_id: str) -> ImageRecord | None:
+    """The image, unlocked (`get_locked` locks)."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM images WHERE id = ?", image_id)
     return _from_row(row) if row else None
 
 

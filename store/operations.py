@@ -131,11 +131,9 @@ def _values(record: OperationRecord) -> tuple[object, ...]:
     )
 
 
-async def get(conn: Connection, operation_id: str, *, lock: bool = False) -> OperationRecord | None:
-    suffix = " FOR UPDATE" if lock and conn.dialect == "postgresql" else ""
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM operations WHERE id = ?{suffix}", operation_id
-    )
+async def get(conn: Connection, operation_id: str) -> OperationRecord | None:
+    """The operation, unlocked (`get_locked` locks)."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = ?", operation_id)
     return _from_row(row) if row else None
 
 
@@ -164,13 +162,12 @@ async def finish(
     )
 
 
-async def request_cancel(conn: Connection, operation_id: str, now: int) -> bool:
-    changed = await conn.execute(
+async def request_cancel(conn: Connection, operation_ids: Sequence[str], now: int) -> None:
+    """Ask open operations to stop; one already done is left as it is."""
+    await conn.executemany(
         "UPDATE operations SET cancel_requested = 1, modified_at = ? WHERE id = ? AND done = 0",
-        now,
-        operation_id,
+        [(now, operation_id) for operation_id in operation_ids],
     )
-    return changed == 1
 
 
 async def take_leases(
@@ -243,7 +240,7 @@ async def page_for_resource(
     conn: Connection, resource_id: str, after: tuple[int, str] | None, limit: int
 ) -> list[OperationRecord]:
     """A resource's operations, newest first; `after` is the last row's (created_at, id)."""
-    where, args = "resource_id = ?", [resource_id]
+    where, args = "resource_id = ?", list[object]([resource_id])
     if after is not None:
         where += " AND (created_at, id) < (?, ?)"
         args.extend(after)

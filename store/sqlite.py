@@ -8,7 +8,7 @@ import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -41,7 +41,7 @@ class SqliteConnection:
             rows = await self._conn.execute_fetchall(sql, args)
         except sqlite3.IntegrityError as exc:
             raise _unique_violation(exc) from exc
-        return list(rows)
+        return cast(list[Row], list(rows))  # sqlite3.Row reads by column name, as a Mapping
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)

@@ -10,8 +10,8 @@ from contracts.commands import command_decoder
 from contracts.errors import Code
 from lifecycle.changes import OperationFailed
 from runtime.metrics import DEAD_LETTERED_MESSAGES
+from worker.committer import Committer
 from worker.handlers import bound
-from worker.settle import Settler
 
 log = structlog.get_logger(__name__)
 
@@ -20,8 +20,8 @@ _PREVIEW = 200  # bytes of an undecodable body kept in the log
 
 
 class DeadLetterHandler:
-    def __init__(self, settle: Settler) -> None:
-        self._settle = settle
+    def __init__(self, commit: Committer) -> None:
+        self._commit = commit
 
     async def __call__(self, delivery: Delivery) -> None:
         origin = {
@@ -50,5 +50,5 @@ class DeadLetterHandler:
                 code=int(Code.INTERNAL),
                 message=DEAD_LETTERED,
             )
-            result = await self._settle(failure)
+            result = await self._commit(failure)
             log.error("dead_letter.settled", applied=result.applied, **origin)

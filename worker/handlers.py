@@ -33,12 +33,12 @@ from store.db import Database, StoreError, StoreUnavailable
 from store.operations import OperationRecord
 from worker.blobs import BlobStore
 from worker.cancels import CancelNotices
+from worker.committer import BytesReleased, Committer
 from worker.config import WorkerConfig
 from worker.errors import ImportRefused, SourceUnavailable
 from worker.leases import Interruption, LeaseKeeper
 from worker.observe import ImportAttempt
 from worker.outages import STORE, DependencyDeadline, Outages
-from worker.settle import BytesReleased, Settler
 from worker.sources import DiskSource, Importer
 
 log = structlog.get_logger(__name__)
@@ -72,7 +72,7 @@ class CommandHandlers:
     def __init__(
         self,
         db: Database,
-        settle: Settler,
+        commit: Committer,
         config: WorkerConfig,
         blobs: BlobStore,
         disks: DiskSource | None,
@@ -80,7 +80,7 @@ class CommandHandlers:
     ) -> None:
         self._db = db
         self._leases = LeaseKeeper(db, config, notices)
-        self._settle = settle
+        self._commit = commit
         self._outages = Outages(config.dependency_deadline, blobs.writable)
         self._lease_seconds = config.lease_seconds
         self._importer = Importer(db, blobs, config.fetch_policy(), disks, config.fetches)
@@ -107,7 +107,7 @@ class CommandHandlers:
 
     async def _start(self, command: CreateImage, deliveries: int) -> None:
         lease = self._leases.new(command.operation_id)
-        started = await self._settle(StartImport(image_id=command.image_id, lease=lease))
+        started = await self._commit(StartImport(image_id=command.image_id, lease=lease))
         op = started.claimed
         if op is None:
             await self._unclaimed(command)
@@ -127,7 +127,7 @@ class CommandHandlers:
             return
         try:
             request = ReleaseImage(operation_id=op.id, image_id=command.image_id)
-            result = await self._settle(request)
+            result = await self._commit(request)
             log.info("image.deleted", applied=result.applied, released=result.release)
         finally:
             await self._give_back(op.id)
@@ -143,7 +143,7 @@ class CommandHandlers:
             code=int(Code.UNAVAILABLE),
             message=str(outage),
         )
-        await self._settle(failure)
+        await self._commit(failure)
 
     async def _claim(self, command: Command) -> OperationRecord | None:
         """The command's operation, leased to us; None when there is nothing to do here."""
@@ -174,19 +174,19 @@ class CommandHandlers:
                 outcome = attempt.outcome(await self._leases.hold(op.id, work))
         except ImportRefused as exc:
             refused = OperationFailed(**ids, code=int(exc.code), message=exc.message)
-            await self._settle(refused)
+            await self._commit(refused)
             return True
         except SourceUnavailable as exc:
             unavailable = OperationFailed(**ids, code=int(Code.UNAVAILABLE), message=str(exc))
             await self._retry_or_fail(unavailable, deliveries)
             return True
         if outcome is Interruption.CANCELLED:
-            await self._settle(CancelImport(**ids))
+            await self._commit(CancelImport(**ids))
             return True
         if isinstance(outcome, Imported):
             try:
                 done = ImportDone(**ids, result=outcome)
-                result = await self._settle(done, uses=outcome.digest)
+                result = await self._commit(done, uses=outcome.digest)
             except BytesReleased as exc:
                 raise Retry("the stored bytes were released by a concurrent delete") from exc
             log.info("image.import_settled", ready=result.applied and not result.cancelled)
@@ -198,7 +198,7 @@ class CommandHandlers:
         if deliveries <= DELIVERY_LIMIT:
             raise Retry(failure.message)
         message = f"source unavailable after {deliveries} attempts: {failure.message}"
-        await self._settle(msgspec.structs.replace(failure, message=message))
+        await self._commit(msgspec.structs.replace(failure, message=message))
 
     async def _give_back(self, operation_id: str) -> None:
         """Release the lease of an operation we leave open (no-op once it is done), retried

@@ -23,7 +23,7 @@ STORE_TIMEOUT = 2.0  # seconds a readiness probe waits for the store
 DB = web.AppKey("db", Database)
 BUS = web.AppKey("bus", Bus)
 DRAINING = web.AppKey("draining", asyncio.Event)
-CONSUMING = web.AppKey("consuming", Callable[[], bool])
+CONSUMING: web.AppKey[Callable[[], bool]] = web.AppKey("consuming")
 BLOBS = web.AppKey("blobs", BlobStore)
 
 _encoder = msgspec.json.Encoder()

@@ -123,7 +123,7 @@ class StreamInspector:
             raise ImportRefused(Code.INVALID_ARGUMENT, _describe(found, exc)) from exc
         except fi.ImageFormatError as exc:
             raise _corrupt(name, exc) from exc
-        if name == "vmdk":
+        if isinstance(found, fi.VMDKInspector):
             _check_vmdk_parent(found)
 
     def _check_as_qemu_sees_it(self, detected: str) -> None:
@@ -182,7 +182,7 @@ def _refusing_crashes() -> Iterator[None]:
         ) from exc
 
 
-def _check_vmdk_parent(found: fi.FileInspector) -> None:
+def _check_vmdk_parent(found: fi.VMDKInspector) -> None:
     """A sparse VMDK naming a parent makes qemu open that file, as a qcow2 backing file does.
 
     qemu looks for these keys anywhere in the text it reads from the descriptor sector up to
@@ -198,7 +198,7 @@ def _check_vmdk_parent(found: fi.FileInspector) -> None:
         raise ImportRefused(Code.INVALID_ARGUMENT, "vmdk image has a parent (parentCID)")
 
 
-def _is_text(data: bytes) -> bool:
+def _is_text(data: bytes | bytearray) -> bool:
     return all(32 <= byte < 127 or byte in b"\t\n\r\x0b\x0c" for byte in data)
 
 

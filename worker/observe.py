@@ -1,7 +1,7 @@
 """What a worker counts and measures (the series are defined in `runtime.metrics`): command
 redeliveries, import attempts, and the gauges a poller keeps fresh (queue depths, outbox
 backlog and age). Finished operations are counted from the transitions' results
-(worker/settle.py)."""
+(worker/committer.py)."""
 
 import asyncio
 import time

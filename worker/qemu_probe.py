@@ -21,7 +21,7 @@ _BOCHS = struct.Struct("<32s16s16sI")
 _VMDK_MAGICS = (b"KDMV", b"COWD")  # sparse VMDK 4 and VMware 3
 
 
-def probe(head: bytes) -> str:
+def probe(head: bytes | bytearray) -> str:
     """qemu's name for the format of a file that starts with `head` (raw when nothing matches)."""
     buf = _window(head)
     best, score = "raw", 1
@@ -32,13 +32,13 @@ def probe(head: bytes) -> str:
     return best
 
 
-def is_vmdk_descriptor(head: bytes) -> bool:
+def is_vmdk_descriptor(head: bytes | bytearray) -> bool:
     """True for the text form of VMDK: a descriptor whose extents are other files."""
     return head[:4] not in _VMDK_MAGICS and _vmdk(_window(head)) > 0
 
 
-def _window(head: bytes) -> bytes:
-    return head[:PROBE_BYTES].ljust(PROBE_BYTES, b"\0")
+def _window(head: bytes | bytearray) -> bytes:
+    return bytes(head[:PROBE_BYTES]).ljust(PROBE_BYTES, b"\0")
 
 
 def _magic(magic: bytes, offset: int = 0) -> Callable[[bytes], int]:

@@ -16,13 +16,13 @@ from store.event_sequencer import EventSequencer
 from store.outbox_table import SentMarker
 from worker.blobs import BlobStore, FileBlobStore
 from worker.cancels import CancelNotices
+from worker.committer import Committer
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
 from worker.handlers import CommandHandlers
 from worker.observe import observed, poll_gauges
 from worker.outbox_relay import OutboxRelay
 from worker.reconciler import Reconciler, temporary_max_idle, temporary_sweeper
-from worker.settle import Settler
 from worker.sources import DirectoryDiskSource, DiskSource
 
 log = structlog.get_logger(__name__)
@@ -52,11 +52,13 @@ class Worker:
         self._bus = bus
         self._marker = SentMarker(db)
         publisher = OutboxPublisher(bus, self._marker)
-        # One settler for every consumer, so that their transitions share batches.
-        self._settle = Settler(db, publisher, self.blobs, deadline=config.dependency_deadline)
+        # One committer for every consumer, so that their transitions share batches.
+        self._committer = Committer(db, publisher, self.blobs, deadline=config.dependency_deadline)
         self.cancels = CancelNotices()
-        self.handlers = CommandHandlers(db, self._settle, config, self.blobs, disks, self.cancels)
-        self.dead_letters = DeadLetterHandler(self._settle)
+        self.handlers = CommandHandlers(
+            db, self._committer, config, self.blobs, disks, self.cancels
+        )
+        self.dead_letters = DeadLetterHandler(self._committer)
         sweep = temporary_sweeper(self.blobs, temporary_max_idle(config))
         self.reconciler = Reconciler(db, publisher, config, sweep)
         self.relay = OutboxRelay(
@@ -113,7 +115,7 @@ class Worker:
         listening, self._listening = self._listening, None
         if listening is not None:
             await listening.stop(timeout)
-        await self._settle.close()
+        await self._committer.close()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 import click
+import msgspec
 
-from contracts.access import AccessBinding, Subject
+from contracts.access import AccessBinding
 from contracts.errors import Code
 from contracts.operations import Operation
 from kiln.client import KilnClient, KilnError
@@ -157,7 +158,11 @@ def parse_binding(text: str) -> AccessBinding:
     kind, _, subject = rest.partition(":")
     if not (role and kind and subject):
         raise click.BadParameter(f"{text!r}: expected ROLE:SUBJECT_TYPE:SUBJECT_ID")
-    return AccessBinding(role_id=role, subject=Subject(id=subject, type=kind))
+    binding = {"roleId": role, "subject": {"id": subject, "type": kind}}
+    try:
+        return msgspec.convert(binding, AccessBinding)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(f"{text!r}: {exc}") from exc
 
 
 async def settle(

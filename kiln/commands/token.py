@@ -40,7 +40,7 @@ def token() -> None:
     help="The token's iss (env KILN_JWT_ISSUER: the issuer the gateway requires).",
 )
 @click.pass_context
-def issue_command(ctx: click.Context, subject: str, ttl: str, **values: str | None) -> None:
+def issue_command(ctx: click.Context, /, subject: str, ttl: str, **values: str | None) -> None:
     """Print a token for --subject, valid from now for --ttl."""
     try:
         seconds = parse_duration(ttl)

@@ -284,7 +284,7 @@ async def make_ready(db: Database, image_id: str, *, size: int = GIB) -> None:
     minDiskSize = max(requested, size) rounded up to 4 MiB (DESIGN), and its open create
     operation ends with the Image."""
     async with db.transaction() as conn:
-        image = await images.get(conn, image_id, lock=True)
+        image = (await images.get_locked(conn, [image_id])).get(image_id)
         assert image is not None and image.status is ImageStatus.CREATING
         ready = msgspec.structs.replace(
             image,

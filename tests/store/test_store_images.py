@@ -69,11 +69,11 @@ async def test_every_field_round_trips(db: Database) -> None:
     assert await get(db, "missing") is None
 
 
-async def test_get_with_lock_returns_the_record(db: Database) -> None:
+async def test_get_locked_returns_the_record(db: Database) -> None:
     await insert(db, image("img1", name="locked"))
     async with db.transaction() as conn:
-        record = await images.get(conn, "img1", lock=True)
-    assert record == image("img1", name="locked")
+        locked = await images.get_locked(conn, ["img1"])
+    assert locked == {"img1": image("img1", name="locked")}
 
 
 async def test_name_is_unique_within_a_folder(db: Database) -> None:

@@ -86,7 +86,7 @@ async def test_open_operation_round_trips(db: Database) -> None:
 
     assert await get(db, "opr1") == record
     async with db.transaction() as conn:
-        assert await operations.get(conn, "opr1", lock=True) == record
+        assert await operations.get_locked(conn, ["opr1"]) == {"opr1": record}
         assert await operations.get(conn, "missing") is None
 
 
@@ -180,10 +180,10 @@ async def test_request_cancel_only_while_open(db: Database) -> None:
     await insert(db, operation("opr1"), operation("opr2"))
 
     async with db.transaction() as conn:
-        assert await operations.request_cancel(conn, "opr1", T0 + 3) is True
+        await operations.request_cancel(conn, ["opr1"], T0 + 3)
         await operations.finish(conn, [("opr2", Empty(), None)], T0 + 4)
-        assert await operations.request_cancel(conn, "opr2", T0 + 5) is False
-        assert await operations.request_cancel(conn, "missing", T0 + 5) is False
+        await operations.request_cancel(conn, ["opr2", "missing"], T0 + 5)
+        assert await operations.get(conn, "missing") is None
 
     cancelled, finished = await get(db, "opr1"), await get(db, "opr2")
     assert (cancelled.cancel_requested, cancelled.modified_at, cancelled.done) == (

@@ -152,8 +152,7 @@ async def test_record_continues_from_the_stored_sequence(db: Database) -> None:
         await _record(conn, image(), "created", "opr1")
 
     async with db.transaction() as conn:
-        fresh = await images.get(conn, "img1", lock=True)
-        assert fresh is not None
+        fresh = (await images.get_locked(conn, ["img1"]))["img1"]
         (queued,) = await _record(conn, fresh, "updated", "opr2")
 
     assert queued.message_id == "img1-2"

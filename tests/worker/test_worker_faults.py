@@ -179,13 +179,13 @@ async def test_a_dead_lettered_command_is_counted_once_however_often_it_is_handl
     """The dead-letter handler's own failures bring the message back: not a second death."""
     attempts: list[object] = []
 
-    async def settle(failure: object) -> SimpleNamespace:
+    async def commit(failure: object) -> SimpleNamespace:
         attempts.append(failure)
         if len(attempts) == 1:
-            raise RuntimeError("the first settle fails")
+            raise RuntimeError("the first commit fails")
         return SimpleNamespace(applied=True)
 
-    handler = DeadLetterHandler(settle)  # type: ignore[arg-type]
+    handler = DeadLetterHandler(commit)  # type: ignore[arg-type]
     labels = {"queue": CREATE_QUEUE, "reason": "delivery_limit"}
     body = command_encoder.encode(
         CreateImage(command_id="c-1", operation_id=new_id("opr"), image_id=new_id("img"))

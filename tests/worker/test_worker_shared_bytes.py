@@ -17,7 +17,7 @@ from store.outbox_table import SentMarker
 from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import store_bytes
 from worker.blobs import FileBlobStore
-from worker.settle import BytesReleased, RunChanges, Settler
+from worker.committer import BytesReleased, Committer, RunChanges
 
 
 async def _nothing(conn: object, changes: Sequence[object]) -> list[Transition]:
@@ -29,27 +29,29 @@ async def _release(conn: object, digests: Sequence[str]) -> list[Transition]:
     return [Transition(applied=True, release=digest) for digest in digests]
 
 
-def _settler(backend: Backend, blobs: FileBlobStore, run: RunChanges) -> Settler:
-    return Settler(backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs, run=run)
+def _committer(backend: Backend, blobs: FileBlobStore, run: RunChanges) -> Committer:
+    return Committer(
+        backend.db, OutboxPublisher(backend.bus, SentMarker(backend.db)), blobs, run=run
+    )
 
 
 async def test_committing_an_image_onto_released_bytes_is_refused(
     backend: Backend, blob_root: Path
 ) -> None:
     blobs = FileBlobStore(blob_root)
-    settle = _settler(backend, blobs, _nothing)
+    commit = _committer(backend, blobs, _nothing)
     missing = hashlib.sha256(b"released meanwhile").hexdigest()
 
     with pytest.raises(BytesReleased):
-        await settle(None, uses=missing)
+        await commit(None, uses=missing)
 
     digest = await store_bytes(blobs, b"still here")
-    assert (await settle(None, uses=digest)).applied
+    assert (await commit(None, uses=digest)).applied
 
 
 async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_root: Path) -> None:
     blobs = FileBlobStore(blob_root)
-    settle = _settler(backend, blobs, _release)
+    commit = _committer(backend, blobs, _release)
     digest = await store_bytes(blobs, b"shared bytes")
     user = ImageRecord(
         id="img00000000000000001",
@@ -61,10 +63,10 @@ async def test_a_release_keeps_bytes_an_image_still_uses(backend: Backend, blob_
     async with backend.db.transaction() as conn:
         await images.insert(conn, user)
 
-    await settle(digest)
+    await commit(digest)
     assert await blobs.exists(digest)
 
     async with backend.db.transaction() as conn:
         await images.delete_locked(conn, [user.id])
-    await settle(digest)
+    await commit(digest)
     assert not await blobs.exists(digest)

@@ -23,10 +23,10 @@ from lifecycle.transitions import Transition
 from store.db import Connection, Database
 from store.operations import to_operation
 from tests.worker.conftest import Backend
-from tests.worker.test_worker_settle_batches import Publisher
+from tests.worker.test_worker_commit_batches import Publisher
 from tests.worker.worker_testkit import GatewayDouble, store_bytes
 from worker.blobs import FileBlobStore
-from worker.settle import Settler
+from worker.committer import Committer
 
 OWNER = "worker-test"
 DIGEST = "ab" * 32
@@ -79,8 +79,8 @@ def _done(image_id: str, operation_id: str, digest: str = DIGEST) -> ImportDone:
     return ImportDone(operation_id=operation_id, image_id=image_id, result=result)
 
 
-async def _together(settle: Settler, changes: Sequence[object]) -> list[Transition]:
-    return list(await asyncio.gather(*(settle(change) for change in changes)))
+async def _together(commit: Committer, changes: Sequence[object]) -> list[Transition]:
+    return list(await asyncio.gather(*(commit(change) for change in changes)))
 
 
 def _events(messages: list[OutboxMessage]) -> list[tuple[str, str]]:
@@ -94,16 +94,16 @@ def counting(backend: Backend) -> CountingDatabase:
 
 
 @pytest.fixture
-def settle(counting: CountingDatabase, blob_root: Path) -> Settler:
-    return Settler(counting, Publisher(), FileBlobStore(blob_root))  # type: ignore[arg-type]
+def commit(counting: CountingDatabase, blob_root: Path) -> Committer:
+    return Committer(counting, Publisher(), FileBlobStore(blob_root))  # type: ignore[arg-type]
 
 
 async def test_imports_start_and_end_together_as_each_would_alone(
-    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase
+    gateway: GatewayDouble, commit: Committer, counting: CountingDatabase
 ) -> None:
     creates = await _creates(gateway, 6)
 
-    started = await _together(settle, [_start(*c) for c in creates])
+    started = await _together(commit, [_start(*c) for c in creates])
 
     assert len(counting.statements) == 1  # together, not each alone after a failed batch
 
@@ -114,7 +114,7 @@ async def test_imports_start_and_end_together_as_each_would_alone(
         assert all(m.seq > 0 for m in result.messages)  # as written: the publisher marks them
         assert (await gateway.operation(operation_id)).lease_owner == OWNER
 
-    ended = await _together(settle, [_done(*c) for c in creates])
+    ended = await _together(commit, [_done(*c) for c in creates])
 
     assert len(counting.statements) == 2
 
@@ -135,7 +135,7 @@ async def test_imports_start_and_end_together_as_each_would_alone(
 
 
 async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
-    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase, blob_root: Path
+    gateway: GatewayDouble, commit: Committer, counting: CountingDatabase, blob_root: Path
 ) -> None:
     blobs = FileBlobStore(blob_root)
     statements = []
@@ -143,13 +143,13 @@ async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
         creates = await _creates(gateway, size)
         digests = [await store_bytes(blobs, image_id.encode()) for image_id, _ in creates]
         counting.statements.clear()
-        started = await _together(settle, [_start(*c) for c in creates])
+        started = await _together(commit, [_start(*c) for c in creates])
         statements += counting.statements
         counting.statements.clear()
         # As handlers end imports: each locks the bytes it stored (one statement for all).
         ended = await asyncio.gather(
             *(
-                settle(_done(*c, digest), uses=digest)
+                commit(_done(*c, digest), uses=digest)
                 for c, digest in zip(creates, digests, strict=True)
             )
         )
@@ -161,14 +161,14 @@ async def test_a_batch_of_many_runs_as_many_statements_as_a_batch_of_two(
 
 
 async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
-    gateway: GatewayDouble, settle: Settler, counting: CountingDatabase
+    gateway: GatewayDouble, commit: Committer, counting: CountingDatabase
 ) -> None:
     plain, cancelled, twice, copy = await _creates(gateway, 4)
     held = await gateway.create(uri="http://127.0.0.1/x.qcow2", publish=False, lease_owner="other")
     await gateway.request_cancel(cancelled[1])
 
     started = await _together(
-        settle,
+        commit,
         [_start(*c) for c in (plain, cancelled, held, twice, twice, copy)],
     )
 
@@ -183,7 +183,7 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
     await gateway.request_cancel(twice[1])
     other_bytes = "cd" * 32
     orphan = msgspec.structs.replace(_done(*copy), result=Imported(**COPY_OF_A_DELETED_IMAGE))
-    ended = await _together(settle, [_done(*plain), _done(*twice, other_bytes), orphan])
+    ended = await _together(commit, [_done(*plain), _done(*twice, other_bytes), orphan])
 
     assert len(counting.statements) == 3  # since the starts: the batch, the bytes released
     assert ended[0].applied and not ended[0].cancelled
@@ -195,14 +195,28 @@ async def test_the_uncommon_cases_of_a_batch_get_their_own_answers(
     assert ended[2].applied and copied is not None and copied.status is ImageStatus.ERROR
     error = (await gateway.operation(copy[1])).error
     assert error is not None and error.code == Code.ABORTED
+    assert await _written_twice(counting) == []  # each event and command once in the outbox
+
+
+async def _written_twice(db: CountingDatabase) -> list[str]:
+    """The outbox's message ids written more than once, and the event log's bodies."""
+    async with db.transaction() as conn:
+        outbox = await conn.fetch("SELECT message_id FROM outbox")
+        queued = await conn.fetch("SELECT body FROM event_queue")
+        logged = await conn.fetch("SELECT body FROM event_log")
+    ids = [row["message_id"] for row in outbox]
+    bodies = [bytes(row["body"]) for row in [*queued, *logged]]
+    return [i for i in set(ids) if ids.count(i) > 1] + [
+        b.decode() for b in set(bodies) if bodies.count(b) > 1
+    ]
 
 
 async def test_two_steps_on_one_operation_finish_it_once(
-    gateway: GatewayDouble, settle: Settler
+    gateway: GatewayDouble, commit: Committer
 ) -> None:
     (first, operation_id), (second, _) = await _creates(gateway, 2)
 
-    ended = await _together(settle, [_done(first, operation_id), _done(second, operation_id)])
+    ended = await _together(commit, [_done(first, operation_id), _done(second, operation_id)])
 
     assert sum(r.applied for r in ended) == 1
     done = [m for r in ended for m in r.messages if m.type.endswith("operation.done")]

@@ -145,7 +145,7 @@ class GatewayDouble:
             command_id=op.id, operation_id=op.id, image_id=image_id, request_id="req-test"
         )
         async with self.db.transaction() as conn:
-            image = await images.get(conn, image_id, lock=True)
+            image = (await images.get_locked(conn, [image_id])).get(image_id)
             assert image is not None and image.status is not ImageStatus.DELETING
             was, image.status = image.status, ImageStatus.DELETING
             await images.replace_many(conn, [image])
@@ -153,7 +153,7 @@ class GatewayDouble:
             if was is ImageStatus.CREATING:
                 for other in await operations.page_for_resource(conn, image_id, None, 100):
                     if other.kind == operations.CREATE and not other.done:
-                        await operations.request_cancel(conn, other.id, now)
+                        await operations.request_cancel(conn, [other.id], now)
                         if notify and other.lease_owner is not None:
                             notices.append(cancel_notice(other.id, "req-test"))
             await operations.insert(conn, op)
@@ -170,7 +170,7 @@ class GatewayDouble:
         cancel notice unless `notify=False` (a notice lost)."""
         async with self.db.transaction() as conn:
             now = now_us()
-            assert await operations.request_cancel(conn, operation_id, now)
+            await operations.request_cancel(conn, [operation_id], now)
             notices = [cancel_notice(operation_id, "req-test")] if notify else []
             rows = await outbox_table.add_many(conn, notices, now)
         await self.publish(rows)

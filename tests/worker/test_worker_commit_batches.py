@@ -1,4 +1,4 @@
-"""Group commit of transitions (worker/settle.py): changes asked for together share one
+"""Group commit of transitions (worker/committer.py): changes asked for together share one
 transaction and one publish, each is answered with its own result (once committed, before the
 broker confirms its rows) and logged in its handler's context, and one that fails takes only
 itself down. The batches here are carried out by `insert`, not the lifecycle's transitions."""
@@ -22,7 +22,7 @@ from store.db import Connection
 from store.images import ImageRecord
 from tests.worker.conftest import Backend
 from worker.blobs import FileBlobStore
-from worker.settle import Settler
+from worker.committer import Committer
 
 
 class Insert(msgspec.Struct, frozen=True):
@@ -50,11 +50,11 @@ class Publisher:
         return True
 
 
-def _settler(backend: Backend, blob_root: Path) -> tuple[Settler, Publisher]:
+def _committer(backend: Backend, blob_root: Path) -> tuple[Committer, Publisher]:
     publisher = Publisher()
     blobs = FileBlobStore(blob_root)
-    settle = Settler(backend.db, publisher, blobs, run=insert)  # type: ignore[arg-type]
-    return settle, publisher
+    commit = Committer(backend.db, publisher, blobs, run=insert)  # type: ignore[arg-type]
+    return commit, publisher
 
 
 seen: list[tuple[str, Connection]] = []
@@ -80,9 +80,9 @@ async def insert(conn: Connection, changes: Sequence[Insert]) -> list[Transition
     return results
 
 
-async def _settle_as_handler(settle: Settler, data: Insert) -> Transition:
+async def _commit_as_handler(commit: Committer, data: Insert) -> Transition:
     with structlog.contextvars.bound_contextvars(image_id=data.image_id):
-        return await settle(data)
+        return await commit(data)
 
 
 async def _stored(backend: Backend, image_ids: list[str]) -> list[str]:
@@ -93,11 +93,11 @@ async def _stored(backend: Backend, image_ids: list[str]) -> list[str]:
 async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
     backend: Backend, blob_root: Path, logs: list[MutableMapping[str, Any]]
 ) -> None:
-    settle, publisher = _settler(backend, blob_root)
+    commit, publisher = _committer(backend, blob_root)
     seen.clear()
     ids = [f"img{n:017d}" for n in range(10, 0, -1)]
 
-    results = await asyncio.gather(*(_settle_as_handler(settle, Insert(i)) for i in ids))
+    results = await asyncio.gather(*(_commit_as_handler(commit, Insert(i)) for i in ids))
 
     assert [r.messages[0].message_id for r in results] == ids  # each its own answer
     assert len({id(conn) for _, conn in seen}) == 1  # one transaction
@@ -111,13 +111,13 @@ async def test_transitions_asked_for_together_share_a_transaction_and_a_publish(
 async def test_a_failing_transition_fails_alone(
     backend: Backend, blob_root: Path, logs: list[MutableMapping[str, Any]]
 ) -> None:
-    settle, _ = _settler(backend, blob_root)
+    commit, _ = _committer(backend, blob_root)
     seen.clear()
     ids = [f"img{n:017d}" for n in range(20, 23)]
     doomed = ids[1]
 
     results = await asyncio.gather(
-        *(_settle_as_handler(settle, Insert(i, fail=i == doomed)) for i in ids),
+        *(_commit_as_handler(commit, Insert(i, fail=i == doomed)) for i in ids),
         return_exceptions=True,
     )
 
@@ -130,17 +130,17 @@ async def test_a_failing_transition_fails_alone(
     assert retries and all(line.get("image_id") == doomed for line in retries)
 
 
-async def test_a_failure_after_commit_still_answers_and_the_settler_goes_on(
+async def test_a_failure_after_commit_still_answers_and_the_committer_goes_on(
     backend: Backend, blob_root: Path
 ) -> None:
-    settle, publisher = _settler(backend, blob_root)
+    commit, publisher = _committer(backend, blob_root)
     publisher.fail_next = True
     ids = [f"img{n:017d}" for n in range(30, 33)]
 
-    results = await asyncio.gather(*(_settle_as_handler(settle, Insert(i)) for i in ids))
+    results = await asyncio.gather(*(_commit_as_handler(commit, Insert(i)) for i in ids))
 
     assert all(r.applied for r in results)  # committed: answered as such
-    later = await asyncio.wait_for(_settle_as_handler(settle, Insert("img00000000000000040")), 5)
+    later = await asyncio.wait_for(_commit_as_handler(commit, Insert("img00000000000000040")), 5)
     assert later.applied and publisher.calls == [1]
 
 
@@ -162,9 +162,9 @@ async def test_a_batch_looks_up_its_blobs_all_at_once(backend: Backend, blob_roo
     """On an object store each lookup is a request, made while the batch holds its locks."""
     ids = [f"img{n:017d}" for n in range(60, 63)]
     blobs = LookedUpTogether(blob_root, len(ids))
-    settle = Settler(backend.db, Publisher(), blobs, run=insert)  # type: ignore[arg-type]
+    commit = Committer(backend.db, Publisher(), blobs, run=insert)  # type: ignore[arg-type]
 
-    asked = (settle(Insert(i), uses=f"sha256:{i}") for i in ids)
+    asked = (commit(Insert(i), uses=f"sha256:{i}") for i in ids)
     results = await asyncio.wait_for(asyncio.gather(*asked), 5)
 
     assert all(r.applied for r in results)
@@ -174,18 +174,18 @@ async def test_a_transition_is_answered_before_the_broker_confirms_its_rows(
     backend: Backend, blob_root: Path
 ) -> None:
     """Its handler can acknowledge its command while the publish waits for the broker."""
-    settle, publisher = _settler(backend, blob_root)
+    commit, publisher = _committer(backend, blob_root)
     publisher.confirm.clear()
 
-    result = await asyncio.wait_for(_settle_as_handler(settle, Insert("img00000000000000050")), 5)
+    result = await asyncio.wait_for(_commit_as_handler(commit, Insert("img00000000000000050")), 5)
     assert result.applied and publisher.calls == []
 
     publisher.confirm.set()
-    await settle.close()
+    await commit.close()
     assert publisher.calls == [1]
 
 
 @pytest.fixture(autouse=True)
 def _no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """The failing transition is retried alone; its retries need not wait."""
-    monkeypatch.setattr("worker.settle.tenacity.wait_random", lambda *_: lambda _: 0)
+    monkeypatch.setattr("worker.committer.tenacity.wait_random", lambda *_: lambda _: 0)

@@ -56,7 +56,7 @@ class Step(NamedTuple):
     context: dict[str, object]
 
 
-class Settler:
+class Committer:
     def __init__(
         self,
         db: Database,
@@ -74,9 +74,9 @@ class Settler:
         self._publisher = publisher
         self._blobs = blobs
         self._batches: Batches[Step, Transition] = Batches(
-            self._settle,
+            self._commit_batch,
             _interrupted,
-            name="kiln-settle",
+            name="kiln-commit",
             max_batch=MAX_BATCH,
             max_writers=MAX_WRITERS,
         )
@@ -91,7 +91,7 @@ class Settler:
         """Wait for the transitions being committed."""
         await self._batches.close()
 
-    async def _settle(self, batch: list[Waiting[Step, Transition]]) -> None:
+    async def _commit_batch(self, batch: list[Waiting[Step, Transition]]) -> None:
         if len(batch) > 1:
             try:
                 results = await self._commit_together([step for step, _ in batch])
@@ -106,7 +106,7 @@ class Settler:
             # Alone, everything the step leads to is logged in its handler's context.
             with structlog.contextvars.bound_contextvars(**one[0].context):
                 try:
-                    result = await self._commit(one[0], until)
+                    result = await self._commit_alone(one[0], until)
                 except Exception as exc:
                     answer(one[1], exc)
                 else:
@@ -139,7 +139,7 @@ class Settler:
             await self._hold_bytes(conn, {step.uses for step in steps if step.uses})
             return await self._run_changes(conn, [step.change for step in steps])
 
-    async def _commit(self, step: Step, until: float) -> Transition:
+    async def _commit_alone(self, step: Step, until: float) -> Transition:
         retrying = tenacity.AsyncRetrying(
             stop=functools.partial(_stop, until),
             retry=tenacity.retry_if_not_exception_type(BytesReleased),
