@@ -19,7 +19,7 @@ _REF = "#/components/schemas/{name}"
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 # No string of the contract may hold NUL (contracts/codec.py): PostgreSQL text cannot.
 NO_NUL = "^[^\\x00]*$"
-MAX_IDEMPOTENCY_KEY = 128  # gateway/writes.py
+MAX_IDEMPOTENCY_KEY = 128  # gateway/mutating_calls.py
 HEADERS = {
     "X-Request-Id": {
         "description": "The request's id, in logs and in error details: the caller's own"
@@ -51,7 +51,7 @@ PARAMETERS = {
         "schema": {"type": "string", "pattern": POSITION_PATTERN},
     },
 }
-# One event of the stream as an EventSource client parses it (gateway/events_stream.py).
+# One event of the stream as an EventSource client parses it (gateway/sse_stream.py).
 SSE_EVENT = {
     "type": "object",
     "description": "One Server-Sent Event; events carrying only an id move Last-Event-ID on.",

@@ -6,7 +6,15 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
-from gateway import access, auth, docs, events_stream, health, images, operations
+from gateway import (
+    access_bindings,
+    authentication,
+    docs,
+    health,
+    image_routes,
+    operations,
+    sse_stream,
+)
 from gateway.audit import audit
 from gateway.create_batches import write_creates
 from gateway.group_commit import GroupCommit
@@ -25,7 +33,7 @@ async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.A
     """The API on an open database and a started bus (their owner closes them). Every call
     but the probes and the docs needs a bearer token; each mutating one is audited."""
     app = web.Application(
-        middlewares=[request_context, observe_requests, audit, errors, auth.authenticate],
+        middlewares=[request_context, observe_requests, audit, errors, authentication.authenticate],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -35,11 +43,11 @@ async def create_app(settings: GatewaySettings, db: Database, bus: Bus) -> web.A
         bytes.fromhex(await secrets_table.get_or_create(db, "page_tokens"))
     )
     app.cleanup_ctx.append(_outbox_publisher)
-    auth.setup(app)
-    for table in (images.routes, access.routes, operations.routes):
+    authentication.setup(app)
+    for table in (image_routes.routes, access_bindings.routes, operations.routes):
         app.add_routes(table)
     docs.setup(app)
-    events_stream.setup(app)  # /kiln/v1/events (Server-Sent Events)
+    sse_stream.setup(app)  # /kiln/v1/events (Server-Sent Events)
     health.setup(app)  # /healthz, /readyz, /metrics
     return app
 

@@ -9,12 +9,12 @@ import msgspec
 
 from contracts.access import ACCESS
 from contracts.events import event_type
-from gateway import authz
-from gateway.authz import Permission
+from gateway import authorization
+from gateway.authorization import Permission
 from gateway.context import RequestContext
 from store.db import Database
 from store.event_log import Entry
-from store.events import OPERATION_DONE
+from store.image_events import OPERATION_DONE
 
 BINDINGS_CHANGED = event_type("access_bindings_changed")
 BINDINGS_RESULT = ACCESS + "AccessBindingsOperationResult"
@@ -58,11 +58,11 @@ async def withheld(
     changed = {entry.position: image for entry in entries if (image := _changed_image(entry))}
     if not changed:
         return set()
-    folder = authz.folder_resource(folder_id)
+    folder = authorization.folder_resource(folder_id)
     async with db.reading() as conn:
         may_list = {
             image: Permission.LIST_BINDINGS
-            in await authz.permissions(conn, context, (image, folder))
+            in await authorization.permissions(conn, context, (image, folder))
             for image in set(changed.values())
         }
     return {position for position, image in changed.items() if not may_list[image]}

@@ -3,8 +3,8 @@
 from contracts.access import EVERYONE, SYSTEM, AccessBinding, AccessBindingDelta
 from contracts.enums import AccessBindingAction
 from contracts.errors import InvalidArgument, PermissionDenied
-from gateway import authz
-from gateway.authz import ROLE_PERMISSIONS, Permission
+from gateway import authorization
+from gateway.authorization import ROLE_PERMISSIONS, Permission
 from gateway.context import RequestContext
 from store import bindings
 from store.bindings import BindingKey
@@ -45,8 +45,8 @@ async def require_folder_admin_to_open_editing(
     opening = next((d.access_binding for d in deltas if _lets_everyone_edit(d)), None)
     if opening is None:
         return
-    folder = (authz.folder_resource(image.folder_id),)
-    if Permission.UPDATE_BINDINGS not in await authz.permissions(conn, context, folder):
+    folder = (authorization.folder_resource(image.folder_id),)
+    if Permission.UPDATE_BINDINGS not in await authorization.permissions(conn, context, folder):
         raise PermissionDenied(
             f"granting {opening.role_id} to system:{opening.subject.id} lets every caller edit"
             f" image {image.id}: permission {Permission.UPDATE_BINDINGS} is required on"

@@ -1,6 +1,6 @@
 """Who is calling and which request this is: built once per request by the middleware.
 
-Authentication (gateway/auth.py) fills `subject`, `admin` and `expires_at`; handlers only
+Authentication (gateway/authentication.py) fills `subject`, `admin` and `expires_at`; handlers only
 ever read the context.
 """
 

@@ -10,13 +10,13 @@ from contracts.commands import CreateImage, ImageSource, command_message
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition
 from contracts.outbox_message import OutboxMessage
-from gateway import authz
-from gateway.authz import Permission
+from gateway import authorization
+from gateway.authorization import Permission
 from gateway.context import RequestContext
 from gateway.group_commit import Conflict, Written, key_claimed
-from gateway.writes import BatchKeys, name_taken
+from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us
-from store import events, idempotency, images, operations
+from store import idempotency, image_events, images, operations
 from store.db import Connection, UniqueViolation
 from store.idempotency import Claim
 from store.images import ImageRecord, to_image
@@ -74,7 +74,7 @@ async def _insert(conn: Connection, batch: list[PendingCreate]) -> list[OutboxMe
     # the insert that stores the image with its "created" event's number.
     fresh = [msgspec.structs.replace(p.image, event_seq=0) for p in batch]
     numbered = [
-        (image, events.number(image, [("created", p.op.id, to_image(image))], now))
+        (image, image_events.number(image, [("created", p.op.id, to_image(image))], now))
         for image, p in zip(fresh, batch, strict=True)
     ]
     try:
@@ -83,7 +83,7 @@ async def _insert(conn: Connection, batch: list[PendingCreate]) -> list[OutboxMe
         raise Conflict(name_taken(batch[0].image)) from None
     await operations.insert_many(conn, [p.op for p in batch])
     commands = [command_message(p.command) for p in batch]
-    return await events.write(conn, numbered, now, commands)
+    return await image_events.write(conn, numbered, now, commands)
 
 
 class _Checks:
@@ -96,14 +96,14 @@ class _Checks:
 
     async def folder(self, context: RequestContext, folder_id: str) -> None:
         async def check() -> None:
-            await authz.require_on_folder(self._conn, context, folder_id, Permission.CREATE)
+            await authorization.require_on_folder(self._conn, context, folder_id, Permission.CREATE)
 
         await self._once(("folder", context.subject, context.admin, folder_id), check)
 
     async def source(self, context: RequestContext, image_id: str) -> None:
         async def check() -> None:
             wanted = (Permission.USE, Permission.GET)
-            source = await authz.image(self._conn, context, image_id, *wanted)
+            source = await authorization.image(self._conn, context, image_id, *wanted)
             if source.status is not ImageStatus.READY:
                 raise FailedPrecondition(
                     f"source image {image_id} is {source.status.value}, not READY"

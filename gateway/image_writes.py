@@ -24,16 +24,16 @@ from contracts.operations import (
     Operation,
     UpdateImageMetadata,
 )
-from gateway import authz
-from gateway.authz import Permission
+from gateway import authorization
+from gateway.authorization import Permission
 from gateway.context import RequestContext
 from gateway.create_batches import PendingCreate
 from gateway.keys import CREATES, DB, SETTINGS, UPDATES
 from gateway.metrics import operation_started
+from gateway.mutating_calls import new_operation, replay
 from gateway.publishing import publish_committed
 from gateway.settings import GatewaySettings
 from gateway.update_batches import PendingUpdate
-from gateway.writes import new_operation, replay
 from lifecycle import transitions
 from lifecycle.changes import AcceptDelete
 from runtime import urls
@@ -189,7 +189,9 @@ async def delete_image(
 ) -> Operation:
     now = now_us()
     async with app[DB].transaction() as conn:
-        image = await authz.image_or_none(conn, context, image_id, Permission.DELETE, lock=True)
+        image = await authorization.image_or_none(
+            conn, context, image_id, Permission.DELETE, lock=True
+        )
         op = new_operation(
             context,
             operations.DELETE,
@@ -202,7 +204,7 @@ async def delete_image(
         if previous := await replay(conn, key, op.id, now):
             return previous
         if image is None:
-            raise authz.missing_image(image_id)
+            raise authorization.missing_image(image_id)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is already being deleted")
         (accepted,) = await transitions.run(conn, [AcceptDelete(operation=op)])

@@ -6,16 +6,16 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
+from gateway.bearer_tokens import TokenVerifier
 from gateway.create_batches import PendingCreate
-from gateway.event_feed import EventFeed
 from gateway.group_commit import GroupCommit
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
-from gateway.stream_caller import StreamSlots
-from gateway.tokens import TokenVerifier
+from gateway.sse_caller import StreamSlots
+from gateway.sse_wakeups import StreamWakeups
 from gateway.update_batches import PendingUpdate
 from store.db import Database
-from store.event_sequencer import EventSequencer
+from store.event_log_sequencer import EventSequencer
 
 DB = web.AppKey("db", Database)
 BUS = web.AppKey("bus", Bus)
@@ -27,6 +27,6 @@ UPDATES = web.AppKey("updates", GroupCommit[PendingUpdate])
 TOKENS = web.AppKey("tokens", TokenVerifier)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)
-EVENT_FEED = web.AppKey("event_feed", EventFeed)
+STREAM_WAKEUPS = web.AppKey("stream_wakeups", StreamWakeups)
 SEQUENCER = web.AppKey("sequencer", EventSequencer)
 STREAM_SLOTS = web.AppKey("stream_slots", StreamSlots)

@@ -5,8 +5,8 @@ from aiohttp import web
 from contracts.errors import FailedPrecondition
 from contracts.ids import OPERATION_ID, checked_path
 from contracts.operations import GetOperationRequest
-from gateway import authz
-from gateway.authz import Permission
+from gateway import authorization
+from gateway.authorization import Permission
 from gateway.context import context_of
 from gateway.http import query_request, respond
 from gateway.keys import DB
@@ -27,7 +27,7 @@ def _path(request: web.Request) -> dict[str, str]:
 async def _existing(conn: Connection, operation_id: str) -> OperationRecord:
     record = await operations.get(conn, operation_id)
     if record is None:
-        raise authz.missing_operation(operation_id)
+        raise authorization.missing_operation(operation_id)
     return record
 
 
@@ -37,8 +37,8 @@ async def get_operation(request: web.Request) -> web.Response:
     context = context_of(request)
     async with request.app[DB].reading() as conn:
         record = await _existing(conn, parsed.operation_id)
-        await authz.require_on_operation(conn, context, record, Permission.GET)
-        (operation,) = await authz.shown_operations(conn, context, [record])
+        await authorization.require_on_operation(conn, context, record, Permission.GET)
+        (operation,) = await authorization.shown_operations(conn, context, [record])
     return respond(operation)
 
 
@@ -51,7 +51,7 @@ async def cancel_operation(request: web.Request) -> web.Response:
     ended = None
     async with request.app[DB].transaction() as conn:
         record = await _existing(conn, parsed.operation_id)
-        await authz.require_on_operation(conn, context, record, Permission.CANCEL)
+        await authorization.require_on_operation(conn, context, record, Permission.CANCEL)
         if not record.done:
             if record.kind != operations.CREATE:
                 raise FailedPrecondition(

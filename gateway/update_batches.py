@@ -10,13 +10,13 @@ from contracts.errors import ApiError, FailedPrecondition, InvalidArgument
 from contracts.images import ImageAny, UpdateImageRequest, check_disk_size, min_disk_size
 from contracts.operations import Operation
 from contracts.outbox_message import OutboxMessage
-from gateway import authz
-from gateway.authz import Permission
+from gateway import authorization
+from gateway.authorization import Permission
 from gateway.context import RequestContext
 from gateway.group_commit import Conflict, Written, key_claimed
-from gateway.writes import BatchKeys, name_taken
+from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us
-from store import events, idempotency, images, operations
+from store import idempotency, image_events, images, operations
 from store.db import Connection, UniqueViolation
 from store.idempotency import Claim
 from store.images import ImageRecord, to_image
@@ -71,14 +71,14 @@ async def _check(
 ) -> ImageRecord | Operation | None:
     """The image as updated; or the earlier operation of the key; or None to wait."""
     if image is not None:
-        await authz.require_on_image(conn, pending.context, image, Permission.UPDATE)
+        await authorization.require_on_image(conn, pending.context, image, Permission.UPDATE)
         pending.op.folder_id = image.folder_id
     if previous := await keys.replay(conn, pending.key):
         return previous
     if not keys.claim(pending.key):
         return None
     if image is None:
-        raise authz.missing_image(pending.request.image_id)
+        raise authorization.missing_image(pending.request.image_id)
     if image.status is ImageStatus.DELETING:
         raise FailedPrecondition(f"image {image.id} is being deleted")
     return _updated(image, pending.request, pending.paths)
@@ -99,10 +99,10 @@ async def _write(
         raise Conflict(name_taken(passed[0][1])) from None
     await operations.insert_many(conn, [p.op for p, _ in passed])
     announced = [
-        (updated, [("updated", p.op.id, to_image(updated)), events.operation_done(p.op)])
+        (updated, [("updated", p.op.id, to_image(updated)), image_events.operation_done(p.op)])
         for p, updated in passed
     ]
-    return await events.record(conn, announced)
+    return await image_events.record(conn, announced)
 
 
 def _updated(image: ImageRecord, request: UpdateImageRequest, paths: set[str]) -> ImageRecord:

@@ -12,7 +12,7 @@ from contracts.operations import OperationResponse, Status
 from contracts.outbox_message import OutboxMessage
 from lifecycle.changes import AcceptDelete, Change, ImportDone, Lease, ReleaseImage, StartImport
 from runtime.clock import now_us
-from store import bindings, events, images, operations
+from store import bindings, image_events, images, operations
 from store.db import Connection
 from store.images import ImageRecord
 from store.operations import OperationRecord
@@ -101,10 +101,12 @@ class LockedRows:
         self._replaced.pop(image.id, None)
         self._removed[image.id] = image
 
-    def announce(self, image: ImageRecord, news: Sequence[events.Event]) -> list[OutboxMessage]:
+    def announce(
+        self, image: ImageRecord, news: Sequence[image_events.Event]
+    ) -> list[OutboxMessage]:
         """The image's events, numbered now in its sequence (`image` must be its current
         record)."""
-        messages = events.number(image, news, self.now)
+        messages = image_events.number(image, news, self.now)
         self._numbered.append((image, messages))
         return list(messages)  # the caller's to extend
 
@@ -115,7 +117,7 @@ class LockedRows:
         *,
         response: OperationResponse | None = None,
         error: Status | None = None,
-        announce: Sequence[events.Event] = (),
+        announce: Sequence[image_events.Event] = (),
     ) -> tuple[list[OutboxMessage], Finished]:
         """End the operation and announce it, after the image's `announce` events (when its
         image still exists to sequence the events)."""
@@ -124,7 +126,7 @@ class LockedRows:
         )
         self._operations[op.id] = done
         self._finished.append((op.id, response, error))
-        news = [*announce, events.operation_done(done)]
+        news = [*announce, image_events.operation_done(done)]
         messages = self.announce(image, news) if image is not None else []
         code, reason = (error.code, error.message) if error else (None, "")
         return messages, Finished(op.id, op.kind, code, reason)
@@ -148,7 +150,7 @@ class LockedRows:
         sequenced = {image.id for image, _ in self._numbered} - self._removed.keys()
         await images.store_event_seqs(conn, [self._images[i] for i in sorted(sequenced)])
         if self._numbered or self._sent:
-            written = await events.write(conn, self._numbered, self.now, self._sent)
+            written = await image_events.write(conn, self._numbered, self.now, self._sent)
             self._written = {message.message_id: message for message in written}
         if self._removed:
             await images.delete_locked(conn, sorted(self._removed))

@@ -167,7 +167,7 @@ async def get(conn: Connection, image_id: str) -> ImageRecord | None:
 
 async def store_event_seqs(conn: Connection, records: Sequence[ImageRecord]) -> None:
     """Write the `event_seq` of images whose rows this transaction locked and whose events it
-    numbered (store/events.py)."""
+    numbered (store/image_events.py)."""
     if records:
         await conn.executemany(
             "UPDATE images SET event_seq = ? WHERE id = ?", [(r.event_seq, r.id) for r in records]

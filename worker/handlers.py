@@ -35,11 +35,12 @@ from worker.blobs import BlobStore
 from worker.cancels import CancelNotices
 from worker.committer import BytesReleased, Committer
 from worker.config import WorkerConfig
+from worker.disk_sources import DiskSource
 from worker.errors import ImportRefused, SourceUnavailable
+from worker.importer import Importer
 from worker.leases import Interruption, LeaseKeeper
-from worker.observe import ImportAttempt
+from worker.metrics import ImportAttempt
 from worker.outages import STORE, DependencyDeadline, Outages
-from worker.sources import DiskSource, Importer
 
 log = structlog.get_logger(__name__)
 

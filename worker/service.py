@@ -12,18 +12,18 @@ from bus.base import Bus, Handler, Subscription
 from bus.outbox_publisher import OutboxPublisher
 from contracts.names import CANCELS_EXCHANGE, CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
 from store.db import Database, StoreError
-from store.event_sequencer import EventSequencer
+from store.event_log_sequencer import EventSequencer
 from store.outbox_table import SentMarker
 from worker.blobs import BlobStore, FileBlobStore
 from worker.cancels import CancelNotices
 from worker.committer import Committer
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
+from worker.disk_sources import DirectoryDiskSource, DiskSource
 from worker.handlers import CommandHandlers
-from worker.observe import observed, poll_gauges
+from worker.metrics import observed, poll_gauges
 from worker.outbox_relay import OutboxRelay
 from worker.reconciler import Reconciler, temporary_max_idle, temporary_sweeper
-from worker.sources import DirectoryDiskSource, DiskSource
 
 log = structlog.get_logger(__name__)
 

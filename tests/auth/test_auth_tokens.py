@@ -12,7 +12,7 @@ import jwt
 import pytest
 from structlog.testing import capture_logs
 
-from gateway import tokens
+from gateway import bearer_tokens
 from support.auth import ADMIN, SECRET, token
 from tests.auth.conftest import Caller
 from tests.gateway.conftest import FOLDER, URI, Reply
@@ -186,7 +186,7 @@ async def test_a_verified_token_is_remembered_until_it_expires(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The signature is checked once per token, and again once the token has expired."""
-    verifier = tokens.TokenVerifier(secret=SECRET)
+    verifier = bearer_tokens.TokenVerifier(secret=SECRET)
     decoded = []
     decode = jwt.decode
     monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(1) or decode(*a, **k))
@@ -194,7 +194,7 @@ async def test_a_verified_token_is_remembered_until_it_expires(
 
     assert [(await verifier.verify(short)).subject for _ in range(3)] == ["bob"] * 3
     assert len(decoded) == 1
-    expired = time.time() + 5 + tokens.LEEWAY_SECONDS + 1
-    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: expired))
+    expired = time.time() + 5 + bearer_tokens.LEEWAY_SECONDS + 1
+    monkeypatch.setattr(bearer_tokens, "time", SimpleNamespace(time=lambda: expired))
     await verifier.verify(short)  # PyJWT's own clock still finds it valid
     assert len(decoded) == 2

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from contracts.errors import Code
-from gateway import events_stream, stream_caller
+from gateway import sse_caller, sse_stream
 from gateway.settings import GatewaySettings
 from kiln.client_events import Frame
 from support.auth import gateway_settings, token
@@ -43,7 +43,7 @@ async def change_viewer(gateway: Gateway, folder: str, action: str, subject: str
 async def until_error(stream: Sse, timeout: float) -> tuple[list[Frame], dict[str, Any]]:
     """The frames before the stream's `kiln.error`, and its error object; the stream ends."""
     frames = []
-    while (frame := await stream.next(timeout)).type != events_stream.ERROR_EVENT:
+    while (frame := await stream.next(timeout)).type != sse_stream.ERROR_EVENT:
         frames.append(frame)
     assert await stream.ended()
     assert frame.data is not None
@@ -55,7 +55,7 @@ async def until_error(stream: Sse, timeout: float) -> tuple[list[Frame], dict[st
 async def test_a_stream_ends_when_its_token_expires(
     gateway: Gateway, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events_stream, "POLL_SECONDS", 30.0)  # neither a poll nor an event
+    monkeypatch.setattr(sse_stream, "POLL_SECONDS", 30.0)  # neither a poll nor an event
     short = token(ttl=2)
     expires_at = jwt.decode(short, options={"verify_signature": False})["exp"]
     async with sse(gateway.session, gateway.url, bearer_of(short), folderId=folder) as stream:
@@ -82,8 +82,8 @@ async def test_a_token_past_its_exp_opens_no_stream(gateway: Gateway, folder: st
 async def test_an_idle_stream_ends_within_the_recheck_once_its_right_is_removed(
     gateway: Gateway, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stream_caller, "RECHECK_SECONDS", 1.0)
-    monkeypatch.setattr(events_stream, "POLL_SECONDS", 30.0)  # only the re-check ends it
+    monkeypatch.setattr(sse_caller, "RECHECK_SECONDS", 1.0)
+    monkeypatch.setattr(sse_stream, "POLL_SECONDS", 30.0)  # only the re-check ends it
     await change_viewer(gateway, folder, "ADD")
     async with sse(gateway.session, gateway.url, bearer_of(token(BOB)), folderId=folder) as s:
         assert (await s.next()).position == 0
@@ -93,7 +93,7 @@ async def test_an_idle_stream_ends_within_the_recheck_once_its_right_is_removed(
         ended_in = time.monotonic() - removed_at
     assert frames == []
     assert error["code"] == Code.PERMISSION_DENIED and folder in error["message"]
-    assert ended_in <= stream_caller.RECHECK_SECONDS + 0.5
+    assert ended_in <= sse_caller.RECHECK_SECONDS + 0.5
 
 
 async def test_no_event_committed_after_the_right_is_removed_is_delivered(
@@ -108,11 +108,11 @@ async def test_no_event_committed_after_the_right_is_removed_is_delivered(
         removed_at = time.monotonic()
         for _ in range(3):
             await gateway.create(folder)
-        frames, error = await until_error(s, timeout=stream_caller.RECHECK_SECONDS + 2)
+        frames, error = await until_error(s, timeout=sse_caller.RECHECK_SECONDS + 2)
         ended_in = time.monotonic() - removed_at
     assert frames == []
     assert error["code"] == Code.PERMISSION_DENIED
-    assert ended_in < stream_caller.RECHECK_SECONDS  # at the first batch, not the re-check
+    assert ended_in < sse_caller.RECHECK_SECONDS  # at the first batch, not the re-check
     async with sse(gateway.session, gateway.url, folderId=folder, lastEventId="1") as admins:
         kept = [(await admins.event()).position for _ in range(3)]
     assert kept == [2, 3, 4]  # what bob was not sent

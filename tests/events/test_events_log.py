@@ -9,9 +9,9 @@ import pytest
 from contracts.enums import ImageStatus
 from contracts.events import event_decoder
 from runtime.clock import now_us
-from store import Database, event_log, events, images
+from store import Database, event_log, image_events, images
 from store.db import StoreUnavailable
-from store.event_sequencer import EventSequencer
+from store.event_log_sequencer import EventSequencer
 from store.images import ImageRecord
 
 FOLDERS = ("fa", "fb")
@@ -91,8 +91,8 @@ async def test_record_logs_the_published_event(db: Database) -> None:
     image = ImageRecord(id="img1", folder_id="fa", status=ImageStatus.CREATING, created_at=1)
     async with db.transaction() as conn:
         await images.insert(conn, image)
-        (first,) = await events.record(conn, [(image, [("created", "opr1", None)])])
-        (second,) = await events.record(conn, [(image, [("ready", "opr1", None)])])
+        (first,) = await image_events.record(conn, [(image, [("created", "opr1", None)])])
+        (second,) = await image_events.record(conn, [(image, [("ready", "opr1", None)])])
     assert (await read_all(db, "fa")).entries == []  # queued, not numbered yet
     assert await event_log.sequence(db) == 2
 

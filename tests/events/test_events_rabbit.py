@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bus import RabbitBus
-from gateway import events_stream
+from gateway import sse_stream
 from gateway.app import create_app
 from store import open_database
 from support.auth import bearer
@@ -36,7 +36,7 @@ async def gateway(database_url: str, broker_url: str) -> AsyncIterator[str]:
 async def test_an_event_from_another_gateway_wakes_the_stream(
     postgres_url: str, rabbit_url: str, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events_stream, "POLL_SECONDS", 30.0)  # only a wake-up can be in time
+    monkeypatch.setattr(sse_stream, "POLL_SECONDS", 30.0)  # only a wake-up can be in time
     async with (
         gateway(postgres_url, rabbit_url) as streaming,
         gateway(postgres_url, rabbit_url) as writing,

@@ -10,7 +10,7 @@ import pytest
 from bus.base import Delivery
 from contracts.errors import Code
 from contracts.names import EVENTS_EXCHANGE
-from gateway import events_stream
+from gateway import sse_stream
 from kiln.client import KilnClient, KilnError
 from runtime.clock import now_us
 from store import event_log
@@ -106,7 +106,7 @@ async def test_query_parameter_resume_and_type_filter(gateway: Gateway, folder: 
 async def test_live_events_wake_the_stream(
     gateway: Gateway, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events_stream, "POLL_SECONDS", 30.0)  # only a wake-up can be in time
+    monkeypatch.setattr(sse_stream, "POLL_SECONDS", 30.0)  # only a wake-up can be in time
     async with sse(gateway.session, gateway.url, folderId=folder) as stream:
         assert (await stream.next()).position == 0
         await gateway.create(folder)
@@ -150,7 +150,7 @@ async def test_pruning_under_a_running_stream_ends_it_with_an_error_event(
         for _ in range(5):
             await event_log.append(conn, folder, "compute.image.created", b"{}", old)
     await event_log.sequence(gateway.db)
-    monkeypatch.setattr(events_stream, "BATCH", 2)
+    monkeypatch.setattr(sse_stream, "BATCH", 2)
     reads = 0
     read_after = event_log.read_after
 
@@ -174,8 +174,8 @@ async def test_pruning_under_a_running_stream_ends_it_with_an_error_event(
 async def test_heartbeats_keep_an_idle_stream_alive(
     gateway: Gateway, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events_stream, "HEARTBEAT_SECONDS", 0.05)
-    monkeypatch.setattr(events_stream, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(sse_stream, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(sse_stream, "POLL_SECONDS", 0.05)
     async with sse(gateway.session, gateway.url, folderId=folder) as stream:
         await stream.next()
         while stream.comments < 2:

@@ -24,7 +24,7 @@ from store.outbox_table import SentMarker
 from support.auth import bearer
 from support.auth import gateway_settings as auth_settings
 from worker.config import WorkerConfig
-from worker.observe import observed
+from worker.metrics import observed
 from worker.reconciler import Reconciler
 
 FOLDER = "b1gops"

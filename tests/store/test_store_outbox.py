@@ -8,7 +8,7 @@ from contracts.enums import ImageStatus
 from contracts.events import CONTENT_TYPE, event_decoder
 from contracts.names import EVENTS_EXCHANGE
 from contracts.outbox_message import OutboxMessage
-from store import Connection, Database, events, images, outbox_table
+from store import Connection, Database, image_events, images, outbox_table
 from store.images import ImageRecord
 
 T0 = 1_700_000_000_000_000
@@ -106,7 +106,7 @@ def image(image_id: str = "img1", folder_id: str = "fld1") -> ImageRecord:
 async def _record(
     conn: Connection, record: ImageRecord, name: str, operation_id: str, data: object = None
 ) -> list[OutboxMessage]:
-    return await events.record(conn, [(record, [(name, operation_id, data)])])
+    return await image_events.record(conn, [(record, [(name, operation_id, data)])])
 
 
 async def test_record_numbers_the_event_and_queues_it(db: Database) -> None:

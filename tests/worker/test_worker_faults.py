@@ -25,8 +25,8 @@ from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import EventLog, GatewayDouble, Source, WorkerFactory, wait_until
 from worker import reconciler
 from worker.dead_letter import DEAD_LETTERED, DeadLetterHandler
+from worker.disk_sources import DiskKind, ResolvedSource
 from worker.reconciler import temporary_max_idle
-from worker.sources import DiskKind, ResolvedSource
 
 Logs = list[MutableMapping[str, Any]]
 

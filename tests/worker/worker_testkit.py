@@ -28,7 +28,7 @@ from contracts.notices import cancel_notice
 from contracts.operations import CreateImageMetadata, DeleteImageMetadata, OperationMetadata
 from contracts.outbox_message import OutboxMessage
 from runtime.clock import now_us
-from store import events, images, operations, outbox_table
+from store import image_events, images, operations, outbox_table
 from store.db import Database
 from store.images import ImageRecord, ImageSpec
 from store.operations import OperationRecord
@@ -127,7 +127,7 @@ class GatewayDouble:
             await images.insert(conn, image)
             await operations.insert(conn, op)
             rows = [
-                *await events.record(conn, [(image, [("created", op.id, None)])]),
+                *await image_events.record(conn, [(image, [("created", op.id, None)])]),
                 await outbox_table.add(conn, command_message(command), now),
             ]
         if publish:
@@ -158,7 +158,7 @@ class GatewayDouble:
                             notices.append(cancel_notice(other.id, "req-test"))
             await operations.insert(conn, op)
             rows = [
-                *await events.record(conn, [(image, [("deleting", op.id, None)])]),
+                *await image_events.record(conn, [(image, [("deleting", op.id, None)])]),
                 await outbox_table.add(conn, command_message(command), now),
                 *await outbox_table.add_many(conn, notices, now),
             ]

@@ -17,14 +17,14 @@ from contracts.images import (
     UpdateImageRequest,
 )
 from contracts.operations import ListImageOperationsResponse
-from gateway import audit, authz, image_writes
-from gateway.authz import Permission
+from gateway import audit, authorization, image_writes
+from gateway.authorization import Permission
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
+from gateway.mutating_calls import idempotency_claim
 from gateway.pagination import page_size, to_base36
 from gateway.query import parse_filter, parse_order
-from gateway.writes import idempotency_claim
 from store import images, operations
 from store.db import Connection
 from store.images import ImageRecord, SortColumn, to_image
@@ -42,7 +42,9 @@ def _path(request: web.Request) -> dict[str, str]:
 async def get_image(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageRequest, _path(request))
     async with request.app[DB].reading() as conn:
-        image = await authz.image(conn, context_of(request), parsed.image_id, Permission.GET)
+        image = await authorization.image(
+            conn, context_of(request), parsed.image_id, Permission.GET
+        )
     return respond(to_image(image))
 
 
@@ -50,7 +52,9 @@ async def get_image(request: web.Request) -> web.Response:
 async def latest_by_family(request: web.Request) -> web.Response:
     parsed = query_request(request, GetImageLatestByFamilyRequest)
     async with request.app[DB].reading() as conn:
-        image = await authz.latest_ready(conn, context_of(request), parsed.folder_id, parsed.family)
+        image = await authorization.latest_ready(
+            conn, context_of(request), parsed.folder_id, parsed.family
+        )
     if image is None:
         raise NotFound(f"no READY image of family {parsed.family!r} in folder {parsed.folder_id}")
     return respond(to_image(image))
@@ -90,7 +94,9 @@ async def list_images(request: web.Request) -> web.Response:
     tokens, limit = request.app[PAGE_TOKENS], page_size(parsed.page_size)
     after = _after(tokens.open(scope, parsed.page_token), sort) if parsed.page_token else None
     async with request.app[DB].reading() as conn:
-        await authz.require_on_folder(conn, context_of(request), parsed.folder_id, Permission.LIST)
+        await authorization.require_on_folder(
+            conn, context_of(request), parsed.folder_id, Permission.LIST
+        )
         rows = await images.page(
             conn, parsed.folder_id, conditions, sort, descending, after, limit + 1
         )
@@ -112,7 +118,7 @@ async def list_operations(request: web.Request) -> web.Response:
     context = context_of(request)
     async with request.app[DB].reading() as conn:
         rows = await _operations_page(conn, context, parsed.image_id, after, limit)
-        shown = await authz.shown_operations(conn, context, rows[:limit])
+        shown = await authorization.shown_operations(conn, context, rows[:limit])
     more = len(rows) > limit
     token = (
         tokens.issue(scope, _keyset(rows[limit - 1].id, rows[limit - 1].created_at)) if more else ""
@@ -129,10 +135,12 @@ async def _operations_page(
 ) -> list[OperationRecord]:
     """One page (plus one row) of the image's operations; those of a deleted image stay
     readable to whoever may view its folder."""
-    image = await authz.image_or_none(conn, context, image_id, Permission.GET)
+    image = await authorization.image_or_none(conn, context, image_id, Permission.GET)
     rows = await operations.page_for_resource(conn, image_id, after, limit + 1)
-    if image is None and not (rows and await authz.may(conn, context, rows[0], Permission.GET)):
-        raise authz.missing_image(image_id)
+    if image is None and not (
+        rows and await authorization.may(conn, context, rows[0], Permission.GET)
+    ):
+        raise authorization.missing_image(image_id)
     return rows
 
 

@@ -21,7 +21,7 @@ from contracts.names import EVENTS_EXCHANGE
 from runtime.clock import now_us
 from store import event_log, idempotency, outbox_table
 from store.db import Database, StoreError
-from store.event_sequencer import EventSequencer
+from store.event_log_sequencer import EventSequencer
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +36,7 @@ class _Folder(msgspec.Struct):
 _folder_decoder = msgspec.json.Decoder(_Folder)
 
 
-class EventFeed:
+class StreamWakeups:
     """One per gateway: per-folder wake-up events for the running streams."""
 
     def __init__(self, bus: Bus, sequencer: EventSequencer) -> None:

@@ -1,4 +1,4 @@
-"""Authentication: every API call carries `Authorization: Bearer <JWT>` (gateway/tokens.py);
+"""Authentication: every API call carries `Authorization: Bearer <JWT>` (gateway/bearer_tokens.py);
 its `sub` becomes the request's subject, so idempotency keys, `createdBy`, the audit log and
 every permission check are per caller. Probes, `/metrics` and the API documentation are open.
 
@@ -9,12 +9,12 @@ import structlog
 from aiohttp import web
 
 from contracts.errors import Code, Unauthenticated
+from gateway.bearer_tokens import TokenVerifier
 from gateway.context import context_of, set_context
 from gateway.health import PUBLIC_PATHS
 from gateway.jwks import JwksKeys
 from gateway.keys import SETTINGS, TOKENS
 from gateway.middleware import Handler, error_response
-from gateway.tokens import TokenVerifier
 
 _OPEN = frozenset({*PUBLIC_PATHS, "/openapi.json", "/docs"})
 _OPEN_PREFIX = "/docs/"

@@ -5,7 +5,7 @@ CloudEvent type as `event:` and the event's folder position (store/event_log.py)
 A connection starts at the folder's newest position, or after `Last-Event-ID` (the header,
 or `lastEventId` for clients that cannot set headers): the log is replayed from there, then
 followed live. Everything sent is read from the log, in position order, so a resumed stream
-misses and repeats nothing; the bus only wakes streams up (gateway/event_feed.py).
+misses and repeats nothing; the bus only wakes streams up (gateway/sse_wakeups.py).
 
 An `id:` line without data (the start position, or the position after events a `type`
 filter skipped or the caller may not see: binding changes of an image whose bindings it may
@@ -13,7 +13,7 @@ not list, gateway/binding_events.py) moves the client's Last-Event-ID on without
 A position whose successors were pruned is refused with 400 OUT_OF_RANGE before the stream
 starts, or ends a running stream with a `kiln.error` event: never a silent gap. So does the
 caller's token reaching its `exp`, or the caller losing the right to list the folder
-(gateway/stream_caller.py); each caller may hold a limited number of streams open at once.
+(gateway/sse_caller.py); each caller may hold a limited number of streams open at once.
 """
 
 import asyncio
@@ -29,17 +29,17 @@ from aiohttp import web
 from contracts.errors import ApiError, Code, InvalidArgument
 from contracts.events import EVENT_NAMES, EventStreamRequest, event_type
 from contracts.operations import RequestInfo, Status
-from gateway import authz, binding_events
-from gateway.authz import Permission
+from gateway import authorization, binding_events
+from gateway.authorization import Permission
 from gateway.context import RequestContext, context_of
-from gateway.event_feed import EventFeed, prune_periodically
 from gateway.http import query_request
-from gateway.keys import BUS, DB, EVENT_FEED, SEQUENCER, SETTINGS, STREAM_SLOTS
-from gateway.stream_caller import CallerCheck, StreamSlots
+from gateway.keys import BUS, DB, SEQUENCER, SETTINGS, STREAM_SLOTS, STREAM_WAKEUPS
+from gateway.sse_caller import CallerCheck, StreamSlots
+from gateway.sse_wakeups import StreamWakeups, prune_periodically
 from store import event_log
 from store.db import StoreUnavailable
 from store.event_log import Page
-from store.event_sequencer import EventSequencer
+from store.event_log_sequencer import EventSequencer
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -87,7 +87,7 @@ async def first_page(
     What has committed is numbered first, so a stream opened after a write starts behind it."""
     db = app[DB]
     async with db.transaction() as conn:
-        await authz.require_on_folder(conn, context, folder_id, Permission.LIST)
+        await authorization.require_on_folder(conn, context, folder_id, Permission.LIST)
     await app[SEQUENCER].drain()
     async with db.transaction() as conn:
         if after is None:
@@ -118,7 +118,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     parsed = query_request(request, EventStreamRequest)
     types = parse_types(parsed.type)
     after = resume_point(request, parsed.last_event_id)
-    feed, context = request.app[EVENT_FEED], context_of(request)
+    feed, context = request.app[STREAM_WAKEUPS], context_of(request)
     caller = CallerCheck(context, parsed.folder_id)
     caller.require_token()
     with request.app[STREAM_SLOTS].hold(context.subject):
@@ -145,7 +145,7 @@ class EventStream:
         response: web.StreamResponse,
         folder_id: str,
         types: frozenset[str],
-        feed: EventFeed,
+        feed: StreamWakeups,
         caller: CallerCheck,
     ) -> None:
         self._request = request
@@ -245,18 +245,18 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await app[EVENT_FEED].close()
+    await app[STREAM_WAKEUPS].close()
 
 
 async def _end_streams(app: web.Application) -> None:
     """Shutdown: end every open stream now (clients reconnect elsewhere with their
     Last-Event-ID) instead of holding the server open until its shutdown timeout."""
-    await app[EVENT_FEED].close()
+    await app[STREAM_WAKEUPS].close()
 
 
 def setup(app: web.Application) -> None:
     app[SEQUENCER] = EventSequencer(app[DB])
-    app[EVENT_FEED] = EventFeed(app[BUS], app[SEQUENCER])
+    app[STREAM_WAKEUPS] = StreamWakeups(app[BUS], app[SEQUENCER])
     app[STREAM_SLOTS] = StreamSlots(app[SETTINGS].max_streams_per_subject)
     app.add_routes(routes)
     app.cleanup_ctx.append(_background)

@@ -1,7 +1,7 @@
 """Verifying bearer tokens: JWTs signed HS256 with the configured secret, or RS256/ES256 by a
 key of the configured JWKS (any OIDC provider). Signature, `exp` and `nbf` are checked with a
 small leeway for clock skew; `sub` names the caller, and `exp` ends its event streams
-(gateway/stream_caller.py: without the leeway). A configured audience must be named by every
+(gateway/sse_caller.py: without the leeway). A configured audience must be named by every
 token's `aud`, a configured issuer be its `iss` (an OIDC provider signs the tokens of all its
 applications with the same keys).
 

@@ -27,17 +27,17 @@ from contracts.enums import AccessBindingAction, ImageStatus
 from contracts.errors import FailedPrecondition, InvalidArgument
 from contracts.ids import FOLDER_ID, IMAGE_ID, IdRule, checked_path
 from contracts.operations import Operation
-from gateway import authz, binding_rules
-from gateway.authz import Permission
+from gateway import authorization, binding_rules
+from gateway.authorization import Permission
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
 from gateway.metrics import operation_started
+from gateway.mutating_calls import idempotency_claim, new_operation, replay
 from gateway.pagination import page_size
 from gateway.publishing import publish_committed
-from gateway.writes import idempotency_claim, new_operation, replay
 from runtime.clock import now_us
-from store import bindings, events, operations
+from store import bindings, image_events, operations
 from store.bindings import BindingKey
 from store.db import Connection
 from store.idempotency import Claim
@@ -88,7 +88,9 @@ async def list_image_access_bindings(request: web.Request) -> web.Response:
     path = checked_path(request.match_info, resourceId=IMAGE_ID)
     parsed = query_request(request, ListAccessBindingsRequest, path)
     async with request.app[DB].reading() as conn:
-        await authz.image(conn, context_of(request), parsed.resource_id, Permission.LIST_BINDINGS)
+        await authorization.image(
+            conn, context_of(request), parsed.resource_id, Permission.LIST_BINDINGS
+        )
         page = await _list_page(request, conn, parsed.resource_id, parsed)
     return respond(page)
 
@@ -99,10 +101,10 @@ async def list_folder_access_bindings(request: web.Request) -> web.Response:
     parsed = query_request(request, ListAccessBindingsRequest, path)
     folder_id = parsed.resource_id
     async with request.app[DB].reading() as conn:
-        await authz.require_on_folder(
+        await authorization.require_on_folder(
             conn, context_of(request), folder_id, Permission.LIST_BINDINGS
         )
-        page = await _list_page(request, conn, authz.folder_resource(folder_id), parsed)
+        page = await _list_page(request, conn, authorization.folder_resource(folder_id), parsed)
     return respond(page)
 
 
@@ -161,7 +163,7 @@ async def _change_image_bindings(
         kind = operations.UPDATE_ACCESS
     now = now_us()
     async with app[DB].transaction() as conn:
-        image = await authz.image_or_none(
+        image = await authorization.image_or_none(
             conn, context, image_id, Permission.UPDATE_BINDINGS, lock=True
         )
         folder_id = image.folder_id if image else ""
@@ -170,15 +172,18 @@ async def _change_image_bindings(
         if previous := await replay(conn, key, op.id, now):
             return previous
         if image is None:
-            raise authz.missing_image(image_id)
+            raise authorization.missing_image(image_id)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image_id} is being deleted")
         deltas = compute(await bindings.all_for(conn, image_id))
         await binding_rules.require_folder_admin_to_open_editing(conn, context, image, deltas)
         await _apply(conn, image_id, deltas, op)
         assert op.response is not None
-        announced = [("access_bindings_changed", op.id, op.response), events.operation_done(op)]
-        rows = await events.record(conn, [(image, announced)])
+        announced = [
+            ("access_bindings_changed", op.id, op.response),
+            image_events.operation_done(op),
+        ]
+        rows = await image_events.record(conn, [(image, announced)])
     operation_started(op)
     await publish_committed(app, rows)
     return to_operation(op)
@@ -196,9 +201,9 @@ async def _change_folder_bindings(
     kind = operations.SET_FOLDER_ACCESS
     if isinstance(metadata, UpdateAccessBindingsMetadata):
         kind = operations.UPDATE_FOLDER_ACCESS
-    resource, now = authz.folder_resource(folder_id), now_us()
+    resource, now = authorization.folder_resource(folder_id), now_us()
     async with app[DB].transaction() as conn:
-        await authz.require_on_folder(conn, context, folder_id, Permission.UPDATE_BINDINGS)
+        await authorization.require_on_folder(conn, context, folder_id, Permission.UPDATE_BINDINGS)
         description = "Change folder access bindings"
         op = new_operation(context, kind, resource, folder_id, description, metadata, now)
         if previous := await replay(conn, key, op.id, now):

@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 
 from contracts.errors import ApiError, Code, Unauthenticated
-from gateway import authz
-from gateway.authz import Permission
+from gateway import authorization
+from gateway.authorization import Permission
 from gateway.context import RequestContext
 from store.db import Database
 
@@ -53,7 +53,9 @@ class CallerCheck:
             return
         if not self._context.admin:  # KILN_ADMINS cannot change while the gateway runs
             async with db.reading() as conn:
-                await authz.require_on_folder(conn, self._context, self._folder_id, Permission.LIST)
+                await authorization.require_on_folder(
+                    conn, self._context, self._folder_id, Permission.LIST
+                )
         self._checked_at = time.monotonic()
 
 
