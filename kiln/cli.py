@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from kiln.commands import KilnGroup
-from kiln.flags import DEV, GATEWAY, WORKER, bad_setting, settings_options
-from kiln.settings import SettingsError, build
+from kiln.flags import bad_setting, settings_options
+from kiln.settings import DEV, GATEWAY, WORKER, SettingsError, build
 
 
 def serve(ctx: click.Context, values: dict[str, Any], **defaults: Any) -> None:

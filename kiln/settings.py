@@ -1,10 +1,12 @@
-"""Settings: one typed object built once from `KILN_*` variables and command-line flags."""
+"""Settings: one typed object built once from `KILN_*` variables and command-line flags. Each
+setting is declared once, as a field of `Settings`: its type and bounds, its default, the
+commands that take it and its help; the flags, their variables and the checks derive from it."""
 
 import contextlib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NamedTuple, get_args, get_type_hints
 
 import msgspec
 from yarl import URL
@@ -22,6 +24,21 @@ Seconds = Annotated[float, msgspec.Meta(ge=0)]
 PartSize = Annotated[int, msgspec.Meta(ge=S3_MIN_PART, le=S3_MAX_PART)]
 
 
+DEV, GATEWAY, WORKER = "dev", "gateway", "worker"
+EVERY = frozenset({DEV, GATEWAY, WORKER})
+SERVING = frozenset({DEV, GATEWAY})  # the HTTP API's settings
+IMPORTING = frozenset({DEV, WORKER})  # the workers' settings
+WORKER_ONLY = frozenset({WORKER})
+
+
+class Flag(NamedTuple):
+    """How a setting is offered on the command line (kiln/flags.py): the commands that take
+    it and its --help text. It sits in the field's Annotated type, where msgspec ignores it."""
+
+    commands: frozenset[str]
+    help: str
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed, or cannot work: which one (a Settings field) and why.
     The message names its variable; the command line names it as it was given."""
@@ -33,41 +50,167 @@ class SettingsError(Exception):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    data_dir: Path = Path(".kiln")
-    database_url: str = ""
-    broker_url: str = ""
-    storage_url: str = ""
-    http_host: str = "127.0.0.1"
-    http_port: Port = 8080
-    import_allowed_hosts: tuple[str, ...] = ()
-    import_root: Path | None = None
-    import_max_bytes: Positive = 64 * 1024**3
-    import_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 6 * 3600.0
-    import_min_rate_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
-    disk_source_dir: Path | None = None
-    max_body_bytes: Positive = 1024 * 1024
-    max_streams_per_subject: Positive = 16
-    http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
-    worker_prefetch: Positive = 16
-    worker_fetches: Positive = 16
-    worker_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    worker_reconcile_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
-    dependency_deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
-    log_format: Literal["console", "json"] = "json"
-    worker_http_port: OptionalPort | None = None  # None: 9090, or a free port if 9090 is taken
-    shutdown_grace_seconds: Seconds = 0.0
-    startup_timeout_seconds: Seconds = 60.0
-    s3_endpoint_url: str = ""
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
-    s3_addressing_style: Literal["path", "virtual"] = "path"
-    s3_part_size: PartSize = 8 * 1024**2
-    token_secret: str = ""
-    jwks_url: str = ""
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
-    admins: tuple[str, ...] = ()
+    data_dir: Annotated[
+        Path, Flag(EVERY, "Directory for the embedded database and blobs (default ./.kiln).")
+    ] = Path(".kiln")
+    database_url: Annotated[
+        str, Flag(EVERY, "sqlite:///path or postgresql://… (default: SQLite in the data dir).")
+    ] = ""
+    broker_url: Annotated[
+        str, Flag(EVERY, "amqp://… for RabbitMQ, or memory:// (kiln dev's default).")
+    ] = ""
+    storage_url: Annotated[
+        str,
+        Flag(
+            IMPORTING,
+            "file:///path or s3://bucket/prefix for image blobs (default: blobs/ in the data dir).",
+        ),
+    ] = ""
+    http_host: Annotated[
+        str,
+        Flag(
+            EVERY, "Address the gateway, or a worker's side port, listens on (default 127.0.0.1)."
+        ),
+    ] = "127.0.0.1"
+    http_port: Annotated[Port, Flag(SERVING, "Port the gateway listens on (default 8080).")] = 8080
+    import_allowed_hosts: Annotated[
+        tuple[str, ...],
+        Flag(
+            EVERY,
+            "Comma-separated hosts, addresses or CIDRs exempt from the private-address "
+            "block; host:port or [IPv6]:port exempts that port only.",
+        ),
+    ] = ()
+    import_root: Annotated[
+        Path | None,
+        Flag(EVERY, "Directory below which file:// image sources are allowed (default: none)."),
+    ] = None
+    import_max_bytes: Annotated[
+        Positive, Flag(IMPORTING, "Largest image source accepted, in bytes (default 64 GiB).")
+    ] = 64 * 1024**3
+    import_deadline_seconds: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)],
+        Flag(
+            IMPORTING,
+            "Longest an import from an http(s) source may take, in seconds (default 21600: 6 h).",
+        ),
+    ] = 6 * 3600.0
+    import_min_rate_bytes: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)],
+        Flag(
+            IMPORTING,
+            "Slowest rate an http(s) source may send at, in bytes/s averaged over each "
+            "minute after the first (default 65536; 0: no minimum).",
+        ),
+    ] = 64 * 1024
+    disk_source_dir: Annotated[
+        Path | None,
+        Flag(
+            EVERY,
+            "Directory of <folderId>/disks/<diskId> and <folderId>/snapshots/<snapshotId> files.",
+        ),
+    ] = None
+    max_body_bytes: Annotated[
+        Positive, Flag(SERVING, "Largest request body, in bytes (default 1 MiB).")
+    ] = 1024 * 1024
+    max_streams_per_subject: Annotated[
+        Positive,
+        Flag(SERVING, "Event streams one caller may hold open on a gateway at once (default 16)."),
+    ] = 16
+    http_header_timeout_seconds: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)],
+        Flag(
+            SERVING,
+            "Seconds a connection has to send a request head, once open or after its "
+            "previous response; idle keep-alive connections close after it too (default "
+            "15).",
+        ),
+    ] = 15.0
+    worker_prefetch: Annotated[
+        Positive, Flag(IMPORTING, "Commands a worker runs at once (default 16).")
+    ] = 16
+    worker_fetches: Annotated[
+        Positive, Flag(IMPORTING, "Imports a worker fetches at once; the others wait (default 16).")
+    ] = 16
+    worker_lease_seconds: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)],
+        Flag(IMPORTING, "Lease of a running operation, renewed every third of it (default 30)."),
+    ] = 30.0
+    worker_reconcile_seconds: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)],
+        Flag(IMPORTING, "How often a worker re-drives stalled operations (default 15)."),
+    ] = 15.0
+    dependency_deadline_seconds: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)],
+        Flag(
+            IMPORTING,
+            "How long a command waits for an unavailable database or blob store (default 600).",
+        ),
+    ] = 600.0
+    log_format: Annotated[
+        Literal["console", "json"],
+        Flag(EVERY, "console or json (default: console for dev, json otherwise)."),
+    ] = "json"
+    worker_http_port: Annotated[
+        OptionalPort | None,
+        Flag(
+            WORKER_ONLY,
+            "Port of this worker's /metrics, /healthz, /readyz (default 9090, or a free "
+            "port when 9090 is taken; 0: none).",
+        ),
+    ] = None  # None: 9090, or a free port if 9090 is taken
+    shutdown_grace_seconds: Annotated[
+        Seconds,
+        Flag(
+            SERVING, "Seconds between readiness turning false and the gateway closing (default 0)."
+        ),
+    ] = 0.0
+    startup_timeout_seconds: Annotated[
+        Seconds,
+        Flag(
+            EVERY, "Seconds start-up waits for the database and the broker to answer (default 60)."
+        ),
+    ] = 60.0
+    s3_endpoint_url: Annotated[
+        str, Flag(IMPORTING, "S3-compatible endpoint, e.g. http://minio:9000 (default: AWS).")
+    ] = ""
+    s3_region: Annotated[str, Flag(IMPORTING, "Region of the S3 bucket (default us-east-1).")] = (
+        "us-east-1"
+    )
+    s3_access_key_id: Annotated[
+        str, Flag(IMPORTING, "S3 access key id (default: botocore's credential chain).")
+    ] = ""
+    s3_secret_access_key: Annotated[
+        str, Flag(IMPORTING, "S3 secret access key (default: botocore's credential chain).")
+    ] = ""
+    s3_addressing_style: Annotated[
+        Literal["path", "virtual"], Flag(IMPORTING, "path or virtual S3 addressing (default path).")
+    ] = "path"
+    s3_part_size: Annotated[
+        PartSize,
+        Flag(IMPORTING, "Bytes per multipart upload part, 5 MiB to 5 GiB (default 8 MiB)."),
+    ] = 8 * 1024**2
+    token_secret: Annotated[
+        str,
+        Flag(
+            SERVING,
+            "Secret (32+ characters) that signs HS256 bearer tokens; kiln dev without one "
+            "makes one in the data dir.",
+        ),
+    ] = ""
+    jwks_url: Annotated[
+        str, Flag(SERVING, "JWKS URL of an OIDC provider; its RS256/ES256 tokens are accepted.")
+    ] = ""
+    jwt_audience: Annotated[
+        str, Flag(SERVING, "Audience every token's aud must name (default: not checked).")
+    ] = ""
+    jwt_issuer: Annotated[
+        str, Flag(SERVING, "Issuer every token's iss must be (default: not checked).")
+    ] = ""
+    admins: Annotated[
+        tuple[str, ...],
+        Flag(SERVING, "Comma-separated subject ids that are admins of every folder."),
+    ] = ()
 
     @property
     def database(self) -> str:
@@ -146,7 +289,7 @@ def _invalid(text: str, given: dict[str, Any]) -> SettingsError:
         return SettingsError(field, detail)
     value = given[field]
     if detail.startswith("Invalid enum value"):
-        choices = ", ".join(get_args(Settings.__annotations__[field]))
+        choices = ", ".join(get_args(get_type_hints(Settings)[field]))
         return SettingsError(field, f"expected one of {choices}, got {value!r}")
     detail = re.sub(r", got `[^`]*`$", "", detail)
     for name, words in _TYPE_WORDS.items():

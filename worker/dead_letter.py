@@ -2,16 +2,14 @@
 poison message stops in the dead-letter queue instead of looping and no image stays
 CREATING or DELETING because of it."""
 
-import msgspec
 import structlog
 
 from bus.base import Delivery
-from contracts.commands import command_decoder
+from contracts.commands import Command
 from contracts.errors import Code
 from lifecycle.changes import OperationFailed
 from runtime.metrics import DEAD_LETTERED_MESSAGES
 from worker.committer import Committer
-from worker.handlers import bound
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +21,7 @@ class DeadLetterHandler:
     def __init__(self, commit: Committer) -> None:
         self._commit = commit
 
-    async def __call__(self, delivery: Delivery) -> None:
+    async def __call__(self, delivery: Delivery, command: Command | None) -> None:
         origin = {
             "dead_letter_queue": delivery.headers.get("x-first-death-queue", ""),
             "dead_letter_reason": delivery.headers.get("x-first-death-reason", ""),
@@ -32,23 +30,19 @@ class DeadLetterHandler:
         if delivery.delivery_count == 1:  # not again when this handler's own run failed
             queue, reason = origin["dead_letter_queue"], origin["dead_letter_reason"]
             DEAD_LETTERED_MESSAGES.labels(queue=queue, reason=reason).inc()
-        try:
-            command = command_decoder.decode(delivery.body)
-        except msgspec.DecodeError as exc:
-            # Nothing to settle: the log keeps what arrived, for an operator.
+        if command is None:
+            # Nothing to end: the log keeps what arrived, for an operator.
             log.error(
                 "dead_letter.undecodable",
-                error=str(exc),
                 body=delivery.body[:_PREVIEW].decode("utf-8", "replace"),
                 **origin,
             )
             return
-        with bound(command):
-            failure = OperationFailed(
-                operation_id=command.operation_id,
-                image_id=command.image_id,
-                code=int(Code.INTERNAL),
-                message=DEAD_LETTERED,
-            )
-            result = await self._commit(failure)
-            log.error("dead_letter.settled", applied=result.applied, **origin)
+        failure = OperationFailed(
+            operation_id=command.operation_id,
+            image_id=command.image_id,
+            code=int(Code.INTERNAL),
+            message=DEAD_LETTERED,
+        )
+        result = await self._commit(failure)
+        log.error("dead_letter.settled", applied=result.applied, **origin)

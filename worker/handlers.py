@@ -1,15 +1,14 @@
 """Command handlers: carry out a create or a delete once, under a lease, however often the
 command is delivered."""
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
 import structlog
 import tenacity
 
-from bus.base import Delivery, Reject, Retry
+from bus.base import Delivery, Handler, Reject, Retry
 from bus.topology import DELIVERY_LIMIT
 from contracts.commands import (
     Command,
@@ -28,6 +27,7 @@ from lifecycle.changes import (
     ReleaseImage,
     StartImport,
 )
+from runtime.metrics import REDELIVERIES
 from store import operations
 from store.db import Database, StoreError, StoreUnavailable
 from store.operations import OperationRecord
@@ -45,28 +45,48 @@ from worker.outages import STORE, DependencyDeadline, Outages
 log = structlog.get_logger(__name__)
 
 C = TypeVar("C", bound=Command)
+# Handles a delivery and the command it carries (None: its body is not a command).
+CommandHandler = Callable[[Delivery, Command | None], Awaitable[None]]
 
 
-def decode_command(delivery: Delivery, kind: type[C]) -> C:
-    """The command a delivery carries; a body that is not one is rejected (dead-lettered)."""
+def consuming(queue: str, handler: CommandHandler) -> Handler:
+    """`handler` as a consumer of `queue`: each delivery's command decoded once, its
+    redeliveries counted, and the command's request, operation and image ids bound to every
+    line logged while it is handled.
+
+    The ids stay bound after `handler` returns, so the bus runner's own lines about the outcome
+    (retry, reject, failure) carry them too: both transports handle each delivery in a task of
+    its own, whose context ends with it.
+    """
+
+    async def handle(delivery: Delivery) -> None:
+        if delivery.delivery_count > 1:
+            REDELIVERIES.labels(queue=queue).inc()
+        command = _decoded(delivery)
+        if command is not None:
+            structlog.contextvars.bind_contextvars(
+                request_id=command.request_id or delivery.correlation_id or "",
+                operation_id=command.operation_id,
+                image_id=command.image_id,
+            )
+        await handler(delivery, command)
+
+    return handle
+
+
+def _decoded(delivery: Delivery) -> Command | None:
     try:
-        command = command_decoder.decode(delivery.body)
-    except msgspec.DecodeError as exc:
-        raise Reject(f"undecodable command: {exc}") from exc
+        return command_decoder.decode(delivery.body)
+    except msgspec.DecodeError:
+        return None
+
+
+def expected(command: Command | None, kind: type[C]) -> C:
+    """The command, if it is a `kind`; anything else is rejected (dead-lettered)."""
     if not isinstance(command, kind):
-        raise Reject(f"expected {kind.__name__}, got {type(command).__name__}")
+        got = "an undecodable body" if command is None else type(command).__name__
+        raise Reject(f"expected {kind.__name__}, got {got}")
     return command
-
-
-@contextlib.contextmanager
-def bound(command: Command) -> Iterator[None]:
-    """Bind the command's ids to every log line written while handling it."""
-    with structlog.contextvars.bound_contextvars(
-        operation_id=command.operation_id,
-        image_id=command.image_id,
-        request_id=command.request_id,
-    ):
-        yield
 
 
 class CommandHandlers:
@@ -90,21 +110,19 @@ class CommandHandlers:
         """Close the keep-alive HTTP session of the imports."""
         await self._importer.close()
 
-    async def handle_create(self, delivery: Delivery) -> None:
-        command = decode_command(delivery, CreateImage)
-        with bound(command):
-            try:
-                await self._outages.outlast(lambda: self._start(command, delivery.delivery_count))
-            except DependencyDeadline as exc:
-                await self._give_up(command, exc)
+    async def handle_create(self, delivery: Delivery, command: Command | None) -> None:
+        create = expected(command, CreateImage)
+        try:
+            await self._outages.outlast(lambda: self._start(create, delivery.delivery_count))
+        except DependencyDeadline as exc:
+            await self._give_up(create, exc)
 
-    async def handle_delete(self, delivery: Delivery) -> None:
-        command = decode_command(delivery, DeleteImage)
-        with bound(command):
-            try:
-                await self._outages.outlast(lambda: self._delete(command))
-            except DependencyDeadline as exc:
-                await self._give_up(command, exc)
+    async def handle_delete(self, delivery: Delivery, command: Command | None) -> None:
+        delete = expected(command, DeleteImage)
+        try:
+            await self._outages.outlast(lambda: self._delete(delete))
+        except DependencyDeadline as exc:
+            await self._give_up(delete, exc)
 
     async def _start(self, command: CreateImage, deliveries: int) -> None:
         lease = self._leases.new(command.operation_id)

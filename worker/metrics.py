@@ -1,18 +1,17 @@
-"""What a worker counts and measures (the series are defined in `runtime.metrics`): command
-redeliveries, import attempts, and the gauges a poller keeps fresh (queue depths, outbox
-backlog and age). Finished operations are counted from the transitions' results
-(worker/committer.py)."""
+"""What a worker measures (the series are defined in `runtime.metrics`): import attempts, and
+the gauges a poller keeps fresh (queue depths, outbox backlog and age). Redeliveries are
+counted as commands are consumed (worker/handlers.py), finished operations from the
+transitions' results (worker/committer.py)."""
 
 import asyncio
 import time
 from types import TracebackType
 from typing import TypeVar
 
-import msgspec
 import structlog
 
-from bus.base import Bus, Delivery, Handler
-from contracts.commands import ImageSource, command_decoder
+from bus.base import Bus
+from contracts.commands import ImageSource
 from lifecycle.changes import Imported
 from runtime.clock import now_us
 from runtime.metrics import (
@@ -25,7 +24,6 @@ from runtime.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
     QUEUE_DEPTH,
-    REDELIVERIES,
 )
 from store import outbox_table
 from store.db import Database
@@ -36,33 +34,6 @@ log = structlog.get_logger(__name__)
 POLL_SECONDS = 5.0
 INTERRUPTED = "interrupted"  # an import stopped by shutdown or a lost lease: it runs again
 T = TypeVar("T")
-
-
-def observed(queue: str, handler: Handler) -> Handler:
-    """`handler`, counting the redeliveries of `queue` and binding the command's request,
-    operation and image ids to every line logged while the delivery is handled.
-
-    The ids stay bound after `handler` returns, so the bus runner's own lines about the outcome
-    (retry, reject, failure) carry them too: both transports handle each delivery in a task of
-    its own, whose context ends with it.
-    """
-
-    async def handle(delivery: Delivery) -> None:
-        if delivery.delivery_count > 1:
-            REDELIVERIES.labels(queue=queue).inc()
-        try:
-            command = command_decoder.decode(delivery.body)
-        except msgspec.DecodeError:
-            pass  # the handler rejects it, and says so
-        else:
-            structlog.contextvars.bind_contextvars(
-                request_id=command.request_id or delivery.correlation_id or "",
-                operation_id=command.operation_id,
-                image_id=command.image_id,
-            )
-        await handler(delivery)
-
-    return handle
 
 
 def source_kind(source: ImageSource) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from bus.base import Bus, Handler, Subscription
+from bus.base import Bus, Subscription
 from bus.outbox_publisher import OutboxPublisher
 from contracts.names import CANCELS_EXCHANGE, CREATE_QUEUE, DEAD_LETTER_QUEUE, DELETE_QUEUE
 from store.db import Database, StoreError
@@ -20,8 +20,8 @@ from worker.committer import Committer
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
 from worker.disk_sources import DirectoryDiskSource, DiskSource
-from worker.handlers import CommandHandlers
-from worker.metrics import observed, poll_gauges
+from worker.handlers import CommandHandler, CommandHandlers, consuming
+from worker.metrics import poll_gauges
 from worker.outbox_relay import OutboxRelay
 from worker.reconciler import Reconciler, temporary_max_idle, temporary_sweeper
 
@@ -78,7 +78,7 @@ class Worker:
         background loops."""
         if self.running:
             return
-        consumers: list[tuple[str, Handler]] = [
+        consumers: list[tuple[str, CommandHandler]] = [
             (CREATE_QUEUE, self.handlers.handle_create),
             (DELETE_QUEUE, self.handlers.handle_delete),
             (DEAD_LETTER_QUEUE, self.dead_letters),
@@ -87,7 +87,7 @@ class Worker:
             self._listening = await self._bus.subscribe(CANCELS_EXCHANGE, [""], self.cancels)
             for queue, handler in consumers:
                 subscription = await self._bus.consume(
-                    queue, observed(queue, handler), prefetch=self.config.prefetch
+                    queue, consuming(queue, handler), prefetch=self.config.prefetch
                 )
                 self._subscriptions.append(subscription)
         except BaseException:

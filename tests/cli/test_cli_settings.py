@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from kiln import processes
 from kiln.cli import main
 from kiln.flags import OPTIONS
-from kiln.settings import Settings, SettingsError, build
+from kiln.settings import Settings, SettingsError, build, env_name, flag_name
 from support import auth
 
 
@@ -196,3 +196,11 @@ def test_allowed_hosts_may_name_a_port() -> None:
 def test_a_malformed_allowed_host_stops_start_up_naming_it(entry: str) -> None:
     with pytest.raises(SettingsError, match=f"^KILN_IMPORT_ALLOWED_HOSTS: '{re.escape(entry)}'"):
         build({"import_allowed_hosts": f"mirror.internal,{entry}"})
+
+
+def test_the_readme_table_lists_every_setting_in_order() -> None:
+    """README's Configuration table: one row per setting, its variable and flag, as declared."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `(KILN_[A-Z0-9_]+)` \| `(--[a-z0-9-]+)` \|", readme, re.M)
+
+    assert rows == [(env_name(o.setting), flag_name(o.setting)) for o in OPTIONS]

@@ -24,7 +24,7 @@ from store.outbox_table import SentMarker
 from support.auth import bearer
 from support.auth import gateway_settings as auth_settings
 from worker.config import WorkerConfig
-from worker.metrics import observed
+from worker.handlers import consuming
 from worker.reconciler import Reconciler
 
 FOLDER = "b1gops"
@@ -125,11 +125,11 @@ async def test_the_bus_runners_lines_about_a_command_carry_its_ids() -> None:
         delivery_count=2,
     )
 
-    async def unavailable(delivery: Delivery) -> None:
+    async def unavailable(delivery: Delivery, command: object) -> None:
         structlog.get_logger().info("handler.ran")
         raise Retry("source unavailable")
 
-    handler = observed(CREATE_QUEUE, unavailable)
+    handler = consuming(CREATE_QUEUE, unavailable)
     with capture_logs([structlog.contextvars.merge_contextvars]) as logs:
         # Each delivery is handled in a task of its own, as both transports do.
         outcome = await asyncio.create_task(run_handler(handler, delivery, CREATE_QUEUE))

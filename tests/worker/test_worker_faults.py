@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from bus import OutgoingMessage
 from bus.base import Delivery
 from bus.topology import DELIVERY_LIMIT
-from contracts.commands import CreateImage, command_encoder
+from contracts.commands import CreateImage, command_decoder, command_encoder
 from contracts.enums import ImageStatus
 from contracts.errors import Code
 from contracts.ids import new_id
@@ -200,7 +200,7 @@ async def test_a_dead_lettered_command_is_counted_once_however_often_it_is_handl
             headers={"x-first-death-queue": CREATE_QUEUE, "x-first-death-reason": "delivery_limit"},
         )
         with contextlib.suppress(RuntimeError):
-            await handler(delivery)
+            await handler(delivery, command_decoder.decode(delivery.body))
 
     assert len(attempts) == 2
     assert REGISTRY.get_sample_value("kiln_dead_lettered_messages_total", labels) == before + 1
