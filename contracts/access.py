@@ -8,7 +8,7 @@ from contracts.base import FrozenMessage, Message, PageSize, ResourceId, about
 from contracts.enums import AccessBindingAction
 
 ACCESS = "type.googleapis.com/yandex.cloud.access."
-# The roles Kiln knows (spec §9; what each grants: gateway/authorization.py).
+# The roles Kiln knows (spec §9; what each grants: gateway/auth/authorization.py).
 RoleId = Literal[
     "compute.images.user",
     "compute.auditor",
@@ -22,7 +22,7 @@ RoleId = Literal[
 SYSTEM = "system"
 SubjectType = Literal["userAccount", "serviceAccount", "federatedUser", "system"]
 EVERYONE = ("allAuthenticatedUsers", "allUsers")  # the system subjects: every caller
-# A system subject is one of EVERYONE (checked in gateway/binding_rules.py).
+# A system subject is one of EVERYONE (checked in gateway/access/binding_rules.py).
 _SYSTEM_SUBJECTS = {
     "anyOf": [
         {"properties": {"type": {"enum": [t for t in get_args(SubjectType) if t != SYSTEM]}}},

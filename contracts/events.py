@@ -44,13 +44,14 @@ EVENT_NAMES = (
 )
 _NAME = "(?:" + "|".join(rf"(?:compute\.image\.)?{n}" for n in EVENT_NAMES[:-1])
 _NAME += r"|(?:compute\.)?operation\.done)"
-# What gateway/sse_stream.py accepts (and names what is wrong with): the documented form.
+# What gateway/events/sse_stream.py accepts (and names what is wrong with): the documented form.
 TYPES_PATTERN = rf"^{SPACE}*{_NAME}?{SPACE}*(?:,{SPACE}*{_NAME}?{SPACE}*)*$"
 POSITION_PATTERN = rf"^{SPACE}*(?:[0-9]{{1,18}})?{SPACE}*$"
 
 
 class EventStreamRequest(Message):
-    """`GET /kiln/v1/events`: a folder's events as Server-Sent Events (gateway/sse_stream.py)."""
+    """`GET /kiln/v1/events`: a folder's events as Server-Sent Events
+    (gateway/events/sse_stream.py)."""
 
     folder_id: Annotated[FolderId, about("ID of the folder whose events to follow.")]
     type: Annotated[

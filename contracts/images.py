@@ -44,8 +44,8 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
 
 
-# The languages of filter, orderBy and updateMask (parsed by gateway/query.py and
-# gateway/image_writes.py, which name what is wrong) as ECMA-262 patterns for the document.
+# The languages of filter, orderBy and updateMask (parsed by gateway/images/query.py and
+# gateway/images/image_writes.py, which name what is wrong) as ECMA-262 patterns for the document.
 _QUOTED = r"""(?:"(?:[^"\\\x00]|\\[^\n\x00])*"|'(?:[^'\\\x00]|\\[^\n\x00])*')"""
 _WORD = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _FIELD = _either("name", "family", "status")
@@ -211,7 +211,7 @@ def _set(field: str) -> dict[str, Any]:
 
 
 # What the document adds to CreateImageRequest, which msgspec cannot say of one field: exactly
-# one source is set (non-empty; "" and null are unset). Checked in gateway/image_writes.py.
+# one source is set (non-empty; "" and null are unset). Checked in gateway/images/image_writes.py.
 SOURCE_ONE_OF = {"oneOf": [_set(field) for field in ("imageId", "diskId", "snapshotId", "uri")]}
 # At most one hardware generation's features (null is unset). Checked there too.
 _ONE_GENERATION = {

@@ -51,7 +51,7 @@ PARAMETERS = {
         "schema": {"type": "string", "pattern": POSITION_PATTERN},
     },
 }
-# One event of the stream as an EventSource client parses it (gateway/sse_stream.py).
+# One event of the stream as an EventSource client parses it (gateway/events/sse_stream.py).
 SSE_EVENT = {
     "type": "object",
     "description": "One Server-Sent Event; events carrying only an id move Last-Event-ID on.",

@@ -6,24 +6,20 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
-from gateway import (
-    access_bindings,
-    authentication,
-    docs,
-    health,
-    image_routes,
-    operations,
-    sse_stream,
-)
+from gateway import docs, health, operations
+from gateway.access import access_bindings
 from gateway.audit import audit
-from gateway.create_batches import write_creates
-from gateway.group_commit import GroupCommit
+from gateway.auth import authentication
+from gateway.events import sse_stream
+from gateway.images import image_routes
+from gateway.images.create_batches import write_creates
+from gateway.images.group_commit import GroupCommit
+from gateway.images.update_batches import write_updates
 from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SETTINGS, UPDATES
 from gateway.metrics import observe_requests, operation_started
 from gateway.middleware import errors, request_context
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
-from gateway.update_batches import write_updates
 from store import secrets_table
 from store.db import Database
 from store.outbox_table import SentMarker

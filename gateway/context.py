@@ -1,8 +1,7 @@
 """Who is calling and which request this is: built once per request by the middleware.
 
-Authentication (gateway/authentication.py) fills `subject`, `admin` and `expires_at`; handlers only
-ever read the context.
-"""
+Authentication (gateway/auth/authentication.py) fills `subject`, `admin` and `expires_at`; handlers
+only ever read the context."""
 
 import msgspec
 from aiohttp import web

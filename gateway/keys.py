@@ -6,14 +6,14 @@ from aiohttp import web
 
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
-from gateway.bearer_tokens import TokenVerifier
-from gateway.create_batches import PendingCreate
-from gateway.group_commit import GroupCommit
+from gateway.auth.bearer_tokens import TokenVerifier
+from gateway.events.sse_caller import StreamSlots
+from gateway.events.sse_wakeups import StreamWakeups
+from gateway.images.create_batches import PendingCreate
+from gateway.images.group_commit import GroupCommit
+from gateway.images.update_batches import PendingUpdate
 from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
-from gateway.sse_caller import StreamSlots
-from gateway.sse_wakeups import StreamWakeups
-from gateway.update_batches import PendingUpdate
 from store.db import Database
 from store.event_log_sequencer import EventSequencer
 

@@ -59,9 +59,9 @@ async def replayed(conn: Connection, key: Claim, previous: Previous) -> Operatio
 
 
 class BatchKeys:
-    """The Idempotency-Keys of one batch of writes (gateway/group_commit.py): an earlier use
-    of a key is replayed; a key used twice in the batch is written once, the second request
-    after the batch."""
+    """The Idempotency-Keys of one batch of writes (gateway/images/group_commit.py): an earlier use
+    of a key is replayed; a key used twice in the batch is written once, the second request after
+    the batch."""
 
     def __init__(self, previous: dict[tuple[str, str], Previous]) -> None:
         self._previous = previous

@@ -5,8 +5,8 @@ from aiohttp import web
 from contracts.errors import FailedPrecondition
 from contracts.ids import OPERATION_ID, checked_path
 from contracts.operations import GetOperationRequest
-from gateway import authorization
-from gateway.authorization import Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import context_of
 from gateway.http import query_request, respond
 from gateway.keys import DB

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import msgspec
 
-from worker.fetch import FetchPolicy
+from worker.importing.fetch import FetchPolicy
 from worker.outages import DEFAULT_DEADLINE
 
 GiB = 1 << 30
@@ -25,7 +25,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     `relay_after` is how old an unsent outbox row must be before the relay publishes it.
     `dependency_deadline` is how long a command waits for an unavailable database or blob store
     before it is given up (worker/outages.py).
-    `deadline` and `min_rate` (bytes/s) end an http(s) fetch that takes too long (worker/pace.py).
+    `deadline` and `min_rate` (bytes/s) end an http(s) fetch that takes too long
+    (worker/importing/pace.py).
     """
 
     worker_id: str

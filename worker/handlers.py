@@ -35,9 +35,9 @@ from worker.blobs import BlobStore
 from worker.cancels import CancelNotices
 from worker.committer import BytesReleased, Committer
 from worker.config import WorkerConfig
-from worker.disk_sources import DiskSource
 from worker.errors import ImportRefused, SourceUnavailable
-from worker.importer import Importer
+from worker.importing.disk_sources import DiskSource
+from worker.importing.importer import Importer
 from worker.leases import Interruption, LeaseKeeper
 from worker.metrics import ImportAttempt
 from worker.outages import STORE, DependencyDeadline, Outages

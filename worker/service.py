@@ -19,8 +19,8 @@ from worker.cancels import CancelNotices
 from worker.committer import Committer
 from worker.config import WorkerConfig
 from worker.dead_letter import DeadLetterHandler
-from worker.disk_sources import DirectoryDiskSource, DiskSource
 from worker.handlers import CommandHandler, CommandHandlers, consuming
+from worker.importing.disk_sources import DirectoryDiskSource, DiskSource
 from worker.metrics import poll_gauges
 from worker.outbox_relay import OutboxRelay
 from worker.reconciler import Reconciler, temporary_max_idle, temporary_sweeper

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from structlog.testing import capture_logs
 
-from gateway import bearer_tokens
+from gateway.auth import bearer_tokens
 from support.auth import ADMIN, SECRET, token
 from tests.auth.conftest import Caller
 from tests.gateway.conftest import FOLDER, URI, Reply

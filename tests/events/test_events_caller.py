@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from contracts.errors import Code
-from gateway import sse_caller, sse_stream
+from gateway.events import sse_caller, sse_stream
 from gateway.settings import GatewaySettings
 from kiln.client_events import Frame
 from support.auth import gateway_settings, token

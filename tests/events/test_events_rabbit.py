@@ -9,8 +9,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bus import RabbitBus
-from gateway import sse_stream
 from gateway.app import create_app
+from gateway.events import sse_stream
 from store import open_database
 from support.auth import bearer
 from support.auth import gateway_settings as auth_settings

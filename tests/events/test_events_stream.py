@@ -10,7 +10,7 @@ import pytest
 from bus.base import Delivery
 from contracts.errors import Code
 from contracts.names import EVENTS_EXCHANGE
-from gateway import sse_stream
+from gateway.events import sse_stream
 from kiln.client import KilnClient, KilnError
 from runtime.clock import now_us
 from store import event_log

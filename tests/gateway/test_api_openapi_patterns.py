@@ -26,9 +26,9 @@ from contracts.images import (
     ListImagesRequest,
 )
 from contracts.openapi import document
-from gateway.image_writes import _mask
-from gateway.query import parse_filter, parse_order
-from gateway.sse_stream import parse_types
+from gateway.events.sse_stream import parse_types
+from gateway.images.image_writes import _mask
+from gateway.images.query import parse_filter, parse_order
 from tests.support.openapi_patterns import document_patterns
 
 
@@ -94,7 +94,7 @@ _LISTING = msgspec.json.schema(ListImagesRequest)["$defs"]["ListImagesRequest"][
 
 def _event_position(text: str) -> None:
     if not re.fullmatch("[0-9]{1,18}", text.strip()) and text.strip():
-        raise InvalidArgument("lastEventId")  # gateway/sse_stream.py resume_point
+        raise InvalidArgument("lastEventId")  # gateway/events/sse_stream.py resume_point
 
 
 # (field, its pattern, the API's judgement, the document's maxLength of the field)

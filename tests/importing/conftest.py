@@ -20,7 +20,7 @@ from support import hostile_images
 from support.images import HITS, IMAGES, qemu_img, serve_image
 from worker.blobs import FileBlobStore
 from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy, open_source
+from worker.importing.fetch import FetchPolicy, open_source
 
 MiB = 1 << 20
 

@@ -10,8 +10,8 @@ import pytest
 from contracts.errors import Code
 from worker.blobs import FileBlobStore
 from worker.errors import ImportRefused, SourceUnavailable
-from worker.fetch import FetchPolicy
-from worker.pipeline import import_from_url
+from worker.importing.fetch import FetchPolicy
+from worker.importing.pipeline import import_from_url
 
 MiB = 1 << 20
 Stored = Callable[[], list[Path]]

@@ -10,9 +10,9 @@ import pytest
 from contracts.errors import Code
 from worker.blobs import FileBlobStore
 from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy
-from worker.inspect import StreamInspector
-from worker.pipeline import import_from_url
+from worker.importing.fetch import FetchPolicy
+from worker.importing.inspect import StreamInspector
+from worker.importing.pipeline import import_from_url
 
 MiB = 1 << 20
 

@@ -1,5 +1,5 @@
-"""What ends a source that keeps sending, but too slowly: the overall deadline and the minimum
-rate (worker/pace.py), with limits small enough to cross in a fraction of a second; and what
+"""What ends a source that keeps sending, but too slowly: the overall deadline and the minimum rate
+(worker/importing/pace.py), with limits small enough to cross in a fraction of a second; and what
 they leave alone: a source slow to start, a steady one."""
 
 import asyncio
@@ -10,7 +10,7 @@ import pytest
 
 from contracts.errors import Code
 from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy
+from worker.importing.fetch import FetchPolicy
 
 KiB, MiB = 1 << 10, 1 << 20
 RawStart = Callable[..., Awaitable[str]]

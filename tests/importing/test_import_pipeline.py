@@ -11,8 +11,8 @@ import pytest
 
 from contracts.images import min_disk_size
 from worker.blobs import FileBlobStore, FileBlobWriter
-from worker.fetch import FetchPolicy
-from worker.pipeline import import_from_url
+from worker.importing.fetch import FetchPolicy
+from worker.importing.pipeline import import_from_url
 
 MiB = 1 << 20
 

@@ -14,10 +14,10 @@ from support import hostile_images
 from support.images import qemu_img
 from worker.blobs import FileBlobStore
 from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy
-from worker.inspect import StreamInspector
-from worker.pipeline import import_from_url
-from worker.qemu_probe import probe
+from worker.importing.fetch import FetchPolicy
+from worker.importing.inspect import StreamInspector
+from worker.importing.pipeline import import_from_url
+from worker.importing.qemu_probe import probe
 
 DESCRIPTOR = "image is a VMDK text descriptor: its data would be read from other files"
 

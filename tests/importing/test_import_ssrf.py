@@ -13,9 +13,9 @@ import pytest
 
 from contracts.errors import Code
 from runtime import urls
-from worker.addresses import PinnedResolver
 from worker.errors import ImportRefused, SourceUnavailable
-from worker.fetch import FetchPolicy, open_source
+from worker.importing.addresses import PinnedResolver
+from worker.importing.fetch import FetchPolicy, open_source
 
 MiB = 1 << 20
 Fetch = Callable[[str, FetchPolicy], Awaitable[bytes]]

@@ -25,7 +25,7 @@ from tests.worker.conftest import Backend
 from tests.worker.worker_testkit import EventLog, GatewayDouble, Source, WorkerFactory, wait_until
 from worker import reconciler
 from worker.dead_letter import DEAD_LETTERED, DeadLetterHandler
-from worker.disk_sources import DiskKind, ResolvedSource
+from worker.importing.disk_sources import DiskKind, ResolvedSource
 from worker.reconciler import temporary_max_idle
 
 Logs = list[MutableMapping[str, Any]]

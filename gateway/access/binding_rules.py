@@ -3,8 +3,8 @@
 from contracts.access import EVERYONE, SYSTEM, AccessBinding, AccessBindingDelta
 from contracts.enums import AccessBindingAction
 from contracts.errors import InvalidArgument, PermissionDenied
-from gateway import authorization
-from gateway.authorization import ROLE_PERMISSIONS, Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import ROLE_PERMISSIONS, Permission
 from gateway.context import RequestContext
 from store import bindings
 from store.bindings import BindingKey

@@ -17,14 +17,16 @@ from contracts.images import (
     UpdateImageRequest,
 )
 from contracts.operations import ListImageOperationsResponse
-from gateway import audit, authorization, image_writes
-from gateway.authorization import Permission
+from gateway import audit
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
+from gateway.images import image_writes
+from gateway.images.query import parse_filter, parse_order
 from gateway.keys import DB, PAGE_TOKENS
 from gateway.mutating_calls import idempotency_claim
 from gateway.pagination import page_size, to_base36
-from gateway.query import parse_filter, parse_order
 from store import images, operations
 from store.db import Connection
 from store.images import ImageRecord, SortColumn, to_image

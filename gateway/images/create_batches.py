@@ -1,6 +1,6 @@
-"""Creates, written in batches (gateway/group_commit.py): the checks each create makes in
-the order a lone one would (folder permission, Idempotency-Key, source image), then one
-statement per table for every create that passed them."""
+"""Creates, written in batches (gateway/images/group_commit.py): the checks each create makes in the
+order a lone one would (folder permission, Idempotency-Key, source image), then one statement per
+table for every create that passed them."""
 
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -10,10 +10,10 @@ from contracts.commands import CreateImage, ImageSource, command_message
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition
 from contracts.outbox_message import OutboxMessage
-from gateway import authorization
-from gateway.authorization import Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext
-from gateway.group_commit import Conflict, Written, key_claimed
+from gateway.images.group_commit import Conflict, Written, key_claimed
 from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us
 from store import idempotency, image_events, images, operations

@@ -15,9 +15,9 @@ from yarl import URL
 
 from contracts.errors import Code
 from runtime import urls
-from worker.addresses import PinnedResolver, refusing, vet
 from worker.errors import ImportRefused, SourceUnavailable
-from worker.pace import Pace
+from worker.importing.addresses import PinnedResolver, refusing, vet
+from worker.importing.pace import Pace
 
 log = structlog.get_logger(__name__)
 
@@ -33,10 +33,10 @@ _TRANSIENT = frozenset({408, 425, 429})
 
 
 class FetchPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Limits of one fetch; `allowed_hosts` holds host names, addresses or CIDRs exempt from
-    the address block, each on every port or on one (runtime/urls.py). Times are seconds:
-    an http(s) fetch ends at the `deadline`, or when the source sends less than `min_rate`
-    bytes/s (0: no minimum) averaged over a `rate_window` after the first (worker/pace.py)."""
+    """Limits of one fetch; `allowed_hosts` holds host names, addresses or CIDRs exempt from the
+    address block, each on every port or on one (runtime/urls.py). Times are seconds: an http(s)
+    fetch ends at the `deadline`, or when the source sends less than `min_rate` bytes/s (0: no
+    minimum) averaged over a `rate_window` after the first (worker/importing/pace.py)."""
 
     max_bytes: int
     allowed_hosts: tuple[str, ...] = ()

@@ -1,20 +1,19 @@
 """`GET /kiln/v1/events?folderId=F[&type=T]`: a folder's events as Server-Sent Events.
 
 Every SSE event is one CloudEvent exactly as published on `kiln.events` (`data:`), with the
-CloudEvent type as `event:` and the event's folder position (store/event_log.py) as `id:`.
-A connection starts at the folder's newest position, or after `Last-Event-ID` (the header,
-or `lastEventId` for clients that cannot set headers): the log is replayed from there, then
-followed live. Everything sent is read from the log, in position order, so a resumed stream
-misses and repeats nothing; the bus only wakes streams up (gateway/sse_wakeups.py).
+CloudEvent type as `event:` and the event's folder position (store/event_log.py) as `id:`. A
+connection starts at the folder's newest position, or after `Last-Event-ID` (the header, or
+`lastEventId` for clients that cannot set headers): the log is replayed from there, then followed
+live. Everything sent is read from the log, in position order, so a resumed stream misses and
+repeats nothing; the bus only wakes streams up (gateway/events/sse_wakeups.py).
 
-An `id:` line without data (the start position, or the position after events a `type`
-filter skipped or the caller may not see: binding changes of an image whose bindings it may
-not list, gateway/binding_events.py) moves the client's Last-Event-ID on without an event.
-A position whose successors were pruned is refused with 400 OUT_OF_RANGE before the stream
-starts, or ends a running stream with a `kiln.error` event: never a silent gap. So does the
-caller's token reaching its `exp`, or the caller losing the right to list the folder
-(gateway/sse_caller.py); each caller may hold a limited number of streams open at once.
-"""
+An `id:` line without data (the start position, or the position after events a `type` filter skipped
+or the caller may not see: binding changes of an image whose bindings it may not list,
+gateway/access/binding_events.py) moves the client's Last-Event-ID on without an event. A position
+whose successors were pruned is refused with 400 OUT_OF_RANGE before the stream starts, or ends a
+running stream with a `kiln.error` event: never a silent gap. So does the caller's token reaching
+its `exp`, or the caller losing the right to list the folder (gateway/events/sse_caller.py); each
+caller may hold a limited number of streams open at once."""
 
 import asyncio
 import contextlib
@@ -29,13 +28,14 @@ from aiohttp import web
 from contracts.errors import ApiError, Code, InvalidArgument
 from contracts.events import EVENT_NAMES, EventStreamRequest, event_type
 from contracts.operations import RequestInfo, Status
-from gateway import authorization, binding_events
-from gateway.authorization import Permission
+from gateway.access import binding_events
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext, context_of
+from gateway.events.sse_caller import CallerCheck, StreamSlots
+from gateway.events.sse_wakeups import StreamWakeups, prune_periodically
 from gateway.http import query_request
 from gateway.keys import BUS, DB, SEQUENCER, SETTINGS, STREAM_SLOTS, STREAM_WAKEUPS
-from gateway.sse_caller import CallerCheck, StreamSlots
-from gateway.sse_wakeups import StreamWakeups, prune_periodically
 from store import event_log
 from store.db import StoreUnavailable
 from store.event_log import Page

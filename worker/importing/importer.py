@@ -1,5 +1,5 @@
 """Carrying out a create's import from its source: a URL, another image, or an operator's disk
-source (worker/disk_sources.py)."""
+source (worker/importing/disk_sources.py)."""
 
 import asyncio
 
@@ -14,10 +14,10 @@ from store import images
 from store.db import Database
 from store.images import ImageSpec
 from worker.blobs import BlobStore
-from worker.disk_sources import DiskKind, DiskSource
 from worker.errors import ImportRefused
-from worker.fetch import FetchPolicy, SourceClient
-from worker.pipeline import import_from_url
+from worker.importing.disk_sources import DiskKind, DiskSource
+from worker.importing.fetch import FetchPolicy, SourceClient
+from worker.importing.pipeline import import_from_url
 
 log = structlog.get_logger(__name__)
 

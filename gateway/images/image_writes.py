@@ -1,5 +1,5 @@
-"""Create, update and delete: the checks that need no database, then state, operation and
-outbox rows in one transaction (creates and updates share theirs: gateway/group_commit.py)."""
+"""Create, update and delete: the checks that need no database, then state, operation and outbox
+rows in one transaction (creates and updates share theirs: gateway/images/group_commit.py)."""
 
 from aiohttp import web
 
@@ -24,16 +24,16 @@ from contracts.operations import (
     Operation,
     UpdateImageMetadata,
 )
-from gateway import authorization
-from gateway.authorization import Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext
-from gateway.create_batches import PendingCreate
+from gateway.images.create_batches import PendingCreate
+from gateway.images.update_batches import PendingUpdate
 from gateway.keys import CREATES, DB, SETTINGS, UPDATES
 from gateway.metrics import operation_started
 from gateway.mutating_calls import new_operation, replay
 from gateway.publishing import publish_committed
 from gateway.settings import GatewaySettings
-from gateway.update_batches import PendingUpdate
 from lifecycle import transitions
 from lifecycle.changes import AcceptDelete
 from runtime import urls
@@ -125,7 +125,7 @@ async def create_image(
     app: web.Application, context: RequestContext, request: CreateImageRequest, key: Claim | None
 ) -> Operation:
     """Checked here for everything that needs no database, then written in a batch
-    (gateway/create_batches.py)."""
+    (gateway/images/create_batches.py)."""
     source = _check_create(app, request)
     now = now_us()
     image = _new_image(request, now)
@@ -168,7 +168,7 @@ async def update_image(
     app: web.Application, context: RequestContext, request: UpdateImageRequest, key: Claim | None
 ) -> Operation:
     """Checked here for everything that needs no database, then written in a batch
-    (gateway/update_batches.py)."""
+    (gateway/images/update_batches.py)."""
     paths = _mask(request.update_mask)
     op = new_operation(
         context,

@@ -1,7 +1,7 @@
-"""Verifying bearer tokens: JWTs signed HS256 with the configured secret, or RS256/ES256 by a
-key of the configured JWKS (any OIDC provider). Signature, `exp` and `nbf` are checked with a
-small leeway for clock skew; `sub` names the caller, and `exp` ends its event streams
-(gateway/sse_caller.py: without the leeway). A configured audience must be named by every
+"""Verifying bearer tokens: JWTs signed HS256 with the configured secret, or RS256/ES256 by a key of
+the configured JWKS (any OIDC provider). Signature, `exp` and `nbf` are checked with a small leeway
+for clock skew; `sub` names the caller, and `exp` ends its event streams
+(gateway/events/sse_caller.py: without the leeway). A configured audience must be named by every
 token's `aud`, a configured issuer be its `iss` (an OIDC provider signs the tokens of all its
 applications with the same keys).
 
@@ -20,7 +20,7 @@ import msgspec
 from jwt.utils import base64url_decode
 
 from contracts.errors import Unauthenticated
-from gateway.jwks import JwksKeys
+from gateway.auth.jwks import JwksKeys
 
 LEEWAY_SECONDS = 30
 MAX_SUBJECT_LENGTH = 100  # the contract's Subject.id bound

@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 
 from contracts.errors import ApiError, Code, Unauthenticated
-from gateway import authorization
-from gateway.authorization import Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext
 from store.db import Database
 

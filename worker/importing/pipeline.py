@@ -4,8 +4,8 @@ import msgspec
 import structlog
 
 from worker.blobs import BlobStore
-from worker.fetch import FetchPolicy, SourceClient, open_source
-from worker.inspect import StreamInspector
+from worker.importing.fetch import FetchPolicy, SourceClient, open_source
+from worker.importing.inspect import StreamInspector
 
 log = structlog.get_logger(__name__)
 

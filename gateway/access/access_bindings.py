@@ -27,8 +27,9 @@ from contracts.enums import AccessBindingAction, ImageStatus
 from contracts.errors import FailedPrecondition, InvalidArgument
 from contracts.ids import FOLDER_ID, IMAGE_ID, IdRule, checked_path
 from contracts.operations import Operation
-from gateway import authorization, binding_rules
-from gateway.authorization import Permission
+from gateway.access import binding_rules
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext, context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS

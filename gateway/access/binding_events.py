@@ -9,8 +9,8 @@ import msgspec
 
 from contracts.access import ACCESS
 from contracts.events import event_type
-from gateway import authorization
-from gateway.authorization import Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext
 from store.db import Database
 from store.event_log import Entry

@@ -1,7 +1,7 @@
-"""Updates, written in batches (gateway/group_commit.py): every image of the batch is read
+"""Updates, written in batches (gateway/images/group_commit.py): every image of the batch is read
 and locked in one statement, each update makes the checks a lone one would (permission,
-Idempotency-Key, existence, state, new values), then one statement per table writes every
-update that passed them. A second update of an image in the same batch waits for the next."""
+Idempotency-Key, existence, state, new values), then one statement per table writes every update
+that passed them. A second update of an image in the same batch waits for the next."""
 
 import msgspec
 
@@ -10,10 +10,10 @@ from contracts.errors import ApiError, FailedPrecondition, InvalidArgument
 from contracts.images import ImageAny, UpdateImageRequest, check_disk_size, min_disk_size
 from contracts.operations import Operation
 from contracts.outbox_message import OutboxMessage
-from gateway import authorization
-from gateway.authorization import Permission
+from gateway.auth import authorization
+from gateway.auth.authorization import Permission
 from gateway.context import RequestContext
-from gateway.group_commit import Conflict, Written, key_claimed
+from gateway.images.group_commit import Conflict, Written, key_claimed
 from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us
 from store import idempotency, image_events, images, operations

@@ -1,6 +1,7 @@
-"""Authentication: every API call carries `Authorization: Bearer <JWT>` (gateway/bearer_tokens.py);
-its `sub` becomes the request's subject, so idempotency keys, `createdBy`, the audit log and
-every permission check are per caller. Probes, `/metrics` and the API documentation are open.
+"""Authentication: every API call carries `Authorization: Bearer <JWT>`
+(gateway/auth/bearer_tokens.py); its `sub` becomes the request's subject, so idempotency keys,
+`createdBy`, the audit log and every permission check are per caller. Probes, `/metrics` and the
+API documentation are open.
 
 A missing or bad token answers 401 UNAUTHENTICATED (code 16) in the contract's error shape."""
 
@@ -9,10 +10,10 @@ import structlog
 from aiohttp import web
 
 from contracts.errors import Code, Unauthenticated
-from gateway.bearer_tokens import TokenVerifier
+from gateway.auth.bearer_tokens import TokenVerifier
+from gateway.auth.jwks import JwksKeys
 from gateway.context import context_of, set_context
 from gateway.health import PUBLIC_PATHS
-from gateway.jwks import JwksKeys
 from gateway.keys import SETTINGS, TOKENS
 from gateway.middleware import Handler, error_response
 

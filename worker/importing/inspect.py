@@ -15,8 +15,8 @@ from oslo_utils.imageutils import format_inspector as fi
 
 from contracts.base import MAX_DISK_SIZE
 from contracts.errors import Code
-from worker import qemu_probe
 from worker.errors import ImportRefused
+from worker.importing import qemu_probe
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,2 @@
+"""The access-binding methods, the rules a binding follows, and which binding news a caller may
+see."""

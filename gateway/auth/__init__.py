@@ -1,0 +1,1 @@
+"""Who the caller is (bearer tokens, JWKS) and what it may do (roles, permissions)."""
