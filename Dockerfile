@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY contracts contracts
 COPY runtime runtime
 COPY lifecycle lifecycle
+COPY api api
 COPY store store
 COPY bus bus
 COPY gateway gateway

@@ -8,7 +8,7 @@ from contracts.base import FrozenMessage, Message, PageSize, ResourceId, about
 from contracts.enums import AccessBindingAction
 
 ACCESS = "type.googleapis.com/yandex.cloud.access."
-# The roles Kiln knows (spec §9; what each grants: gateway/auth/authorization.py).
+# The roles Kiln knows (spec §9; what each grants: api/authorization.py).
 RoleId = Literal[
     "compute.images.user",
     "compute.auditor",

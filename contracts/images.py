@@ -44,7 +44,7 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
 
 
-# The languages of filter, orderBy and updateMask (parsed by gateway/images/query.py and
+# The languages of filter, orderBy and updateMask (parsed by api/query.py and
 # gateway/images/image_writes.py, which name what is wrong) as ECMA-262 patterns for the document.
 _QUOTED = r"""(?:"(?:[^"\\\x00]|\\[^\n\x00])*"|'(?:[^'\\\x00]|\\[^\n\x00])*')"""
 _WORD = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"

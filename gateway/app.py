@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.pagination import PageTokens
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
 from gateway import docs, health, operations
@@ -18,7 +19,6 @@ from gateway.images.update_batches import write_updates
 from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SETTINGS, UPDATES
 from gateway.metrics import observe_requests, operation_started
 from gateway.middleware import errors, request_context
-from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
 from store import secrets_table
 from store.db import Database

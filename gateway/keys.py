@@ -4,6 +4,7 @@ import asyncio
 
 from aiohttp import web
 
+from api.pagination import PageTokens
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
 from gateway.auth.bearer_tokens import TokenVerifier
@@ -12,7 +13,6 @@ from gateway.events.sse_wakeups import StreamWakeups
 from gateway.images.create_batches import PendingCreate
 from gateway.images.group_commit import GroupCommit
 from gateway.images.update_batches import PendingUpdate
-from gateway.pagination import PageTokens
 from gateway.settings import GatewaySettings
 from store.db import Database
 from store.event_log_sequencer import EventSequencer

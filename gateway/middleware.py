@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from api.context import RequestContext
 from bus.base import BusUnavailable
 from contracts.errors import HTTP_STATUS, ApiError, Code
 from contracts.operations import RequestInfo, Status
-from gateway.context import RequestContext, context_of, set_context
+from gateway.context import context_of, set_context
 from gateway.http import respond
 from gateway.keys import SETTINGS
 from store.db import Contention, StoreUnavailable

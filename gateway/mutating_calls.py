@@ -7,10 +7,10 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from api.context import RequestContext
 from contracts.errors import AlreadyExists, InvalidArgument
 from contracts.ids import OPERATION_PREFIX, new_id
 from contracts.operations import Operation, OperationMetadata
-from gateway.context import RequestContext
 from store import operations
 from store.db import Connection
 from store.idempotency import Claim, Previous, claim, find

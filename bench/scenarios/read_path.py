@@ -4,7 +4,7 @@ PostgreSQL (`kiln gateway`) and `sqlite_images` on SQLite (`kiln dev`), rows see
 into the store. Floor: the same queries run directly with asyncpg / sqlite3.
 
 The deep page's token is minted with the gateway's own key (the `secrets` table) and code
-(gateway.pagination), since walking there takes thousands of requests; before measuring, the
+(api.pagination), since walking there takes thousands of requests; before measuring, the
 page it opens is checked to start at the expected image."""
 
 import asyncio
@@ -54,7 +54,7 @@ class _Page(msgspec.Struct, rename="camel"):
 
 def deep_token(key_hex: str, seed: Seeded) -> str:
     """The pageToken Kiln issues for the page after image DEEP·count − 1 (order by id)."""
-    from gateway.pagination import PageTokens  # Kiln's own: the token stays what Kiln issues
+    from api.pagination import PageTokens  # Kiln's own: the token stays what Kiln issues
 
     after = seed.id(int(seed.count * DEEP) - 1)
     return PageTokens(bytes.fromhex(key_hex)).issue(f"images\n{seed.folder}\n\n", after)

@@ -9,6 +9,10 @@ from typing import cast
 import msgspec
 from aiohttp import web
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
+from api.pagination import page_size
 from contracts.access import (
     AccessBinding,
     AccessBindingDelta,
@@ -28,14 +32,11 @@ from contracts.errors import FailedPrecondition, InvalidArgument
 from contracts.ids import FOLDER_ID, IMAGE_ID, IdRule, checked_path
 from contracts.operations import Operation
 from gateway.access import binding_rules
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext, context_of
+from gateway.context import context_of
 from gateway.http import body_request, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
 from gateway.metrics import operation_started
 from gateway.mutating_calls import idempotency_claim, new_operation, replay
-from gateway.pagination import page_size
 from gateway.publishing import publish_committed
 from runtime.clock import now_us
 from store import bindings, image_events, operations

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import msgspec
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
 from contracts.access import ACCESS
 from contracts.events import event_type
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext
 from store.db import Database
 from store.event_log import Entry
 from store.image_events import OPERATION_DONE

@@ -1,11 +1,11 @@
 """What an access binding may say, and which grants an image admin may not make alone."""
 
+from api import authorization
+from api.authorization import ROLE_PERMISSIONS, Permission
+from api.context import RequestContext
 from contracts.access import EVERYONE, SYSTEM, AccessBinding, AccessBindingDelta
 from contracts.enums import AccessBindingAction
 from contracts.errors import InvalidArgument, PermissionDenied
-from gateway.auth import authorization
-from gateway.auth.authorization import ROLE_PERMISSIONS, Permission
-from gateway.context import RequestContext
 from store import bindings
 from store.bindings import BindingKey
 from store.db import Connection

@@ -14,10 +14,10 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
 from contracts.errors import ApiError, Code, Unauthenticated
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext
 from store.db import Database
 
 RECHECK_SECONDS = 5.0

@@ -25,13 +25,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
 from contracts.errors import ApiError, Code, InvalidArgument
 from contracts.events import EVENT_NAMES, EventStreamRequest, event_type
 from contracts.operations import RequestInfo, Status
 from gateway.access import binding_events
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext, context_of
+from gateway.context import context_of
 from gateway.events.sse_caller import CallerCheck, StreamSlots
 from gateway.events.sse_wakeups import StreamWakeups, prune_periodically
 from gateway.http import query_request

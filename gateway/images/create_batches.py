@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable, Hashable
 
 import msgspec
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
 from contracts.commands import CreateImage, ImageSource, command_message
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition
 from contracts.outbox_message import OutboxMessage
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext
 from gateway.images.group_commit import Conflict, Written, key_claimed
 from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us

@@ -3,6 +3,9 @@ rows in one transaction (creates and updates share theirs: gateway/images/group_
 
 from aiohttp import web
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
 from contracts.commands import (
     CreateImage,
     CreateParams,
@@ -24,9 +27,6 @@ from contracts.operations import (
     Operation,
     UpdateImageMetadata,
 )
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext
 from gateway.images.create_batches import PendingCreate
 from gateway.images.update_batches import PendingUpdate
 from gateway.keys import CREATES, DB, SETTINGS, UPDATES

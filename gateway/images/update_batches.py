@@ -5,14 +5,14 @@ that passed them. A second update of an image in the same batch waits for the ne
 
 import msgspec
 
+from api import authorization
+from api.authorization import Permission
+from api.context import RequestContext
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition, InvalidArgument
 from contracts.images import ImageAny, UpdateImageRequest, check_disk_size, min_disk_size
 from contracts.operations import Operation
 from contracts.outbox_message import OutboxMessage
-from gateway.auth import authorization
-from gateway.auth.authorization import Permission
-from gateway.context import RequestContext
 from gateway.images.group_commit import Conflict, Written, key_claimed
 from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.authorization import ROLE_PERMISSIONS, Permission
+from api.authorization import ROLE_PERMISSIONS, Permission
 from tests.auth.conftest import Caller
 from tests.gateway.conftest import FOLDER, FinishReady
 

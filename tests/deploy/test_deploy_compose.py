@@ -13,7 +13,7 @@ from kiln.processes import DRAIN_SECONDS
 from kiln.settings import Settings, build, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("contracts", "runtime", "store", "bus", "lifecycle", "gateway", "worker", "kiln")
+PACKAGES = ("contracts", "runtime", "store", "bus", "lifecycle", "api", "gateway", "worker", "kiln")
 SERVICES = {"rabbitmq", "postgres", "minio", "bucket", "gateway", "worker"}
 LONG_RUNNING = sorted(SERVICES - {"bucket"})
 KILN = ["gateway", "worker"]

@@ -11,10 +11,10 @@ import enum
 import functools
 from typing import get_args
 
+from api.context import RequestContext
 from contracts.access import EVERYONE, SYSTEM, AccessBindingsOperationResult, RoleId
 from contracts.errors import NotFound, PermissionDenied
 from contracts.operations import Operation
-from gateway.context import RequestContext
 from store import bindings, images
 from store.db import Connection
 from store.images import ImageRecord
