@@ -45,7 +45,7 @@ def _any_case(word: str) -> str:
 
 
 # The languages of filter, orderBy and updateMask (parsed by api/query.py and
-# gateway/images/image_writes.py, which name what is wrong) as ECMA-262 patterns for the document.
+# api/image_writes.py, which name what is wrong) as ECMA-262 patterns for the document.
 _QUOTED = r"""(?:"(?:[^"\\\x00]|\\[^\n\x00])*"|'(?:[^'\\\x00]|\\[^\n\x00])*')"""
 _WORD = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _FIELD = _either("name", "family", "status")
@@ -211,7 +211,7 @@ def _set(field: str) -> dict[str, Any]:
 
 
 # What the document adds to CreateImageRequest, which msgspec cannot say of one field: exactly
-# one source is set (non-empty; "" and null are unset). Checked in gateway/images/image_writes.py.
+# one source is set (non-empty; "" and null are unset). Checked in api/image_writes.py.
 SOURCE_ONE_OF = {"oneOf": [_set(field) for field in ("imageId", "diskId", "snapshotId", "uri")]}
 # At most one hardware generation's features (null is unset). Checked there too.
 _ONE_GENERATION = {

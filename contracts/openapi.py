@@ -19,7 +19,7 @@ _REF = "#/components/schemas/{name}"
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 # No string of the contract may hold NUL (contracts/codec.py): PostgreSQL text cannot.
 NO_NUL = "^[^\\x00]*$"
-MAX_IDEMPOTENCY_KEY = 128  # gateway/mutating_calls.py
+MAX_IDEMPOTENCY_KEY = 128  # gateway/http.py
 HEADERS = {
     "X-Request-Id": {
         "description": "The request's id, in logs and in error details: the caller's own"

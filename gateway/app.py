@@ -4,7 +4,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.create_batches import write_creates
+from api.group_commit import GroupCommit
 from api.pagination import PageTokens
+from api.services import Services
+from api.settings import GatewaySettings
+from api.update_batches import write_updates
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
 from gateway import docs, health, operations
@@ -13,13 +18,10 @@ from gateway.audit import audit
 from gateway.auth import authentication
 from gateway.events import sse_stream
 from gateway.images import image_routes
-from gateway.images.create_batches import write_creates
-from gateway.images.group_commit import GroupCommit
-from gateway.images.update_batches import write_updates
-from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SETTINGS, UPDATES
-from gateway.metrics import observe_requests, operation_started
+from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SERVICES, SETTINGS, UPDATES
+from gateway.metrics import observe_requests
 from gateway.middleware import errors, request_context
-from gateway.settings import GatewaySettings
+from lifecycle.transitions import count_started
 from store import secrets_table
 from store.db import Database
 from store.outbox_table import SentMarker
@@ -52,8 +54,9 @@ async def _outbox_publisher(app: web.Application) -> AsyncIterator[None]:
     """Publishes each request's outbox rows; marks them sent in batches, flushed at close."""
     marker = SentMarker(app[DB])
     app[PUBLISHER] = OutboxPublisher(app[BUS], marker)
-    app[CREATES] = GroupCommit(app[DB], app[PUBLISHER], operation_started, write_creates)
-    app[UPDATES] = GroupCommit(app[DB], app[PUBLISHER], operation_started, write_updates)
+    app[CREATES] = GroupCommit(app[DB], app[PUBLISHER], count_started, write_creates)
+    app[UPDATES] = GroupCommit(app[DB], app[PUBLISHER], count_started, write_updates)
+    app[SERVICES] = Services(app[DB], app[SETTINGS], app[CREATES], app[UPDATES])
     yield
     await app[CREATES].close()
     await app[UPDATES].close()

@@ -1,12 +1,15 @@
 """Reading requests into contract Structs and writing Structs back as JSON."""
 
+import hashlib
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
+from api.context import RequestContext
 from contracts.codec import camel, decode_json, parse
 from contracts.errors import InvalidArgument
+from store.idempotency import Claim
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -50,3 +53,21 @@ def _with_path(raw: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
             if spelling in raw:
                 raise InvalidArgument(f"{spelling}: is taken from the URL path, not the request")
     return {**raw, **path}
+
+
+_key_encoder = msgspec.json.Encoder()
+MAX_KEY_LENGTH = 128
+
+
+def idempotency_claim(
+    request: web.Request, context: RequestContext, parsed: msgspec.Struct
+) -> Claim | None:
+    """The caller's Idempotency-Key, fingerprinted with the request it came with."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidArgument(f"Idempotency-Key: must be 1 to {MAX_KEY_LENGTH} characters")
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    digest.update(_key_encoder.encode(parsed))
+    return Claim(subject=context.subject, key=key, fingerprint=digest.hexdigest())

@@ -4,16 +4,17 @@ import asyncio
 
 from aiohttp import web
 
+from api.create_batches import PendingCreate
+from api.group_commit import GroupCommit
 from api.pagination import PageTokens
+from api.services import Services
+from api.settings import GatewaySettings
+from api.update_batches import PendingUpdate
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
 from gateway.auth.bearer_tokens import TokenVerifier
 from gateway.events.sse_caller import StreamSlots
 from gateway.events.sse_wakeups import StreamWakeups
-from gateway.images.create_batches import PendingCreate
-from gateway.images.group_commit import GroupCommit
-from gateway.images.update_batches import PendingUpdate
-from gateway.settings import GatewaySettings
 from store.db import Database
 from store.event_log_sequencer import EventSequencer
 
@@ -24,6 +25,7 @@ SETTINGS = web.AppKey("settings", GatewaySettings)
 PUBLISHER = web.AppKey("publisher", OutboxPublisher)
 CREATES = web.AppKey("creates", GroupCommit[PendingCreate])
 UPDATES = web.AppKey("updates", GroupCommit[PendingUpdate])
+SERVICES = web.AppKey("services", Services)  # what the API's write methods run on
 TOKENS = web.AppKey("tokens", TokenVerifier)
 # Set when shutdown starts: readiness fails at once, before anything stops.
 DRAINING = web.AppKey("draining", asyncio.Event)

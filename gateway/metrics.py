@@ -15,10 +15,7 @@ from gateway.middleware import Handler
 from runtime.metrics import (
     HTTP_REQUEST_DURATION,
     HTTP_REQUESTS,
-    OPERATIONS_STARTED,
-    operation_finished,
 )
-from store.operations import OperationRecord
 
 log = structlog.get_logger(__name__)
 
@@ -63,10 +60,3 @@ def _observe(request: web.Request, status: int, elapsed: float) -> None:
     HTTP_REQUEST_DURATION.labels(**labels).observe(elapsed)
     if request.path not in _QUIET:
         log.info("http.request", **labels, duration_ms=round(elapsed * 1000, 2))
-
-
-def operation_started(op: OperationRecord) -> None:
-    """Count an operation this request created (and, if it ended at once, its end)."""
-    OPERATIONS_STARTED.labels(kind=op.kind).inc()
-    if op.done:
-        operation_finished(op.kind, op.error.code if op.error else None)

@@ -15,11 +15,11 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from api.settings import GatewaySettings
 from bus import connect_bus
 from bus.base import Bus
 from gateway.app import create_app
 from gateway.keys import DRAINING
-from gateway.settings import GatewaySettings
 from kiln import logs, ports, startup, tokens
 from kiln.settings import Settings, SettingsError, both_names, check_directories, env_name
 from store import clock_sync, open_database

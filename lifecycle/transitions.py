@@ -42,7 +42,7 @@ from lifecycle.changes import (
     StartImport,
 )
 from lifecycle.locked_rows import Finished, LockedRows
-from runtime.metrics import operation_finished
+from runtime.metrics import OPERATIONS_STARTED, operation_finished
 from store import images, operations
 from store.db import Connection
 from store.images import ImageRecord, ImageSpec, to_image
@@ -79,6 +79,13 @@ async def run(conn: Connection, changes: Sequence[Change]) -> list[Transition]:
         result.messages = rows.as_written(result.messages)
     await _keep_used_bytes(conn, answered)
     return answered
+
+
+def count_started(op: OperationRecord) -> None:
+    """Count an operation a request created (and, if it ended at once, its end)."""
+    OPERATIONS_STARTED.labels(kind=op.kind).inc()
+    if op.done:
+        operation_finished(op.kind, op.error.code if op.error else None)
 
 
 def count_finished(result: Transition) -> None:

@@ -2,7 +2,7 @@
 are handed to a writer together, up to `max_batch` at a time, with up to `max_writers` batches
 being written at once (while one waits for the database, the next is being built).
 
-The gateway writes its creates and updates this way (gateway/images/group_commit.py), the worker its
+The gateway writes its creates and updates this way (api/group_commit.py), the worker its
 state transitions (worker/committer.py): what a batch is written as is theirs to say."""
 
 import asyncio

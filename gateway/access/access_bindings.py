@@ -12,6 +12,7 @@ from aiohttp import web
 from api import authorization
 from api.authorization import Permission
 from api.context import RequestContext
+from api.mutating_calls import new_operation, replay
 from api.pagination import page_size
 from contracts.access import (
     AccessBinding,
@@ -33,11 +34,10 @@ from contracts.ids import FOLDER_ID, IMAGE_ID, IdRule, checked_path
 from contracts.operations import Operation
 from gateway.access import binding_rules
 from gateway.context import context_of
-from gateway.http import body_request, query_request, respond
+from gateway.http import body_request, idempotency_claim, query_request, respond
 from gateway.keys import DB, PAGE_TOKENS
-from gateway.metrics import operation_started
-from gateway.mutating_calls import idempotency_claim, new_operation, replay
 from gateway.publishing import publish_committed
+from lifecycle import transitions
 from runtime.clock import now_us
 from store import bindings, image_events, operations
 from store.bindings import BindingKey
@@ -186,7 +186,7 @@ async def _change_image_bindings(
             image_events.operation_done(op),
         ]
         rows = await image_events.record(conn, [(image, announced)])
-    operation_started(op)
+    transitions.count_started(op)
     await publish_committed(app, rows)
     return to_operation(op)
 
@@ -212,7 +212,7 @@ async def _change_folder_bindings(
             return previous
         await bindings.lock(conn, resource)
         await _apply(conn, resource, compute(await bindings.all_for(conn, resource)), op)
-    operation_started(op)
+    transitions.count_started(op)
     return to_operation(op)
 
 

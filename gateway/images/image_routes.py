@@ -1,9 +1,9 @@
 """Image routes: each parses its request and encodes the answer of the Image API's method
-(api/images.py for the reads, gateway/images/image_writes.py for the writes)."""
+(api/images.py for the reads, api/image_writes.py for the writes)."""
 
 from aiohttp import web
 
-from api import images
+from api import image_writes, images
 from contracts.ids import IMAGE_ID, checked_path
 from contracts.images import (
     CreateImageRequest,
@@ -16,10 +16,9 @@ from contracts.images import (
 )
 from gateway import audit
 from gateway.context import context_of
-from gateway.http import body_request, query_request, respond
-from gateway.images import image_writes
-from gateway.keys import DB, PAGE_TOKENS
-from gateway.mutating_calls import idempotency_claim
+from gateway.http import body_request, idempotency_claim, query_request, respond
+from gateway.keys import DB, PAGE_TOKENS, SERVICES
+from gateway.publishing import publish_committed
 
 routes = web.RouteTableDef()
 
@@ -61,7 +60,7 @@ async def create_image(request: web.Request) -> web.Response:
     parsed = await body_request(request, CreateImageRequest)
     request[audit.RESOURCE] = f"folders/{parsed.folder_id}"
     key = idempotency_claim(request, context, parsed)
-    return respond(await image_writes.create_image(request.app, context, parsed, key))
+    return respond(await image_writes.create_image(context, parsed, request.app[SERVICES], key))
 
 
 @routes.patch("/compute/v1/images/{imageId:[^/:]+}")
@@ -69,7 +68,7 @@ async def update_image(request: web.Request) -> web.Response:
     context = context_of(request)
     parsed = await body_request(request, UpdateImageRequest, _path(request))
     key = idempotency_claim(request, context, parsed)
-    return respond(await image_writes.update_image(request.app, context, parsed, key))
+    return respond(await image_writes.update_image(context, parsed, request.app[SERVICES], key))
 
 
 @routes.delete("/compute/v1/images/{imageId:[^/:]+}")
@@ -77,4 +76,6 @@ async def delete_image(request: web.Request) -> web.Response:
     context = context_of(request)
     parsed = query_request(request, DeleteImageRequest, _path(request))
     key = idempotency_claim(request, context, parsed)
-    return respond(await image_writes.delete_image(request.app, context, parsed.image_id, key))
+    answer = await image_writes.delete_image(context, parsed, request.app[SERVICES], key)
+    await publish_committed(request.app, answer.messages)
+    return respond(answer.operation)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from api.settings import GatewaySettings
 from bus.memory import MemoryBus
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from store.db import Database
 from support.auth import ADMIN, bearer
 from support.auth import gateway_settings as auth_settings

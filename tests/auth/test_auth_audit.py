@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
+from api.settings import GatewaySettings
 from bus.memory import MemoryBus
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from store import bindings
 from store.db import Connection, Database
 from support.auth import ADMIN, bearer

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.settings import GatewaySettings
+from api.settings import GatewaySettings
 from kiln import processes
 from kiln.settings import build
 from support.auth import SECRET

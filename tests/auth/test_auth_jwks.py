@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from gateway.settings import GatewaySettings
+from api.settings import GatewaySettings
 from support.auth import SECRET
 from support.auth import token as hs256_token
 from tests.auth.conftest import Caller

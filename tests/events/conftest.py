@@ -21,9 +21,9 @@ from client.conftest import (  # noqa: F401  (fixtures)
     kiln_dev_dir,
 )
 
+from api.settings import GatewaySettings
 from bus.memory import MemoryBus
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kiln.client_events import Frame, SseParser
 from store import open_database
 from store.db import Database

@@ -10,9 +10,9 @@ from typing import Any
 import jwt
 import pytest
 
+from api.settings import GatewaySettings
 from contracts.errors import Code
 from gateway.events import sse_caller, sse_stream
-from gateway.settings import GatewaySettings
 from kiln.client_events import Frame
 from support.auth import gateway_settings, token
 

@@ -19,13 +19,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
+from api.settings import GatewaySettings
 from bus.memory import MemoryBus
 from contracts.enums import ImageStatus
 from contracts.images import ImageAny
 from contracts.names import CANCELS_EXCHANGE
 from contracts.notices import notice_decoder
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from runtime.clock import now_us
 from store import images, open_database, operations
 from store.db import Database

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import GatewaySettings
+from api.settings import GatewaySettings
 from support.auth import gateway_settings as auth_settings
 from tests.gateway.conftest import MISSING_IMAGE, Api, Reply
 

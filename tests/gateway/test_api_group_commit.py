@@ -1,4 +1,4 @@
-"""Group commit of creates and updates (gateway/images/group_commit.py): concurrent requests share
+"""Group commit of creates and updates (api/group_commit.py): concurrent requests share
 transactions, and each one is answered exactly as if it had been alone: its own operation,
 its own error, a repeated Idempotency-Key answered with the first operation, a second
 update of one image applied after the first."""

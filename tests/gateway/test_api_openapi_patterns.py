@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api.image_writes import _mask
 from api.query import parse_filter, parse_order
 from contracts.base import LabelKey, portable
 from contracts.codec import parse
@@ -28,7 +29,6 @@ from contracts.images import (
 )
 from contracts.openapi import document
 from gateway.events.sse_stream import parse_types
-from gateway.images.image_writes import _mask
 from tests.support.openapi_patterns import document_patterns
 
 

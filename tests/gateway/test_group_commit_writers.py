@@ -1,4 +1,4 @@
-"""The group commit's writers (gateway/images/group_commit.py) on a stand-in store: no request is
+"""The group commit's writers (api/group_commit.py) on a stand-in store: no request is
 ever left waiting, whatever the timing of writers, failures and cancellation; a request is
 answered once its batch commits, and a batch holds its writer until its rows are published."""
 
@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from api.group_commit import MAX_WRITERS, GroupCommit, Written
 from contracts.errors import Unavailable
-from gateway.images.group_commit import MAX_WRITERS, GroupCommit, Written
 
 
 class Store:

@@ -15,11 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ops.opskit import scrape, settings
 
+from api.settings import GatewaySettings
 from bus import MemoryBus
 from gateway.app import create_app
 from gateway.health import PUBLIC_PATHS
 from gateway.keys import DB
-from gateway.settings import GatewaySettings
 from kiln import processes
 from store import Database, open_database
 from store.postgres import PostgresDatabase

@@ -6,7 +6,7 @@ from typing import Any
 
 import jwt
 
-from gateway.settings import GatewaySettings
+from api.settings import GatewaySettings
 
 SECRET = "kiln-tests-only-secret-0123456789abcdef"
 ADMIN = "test-admin"

@@ -17,7 +17,7 @@ import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 KEY = "Idempotency-Key"
-MAX_KEY = 128  # gateway/mutating_calls.py
+MAX_KEY = 128  # gateway/http.py
 FAILED_PRECONDITION = 9  # google.rpc.Code
 
 

@@ -1,11 +1,15 @@
 """Create, update and delete: the checks that need no database, then state, operation and outbox
-rows in one transaction (creates and updates share theirs: gateway/images/group_commit.py)."""
-
-from aiohttp import web
+rows in one transaction (creates and updates share theirs: api/group_commit.py)."""
 
 from api import authorization
 from api.authorization import Permission
 from api.context import RequestContext
+from api.create_batches import PendingCreate
+from api.mutating_calls import new_operation, replay
+from api.operations import Answer
+from api.services import Services
+from api.settings import GatewaySettings
+from api.update_batches import PendingUpdate
 from contracts.commands import (
     CreateImage,
     CreateParams,
@@ -17,6 +21,7 @@ from contracts.errors import FailedPrecondition, InvalidArgument
 from contracts.ids import IMAGE_PREFIX, new_id
 from contracts.images import (
     CreateImageRequest,
+    DeleteImageRequest,
     UpdateImageRequest,
     check_disk_size,
     check_nested_texts,
@@ -27,13 +32,6 @@ from contracts.operations import (
     Operation,
     UpdateImageMetadata,
 )
-from gateway.images.create_batches import PendingCreate
-from gateway.images.update_batches import PendingUpdate
-from gateway.keys import CREATES, DB, SETTINGS, UPDATES
-from gateway.metrics import operation_started
-from gateway.mutating_calls import new_operation, replay
-from gateway.publishing import publish_committed
-from gateway.settings import GatewaySettings
 from lifecycle import transitions
 from lifecycle.changes import AcceptDelete
 from runtime import urls
@@ -70,7 +68,7 @@ def _source(request: CreateImageRequest) -> ImageSource:
     )
 
 
-def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSource:
+def _check_create(settings: GatewaySettings, request: CreateImageRequest) -> ImageSource:
     source = _source(request)
     check_disk_size(request.min_disk_size)
     check_nested_texts(request)
@@ -79,13 +77,13 @@ def _check_create(app: web.Application, request: CreateImageRequest) -> ImageSou
         raise InvalidArgument(
             "hardwareGeneration: set at most one of legacyFeatures, generation2Features"
         )
-    if (source.disk_id or source.snapshot_id) and not app[SETTINGS].disk_source_configured:
+    if (source.disk_id or source.snapshot_id) and not settings.disk_source_configured:
         raise FailedPrecondition(
             "diskId and snapshotId sources are not available: no disk source is configured"
             " on this deployment (see KILN_DISK_SOURCE_DIR)"
         )
     if source.uri:
-        _check_uri(source.uri, app[SETTINGS])
+        _check_uri(source.uri, settings)
     return source
 
 
@@ -122,11 +120,11 @@ def _new_image(request: CreateImageRequest, now: int) -> ImageRecord:
 
 
 async def create_image(
-    app: web.Application, context: RequestContext, request: CreateImageRequest, key: Claim | None
+    context: RequestContext, request: CreateImageRequest, services: Services, key: Claim | None
 ) -> Operation:
     """Checked here for everything that needs no database, then written in a batch
-    (gateway/images/create_batches.py)."""
-    source = _check_create(app, request)
+    (api/create_batches.py)."""
+    source = _check_create(services.settings, request)
     now = now_us()
     image = _new_image(request, now)
     op = new_operation(
@@ -147,7 +145,7 @@ async def create_image(
     pending = PendingCreate(
         context=context, image=image, op=op, command=command, source=source, key=key
     )
-    return await app[CREATES].submit(pending)
+    return await services.creates.submit(pending)
 
 
 def _mask(update_mask: str) -> set[str]:
@@ -165,10 +163,10 @@ def _mask(update_mask: str) -> set[str]:
 
 
 async def update_image(
-    app: web.Application, context: RequestContext, request: UpdateImageRequest, key: Claim | None
+    context: RequestContext, request: UpdateImageRequest, services: Services, key: Claim | None
 ) -> Operation:
     """Checked here for everything that needs no database, then written in a batch
-    (gateway/images/update_batches.py)."""
+    (api/update_batches.py)."""
     paths = _mask(request.update_mask)
     op = new_operation(
         context,
@@ -181,14 +179,14 @@ async def update_image(
     )
     op.done = True
     pending = PendingUpdate(context=context, request=request, paths=paths, op=op, key=key)
-    return await app[UPDATES].submit(pending)
+    return await services.updates.submit(pending)
 
 
 async def delete_image(
-    app: web.Application, context: RequestContext, image_id: str, key: Claim | None
-) -> Operation:
-    now = now_us()
-    async with app[DB].transaction() as conn:
+    context: RequestContext, request: DeleteImageRequest, services: Services, key: Claim | None
+) -> Answer:
+    image_id, now = request.image_id, now_us()
+    async with services.db.transaction() as conn:
         image = await authorization.image_or_none(
             conn, context, image_id, Permission.DELETE, lock=True
         )
@@ -202,12 +200,11 @@ async def delete_image(
             now,
         )
         if previous := await replay(conn, key, op.id, now):
-            return previous
+            return Answer(previous, [])
         if image is None:
             raise authorization.missing_image(image_id)
         if image.status is ImageStatus.DELETING:
             raise FailedPrecondition(f"image {image.id} is already being deleted")
         (accepted,) = await transitions.run(conn, [AcceptDelete(operation=op)])
-    operation_started(op)
-    await publish_committed(app, accepted.messages)
-    return to_operation(op)
+    transitions.count_started(op)
+    return Answer(to_operation(op), accepted.messages)

@@ -1,4 +1,4 @@
-"""Creates, written in batches (gateway/images/group_commit.py): the checks each create makes in the
+"""Creates, written in batches (api/group_commit.py): the checks each create makes in the
 order a lone one would (folder permission, Idempotency-Key, source image), then one statement per
 table for every create that passed them."""
 
@@ -9,12 +9,12 @@ import msgspec
 from api import authorization
 from api.authorization import Permission
 from api.context import RequestContext
+from api.group_commit import Conflict, Written, key_claimed
+from api.mutating_calls import BatchKeys, name_taken
 from contracts.commands import CreateImage, ImageSource, command_message
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition
 from contracts.outbox_message import OutboxMessage
-from gateway.images.group_commit import Conflict, Written, key_claimed
-from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us
 from store import idempotency, image_events, images, operations
 from store.db import Connection, UniqueViolation

@@ -1,7 +1,7 @@
 """Group commit of creates and updates: requests that arrive while earlier ones are being written
 wait, then go together (runtime/batching.py) into one transaction, written with one statement per
 table for the whole batch instead of a round trip per row, and one commit
-(gateway/images/create_batches.py, gateway/images/update_batches.py); a lone request is a batch of
+(api/create_batches.py, api/update_batches.py); a lone request is a batch of
 one. Requests are answered once their batch commits; its writer then publishes the batch's outbox
 rows before it takes another batch, so a slow broker still bounds the batches in flight.
 

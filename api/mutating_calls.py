@@ -1,14 +1,11 @@
-"""What every mutating call shares: idempotency replay, operation records, command rows."""
+"""What every mutating call shares: idempotency replay, operation records."""
 
-import hashlib
 from collections.abc import Iterable
 
-import msgspec
 import structlog
-from aiohttp import web
 
 from api.context import RequestContext
-from contracts.errors import AlreadyExists, InvalidArgument
+from contracts.errors import AlreadyExists
 from contracts.ids import OPERATION_PREFIX, new_id
 from contracts.operations import Operation, OperationMetadata
 from store import operations
@@ -16,23 +13,6 @@ from store.db import Connection
 from store.idempotency import Claim, Previous, claim, find
 from store.images import ImageRecord
 from store.operations import OperationRecord, to_operation
-
-_encoder = msgspec.json.Encoder()
-MAX_KEY_LENGTH = 128
-
-
-def idempotency_claim(
-    request: web.Request, context: RequestContext, parsed: msgspec.Struct
-) -> Claim | None:
-    """The caller's Idempotency-Key, fingerprinted with the request it came with."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidArgument(f"Idempotency-Key: must be 1 to {MAX_KEY_LENGTH} characters")
-    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
-    digest.update(_encoder.encode(parsed))
-    return Claim(subject=context.subject, key=key, fingerprint=digest.hexdigest())
 
 
 async def replay(
@@ -59,7 +39,7 @@ async def replayed(conn: Connection, key: Claim, previous: Previous) -> Operatio
 
 
 class BatchKeys:
-    """The Idempotency-Keys of one batch of writes (gateway/images/group_commit.py): an earlier use
+    """The Idempotency-Keys of one batch of writes (api/group_commit.py): an earlier use
     of a key is replayed; a key used twice in the batch is written once, the second request after
     the batch."""
 

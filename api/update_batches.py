@@ -1,4 +1,4 @@
-"""Updates, written in batches (gateway/images/group_commit.py): every image of the batch is read
+"""Updates, written in batches (api/group_commit.py): every image of the batch is read
 and locked in one statement, each update makes the checks a lone one would (permission,
 Idempotency-Key, existence, state, new values), then one statement per table writes every update
 that passed them. A second update of an image in the same batch waits for the next."""
@@ -8,13 +8,13 @@ import msgspec
 from api import authorization
 from api.authorization import Permission
 from api.context import RequestContext
+from api.group_commit import Conflict, Written, key_claimed
+from api.mutating_calls import BatchKeys, name_taken
 from contracts.enums import ImageStatus
 from contracts.errors import ApiError, FailedPrecondition, InvalidArgument
 from contracts.images import ImageAny, UpdateImageRequest, check_disk_size, min_disk_size
 from contracts.operations import Operation
 from contracts.outbox_message import OutboxMessage
-from gateway.images.group_commit import Conflict, Written, key_claimed
-from gateway.mutating_calls import BatchKeys, name_taken
 from runtime.clock import now_us
 from store import idempotency, image_events, images, operations
 from store.db import Connection, UniqueViolation
