@@ -22,7 +22,7 @@ RoleId = Literal[
 SYSTEM = "system"
 SubjectType = Literal["userAccount", "serviceAccount", "federatedUser", "system"]
 EVERYONE = ("allAuthenticatedUsers", "allUsers")  # the system subjects: every caller
-# A system subject is one of EVERYONE (checked in gateway/access/binding_rules.py).
+# A system subject is one of EVERYONE (checked in api/binding_rules.py).
 _SYSTEM_SUBJECTS = {
     "anyOf": [
         {"properties": {"type": {"enum": [t for t in get_args(SubjectType) if t != SYSTEM]}}},

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.access.binding_rules import EDITING_ROLES
+from api.binding_rules import EDITING_ROLES
 from tests.auth.conftest import Caller
 from tests.auth.test_auth_roles import binding, grant_folder, grant_image
 from tests.gateway.conftest import FOLDER
