@@ -12,12 +12,11 @@ from api.settings import GatewaySettings
 from api.update_batches import write_updates
 from bus.base import Bus
 from bus.outbox_publisher import OutboxPublisher
-from gateway import docs, health, operations
+from gateway import docs, health, image_routes, operations
 from gateway.access import access_bindings
 from gateway.audit import audit
 from gateway.auth import authentication
 from gateway.events import sse_stream
-from gateway.images import image_routes
 from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SERVICES, SETTINGS, UPDATES
 from gateway.metrics import observe_requests
 from gateway.middleware import errors, request_context

@@ -1,2 +1,2 @@
-"""The access-binding methods, the rules a binding follows, and which binding news a caller may
+"""The access-binding routes, and which binding news of a folder's event stream a caller may
 see."""

@@ -1,1 +1,2 @@
-"""Who the caller is (bearer tokens, JWKS) and what it may do (roles, permissions)."""
+"""Who the caller is: bearer tokens, signed with the secret or by a JWKS key (what it may do
+is api/authorization.py)."""
