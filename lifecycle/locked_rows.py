@@ -19,7 +19,8 @@ from store.operations import OperationRecord
 
 
 class Finished(NamedTuple):
-    """An operation a transition ended: its kind, and its error (code None: it succeeded)."""
+    """An operation a transition ended: its id, its kind, and its error's code and message
+    (code None: it succeeded)."""
 
     operation_id: str
     kind: str
@@ -46,7 +47,9 @@ class LockedRows:
 
     async def lock(self, changes: Sequence[Change]) -> None:
         """Every image first, copies' sources included, in id order (the order the gateway
-        locks several images in); then the operations: leases taken, the others locked."""
+        locks several images in); then the operations: leases taken, the others locked. The
+        open creates of an image being deleted are read unlocked: every writer of an
+        operation's end holds its image's lock, which this batch holds."""
         image_ids = {change.image_id for change in changes} | _sources(changes)
         self._images = await images.get_locked(self._conn, sorted(image_ids))
         stored = {c.operation_id for c in changes if not isinstance(c, StartImport | AcceptDelete)}
@@ -66,8 +69,12 @@ class LockedRows:
         return self._operations.get(operation_id)
 
     def claim(self, operation_id: str) -> OperationRecord | None:
-        """The operation, if this batch leased it and no earlier change was handed it."""
-        return self._claims.pop(operation_id, None)
+        """The operation as it stands now, if this batch leased it, no earlier change was
+        handed it, and no earlier change ended it (its lease goes with the end)."""
+        if self._claims.pop(operation_id, None) is None:
+            return None
+        op = self._operations[operation_id]
+        return None if op.done else op
 
     def open_creates(self, image_id: str) -> list[OperationRecord]:
         """The image's creates not yet done (of an image a change of the batch deletes)."""

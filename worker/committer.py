@@ -19,6 +19,7 @@ import structlog
 import tenacity
 
 from bus.outbox_publisher import OutboxPublisher
+from contracts.errors import Code
 from lifecycle import transitions
 from lifecycle.transitions import Transition
 from runtime.batching import Batches, Waiting, answer
@@ -192,8 +193,9 @@ def _count(step: Step, result: Transition) -> None:
     transitions.count_finished(result)
     for finished in result.finished:
         if finished.code is not None:
+            event = "operation.cancelled" if finished.code == Code.CANCELLED else "operation.failed"
             with structlog.contextvars.bound_contextvars(**step.context):
-                log.info("operation.failed", **finished._asdict())  # the one that failed
+                log.info(event, **finished._asdict())  # the operation that ended
 
 
 def _stop(until: float, state: tenacity.RetryCallState) -> bool:

@@ -2,10 +2,11 @@
 poison message stops in the dead-letter queue instead of looping and no image stays
 CREATING or DELETING because of it."""
 
+import msgspec
 import structlog
 
 from bus.base import Delivery
-from contracts.commands import Command
+from contracts.commands import Command, command_decoder
 from contracts.errors import Code
 from lifecycle.changes import OperationFailed
 from runtime.metrics import DEAD_LETTERED_MESSAGES
@@ -31,9 +32,11 @@ class DeadLetterHandler:
             queue, reason = origin["dead_letter_queue"], origin["dead_letter_reason"]
             DEAD_LETTERED_MESSAGES.labels(queue=queue, reason=reason).inc()
         if command is None:
-            # Nothing to end: the log keeps what arrived, for an operator.
+            # Nothing to end: the log keeps what arrived and why it is no command, for an
+            # operator (decoded again: a poison message is rare).
             log.error(
                 "dead_letter.undecodable",
+                error=_decode_error(delivery.body),
                 body=delivery.body[:_PREVIEW].decode("utf-8", "replace"),
                 **origin,
             )
@@ -46,3 +49,11 @@ class DeadLetterHandler:
         )
         result = await self._commit(failure)
         log.error("dead_letter.settled", applied=result.applied, **origin)
+
+
+def _decode_error(body: bytes) -> str:
+    try:
+        command_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        return str(exc)
+    return ""

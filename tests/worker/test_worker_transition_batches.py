@@ -18,7 +18,7 @@ from contracts.errors import Code
 from contracts.events import event_decoder
 from contracts.images import ImageAny, min_disk_size
 from contracts.outbox_message import OutboxMessage
-from lifecycle.changes import ImportDone, Imported, Lease, StartImport
+from lifecycle.changes import ImportDone, Imported, Lease, OperationFailed, StartImport
 from lifecycle.transitions import Transition
 from store.db import Connection, Database
 from store.operations import to_operation
@@ -221,3 +221,24 @@ async def test_two_steps_on_one_operation_finish_it_once(
     assert sum(r.applied for r in ended) == 1
     done = [m for r in ended for m in r.messages if m.type.endswith("operation.done")]
     assert len(done) == 1
+
+
+async def test_a_create_ended_earlier_in_the_batch_is_not_claimed(
+    gateway: GatewayDouble, commit: Committer
+) -> None:
+    """A dead letter's failure and a redelivery of the same create, in one batch: the create
+    ends once, and nothing starts an import for it."""
+    (image_id, operation_id), (other_id, other_op) = await _creates(gateway, 2)
+    failure = OperationFailed(
+        operation_id=operation_id, image_id=image_id, code=int(Code.INTERNAL), message="dead"
+    )
+
+    failed, started, plain = await _together(
+        commit, [failure, _start(image_id, operation_id), _start(other_id, other_op)]
+    )
+
+    assert failed.applied
+    assert not started.applied and started.claimed is None
+    assert plain.applied and plain.claimed is not None
+    op = await gateway.operation(operation_id)
+    assert op.done and op.lease_owner is None and op.error is not None
