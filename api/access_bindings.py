@@ -11,7 +11,7 @@ import msgspec
 from api import authorization, binding_rules
 from api.authorization import Permission
 from api.context import RequestContext
-from api.mutating_calls import new_operation, replay
+from api.mutating_calls import change_image, new_operation, replay
 from api.operations import Answer
 from api.pagination import PageTokens, page_size
 from contracts.access import (
@@ -28,8 +28,9 @@ from contracts.access import (
     UpdateAccessBindingsMetadata,
     UpdateAccessBindingsRequest,
 )
-from contracts.enums import AccessBindingAction, ImageStatus
-from contracts.errors import FailedPrecondition, InvalidArgument
+from contracts.enums import AccessBindingAction
+from contracts.errors import InvalidArgument
+from contracts.operations import Operation
 from lifecycle import transitions
 from runtime.clock import now_us
 from store import bindings, image_events, operations
@@ -190,19 +191,17 @@ async def _change_image_bindings(
     if isinstance(metadata, UpdateAccessBindingsMetadata):
         kind = operations.UPDATE_ACCESS
     now = now_us()
-    async with db.transaction() as conn:
-        image = await authorization.image_or_none(
-            conn, context, image_id, Permission.UPDATE_BINDINGS, lock=True
-        )
-        folder_id = image.folder_id if image else ""
+
+    def new_op(folder_id: str) -> OperationRecord:
         description = "Change image access bindings"
-        op = new_operation(context, kind, image_id, folder_id, description, metadata, now)
-        if previous := await replay(conn, key, op.id, now):
-            return Answer(previous, [])
-        if image is None:
-            raise authorization.missing_image(image_id)
-        if image.status is ImageStatus.DELETING:
-            raise FailedPrecondition(f"image {image_id} is being deleted")
+        return new_operation(context, kind, image_id, folder_id, description, metadata, now)
+
+    async with db.transaction() as conn:
+        permission = Permission.UPDATE_BINDINGS
+        change = await change_image(conn, context, image_id, permission, new_op, key, now)
+        if isinstance(change, Operation):
+            return Answer(change, [])
+        image, op = change
         deltas = compute(await bindings.all_for(conn, image_id))
         await binding_rules.require_folder_admin_to_open_editing(conn, context, image, deltas)
         await _apply(conn, image_id, deltas, op)

@@ -1,11 +1,10 @@
 """Create, update and delete: the checks that need no database, then state, operation and outbox
 rows in one transaction (creates and updates share theirs: api/group_commit.py)."""
 
-from api import authorization
 from api.authorization import Permission
 from api.context import RequestContext
 from api.create_batches import PendingCreate
-from api.mutating_calls import new_operation, replay
+from api.mutating_calls import change_image, new_operation
 from api.operations import Answer
 from api.services import Services
 from api.settings import GatewaySettings
@@ -39,7 +38,7 @@ from runtime.clock import now_us
 from store import operations
 from store.idempotency import Claim
 from store.images import ImageRecord, ImageSpec
-from store.operations import to_operation
+from store.operations import OperationRecord, to_operation
 
 UPDATABLE = {"name", "description", "minDiskSize", "labels"}
 
@@ -186,25 +185,17 @@ async def delete_image(
     context: RequestContext, request: DeleteImageRequest, services: Services, key: Claim | None
 ) -> Answer:
     image_id, now = request.image_id, now_us()
+    metadata = DeleteImageMetadata(image_id=image_id)
+
+    def new_op(folder_id: str) -> OperationRecord:
+        kind, description = operations.DELETE, "Delete image"
+        return new_operation(context, kind, image_id, folder_id, description, metadata, now)
+
     async with services.db.transaction() as conn:
-        image = await authorization.image_or_none(
-            conn, context, image_id, Permission.DELETE, lock=True
-        )
-        op = new_operation(
-            context,
-            operations.DELETE,
-            image_id,
-            image.folder_id if image else "",
-            "Delete image",
-            DeleteImageMetadata(image_id=image_id),
-            now,
-        )
-        if previous := await replay(conn, key, op.id, now):
-            return Answer(previous, [])
-        if image is None:
-            raise authorization.missing_image(image_id)
-        if image.status is ImageStatus.DELETING:
-            raise FailedPrecondition(f"image {image.id} is already being deleted")
+        change = await change_image(conn, context, image_id, Permission.DELETE, new_op, key, now)
+        if isinstance(change, Operation):
+            return Answer(change, [])
+        op = change.op
         (accepted,) = await transitions.run(conn, [AcceptDelete(operation=op)])
     transitions.count_started(op)
     return Answer(to_operation(op), accepted.messages)

@@ -1,11 +1,15 @@
 """What every mutating call shares: idempotency replay, operation records."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import structlog
 
+from api import authorization
+from api.authorization import Permission
 from api.context import RequestContext
-from contracts.errors import AlreadyExists
+from contracts.enums import ImageStatus
+from contracts.errors import AlreadyExists, FailedPrecondition
 from contracts.ids import OPERATION_PREFIX, new_id
 from contracts.operations import Operation, OperationMetadata
 from store import operations
@@ -101,3 +105,34 @@ def new_operation(
     )
     structlog.contextvars.bind_contextvars(operation_id=record.id)
     return record
+
+
+class ImageChange(NamedTuple):
+    """What `change_image` hands a method that may go on: its locked image, its new operation."""
+
+    image: ImageRecord
+    op: OperationRecord
+
+
+async def change_image(
+    conn: Connection,
+    context: RequestContext,
+    image_id: str,
+    permission: Permission,
+    new_op: Callable[[str], OperationRecord],
+    key: Claim | None,
+    now: int,
+) -> ImageChange | Operation:
+    """The image the caller may change, locked, and the operation `new_op` makes for it (given
+    the image's folder); or the earlier operation of the same Idempotency-Key, replayed before
+    any check, as a repeat must be answered the same. A missing image is 404, one being deleted
+    FAILED_PRECONDITION."""
+    image = await authorization.image_or_none(conn, context, image_id, permission, lock=True)
+    op = new_op(image.folder_id if image else "")
+    if previous := await replay(conn, key, op.id, now):
+        return previous
+    if image is None:
+        raise authorization.missing_image(image_id)
+    if image.status is ImageStatus.DELETING:
+        raise FailedPrecondition(f"image {image_id} is being deleted")
+    return ImageChange(image, op)
