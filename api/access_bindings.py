@@ -11,8 +11,7 @@ import msgspec
 from api import authorization, binding_rules
 from api.authorization import Permission
 from api.context import RequestContext
-from api.mutating_calls import change_image, new_operation, replay
-from api.operations import Answer
+from api.mutating_calls import Answer, change_image, count_started, new_operation, replay
 from api.pagination import PageTokens, page_size
 from contracts.access import (
     AccessBinding,
@@ -31,7 +30,6 @@ from contracts.access import (
 from contracts.enums import AccessBindingAction
 from contracts.errors import InvalidArgument
 from contracts.operations import Operation
-from lifecycle import transitions
 from runtime.clock import now_us
 from store import bindings, image_events, operations
 from store.bindings import BindingKey
@@ -211,7 +209,7 @@ async def _change_image_bindings(
             image_events.operation_done(op),
         ]
         rows = await image_events.record(conn, [(image, announced)])
-    transitions.count_started(op)
+    count_started(op)
     return Answer(to_operation(op), rows)
 
 
@@ -236,5 +234,5 @@ async def _change_folder_bindings(
             return Answer(previous, [])
         await bindings.lock(conn, resource)
         await _apply(conn, resource, compute(await bindings.all_for(conn, resource)), op)
-    transitions.count_started(op)
+    count_started(op)
     return Answer(to_operation(op), [])

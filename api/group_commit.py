@@ -77,7 +77,7 @@ class GroupCommit(Generic[P]):
         write: WriteBatch[P],
     ) -> None:
         """`write` checks and writes one batch in the transaction it is given; `started` is told
-        of each operation written (lifecycle.transitions.count_started)."""
+        of each operation written (api/mutating_calls.py count_started)."""
         self._db = db
         self._publisher = publisher
         self._started = started

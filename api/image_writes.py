@@ -4,8 +4,7 @@ rows in one transaction (creates and updates share theirs: api/group_commit.py).
 from api.authorization import Permission
 from api.context import RequestContext
 from api.create_batches import PendingCreate
-from api.mutating_calls import change_image, new_operation
-from api.operations import Answer
+from api.mutating_calls import Answer, change_image, count_started, new_operation
 from api.services import Services
 from api.settings import GatewaySettings
 from api.update_batches import PendingUpdate
@@ -195,7 +194,7 @@ async def delete_image(
         change = await change_image(conn, context, image_id, Permission.DELETE, new_op, key, now)
         if isinstance(change, Operation):
             return Answer(change, [])
-        op = change.op
-        (accepted,) = await transitions.run(conn, [AcceptDelete(operation=op)])
-    transitions.count_started(op)
+        image, op = change
+        (accepted,) = await transitions.run(conn, [AcceptDelete(operation=op)], {image.id: image})
+    count_started(op)
     return Answer(to_operation(op), accepted.messages)

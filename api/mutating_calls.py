@@ -12,6 +12,8 @@ from contracts.enums import ImageStatus
 from contracts.errors import AlreadyExists, FailedPrecondition
 from contracts.ids import OPERATION_PREFIX, new_id
 from contracts.operations import Operation, OperationMetadata
+from contracts.outbox_message import OutboxMessage
+from runtime.metrics import OPERATIONS_STARTED, operation_finished
 from store import operations
 from store.db import Connection
 from store.idempotency import Claim, Previous, claim, find
@@ -105,6 +107,20 @@ def new_operation(
     )
     structlog.contextvars.bind_contextvars(operation_id=record.id)
     return record
+
+
+class Answer(NamedTuple):
+    """A write's answer, and the outbox rows its adapter publishes now that it committed."""
+
+    operation: Operation
+    messages: list[OutboxMessage]
+
+
+def count_started(op: OperationRecord) -> None:
+    """Count an operation a request created (and, if it ended at once, its end)."""
+    OPERATIONS_STARTED.labels(kind=op.kind).inc()
+    if op.done:
+        operation_finished(op.kind, op.error.code if op.error else None)
 
 
 class ImageChange(NamedTuple):

@@ -1,26 +1,17 @@
 """The Operation service: get, and cancel."""
 
-from typing import NamedTuple
-
 from api import authorization
 from api.authorization import Permission
 from api.context import RequestContext
+from api.mutating_calls import Answer
 from contracts.errors import FailedPrecondition
 from contracts.operations import GetOperationRequest, Operation
-from contracts.outbox_message import OutboxMessage
 from lifecycle import transitions
 from lifecycle.changes import RequestCancel
 from lifecycle.transitions import Transition
 from store import operations
 from store.db import Connection, Database
 from store.operations import OperationRecord, to_operation
-
-
-class Answer(NamedTuple):
-    """A write's answer, and the outbox rows its adapter publishes now that it committed."""
-
-    operation: Operation
-    messages: list[OutboxMessage]
 
 
 async def get_operation(

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from api.create_batches import write_creates
 from api.group_commit import GroupCommit
+from api.mutating_calls import count_started
 from api.pagination import PageTokens
 from api.services import Services
 from api.settings import GatewaySettings
@@ -20,7 +21,6 @@ from gateway.events import sse_stream
 from gateway.keys import BUS, CREATES, DB, PAGE_TOKENS, PUBLISHER, SERVICES, SETTINGS, UPDATES
 from gateway.metrics import observe_requests
 from gateway.middleware import errors, request_context
-from lifecycle.transitions import count_started
 from store import secrets_table
 from store.db import Database
 from store.outbox_table import SentMarker

@@ -2,11 +2,13 @@
 transitions decide one change after another (so two changes of one image or one operation
 see each other), then written with one statement per table, whatever the batch's size."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 import msgspec
 
+from contracts.enums import ImageStatus
 from contracts.notices import cancel_notice
 from contracts.operations import OperationResponse, Status
 from contracts.outbox_message import OutboxMessage
@@ -45,22 +47,35 @@ class LockedRows:
         self._numbered: list[tuple[ImageRecord, list[OutboxMessage]]] = []
         self._written: dict[str, OutboxMessage] = {}  # by message id, as the outbox numbered them
 
-    async def lock(self, changes: Sequence[Change]) -> None:
+    async def lock(
+        self, changes: Sequence[Change], locked: Mapping[str, ImageRecord] = MappingProxyType({})
+    ) -> None:
         """Every image first, copies' sources included, in id order (the order the gateway
-        locks several images in); then the operations: leases taken, the others locked. The
-        open creates of an image being deleted are read unlocked: every writer of an
-        operation's end holds its image's lock, which this batch holds."""
+        locks several images in), but those the caller's transaction `locked` and read
+        already; then the operations: leases taken, the others locked. The open creates of an
+        image being deleted are read unlocked: every writer of an operation's end holds its
+        image's lock, which this batch holds."""
         image_ids = {change.image_id for change in changes} | _sources(changes)
-        self._images = await images.get_locked(self._conn, sorted(image_ids))
+        self._images = dict(locked)
+        self._images |= await images.get_locked(self._conn, sorted(image_ids - locked.keys()))
         stored = {c.operation_id for c in changes if not isinstance(c, StartImport | AcceptDelete)}
         self._operations = await operations.get_locked(self._conn, sorted(stored))
         leases = [change.lease for change in changes if isinstance(change, StartImport)]
         self._claims = await take_leases(self._conn, leases)
         self._operations |= self._claims
-        deleted = [c.image_id for c in changes if isinstance(c, AcceptDelete | ReleaseImage)]
+        deleted = [
+            c.image_id
+            for c in changes
+            if isinstance(c, AcceptDelete | ReleaseImage) and self._may_create(c.image_id)
+        ]
         for op in await operations.open_of_kind(self._conn, deleted, operations.CREATE):
             self._open_creates.setdefault(op.resource_id, []).append(op.id)
             self._operations.setdefault(op.id, op)
+
+    def _may_create(self, image_id: str) -> bool:
+        """Whether the image may have an open create (a READY or ERROR one has none)."""
+        image = self._images.get(image_id)
+        return image is not None and image.status in (ImageStatus.CREATING, ImageStatus.DELETING)
 
     def image(self, image_id: str) -> ImageRecord | None:
         return self._images.get(image_id)

@@ -19,7 +19,8 @@ A create whose image stopped being CREATING, or whose cancel was asked for, ends
 CANCELLED whatever change reaches it first. A change whose operation is done already is not
 applied (a redelivery, a race lost)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -42,7 +43,7 @@ from lifecycle.changes import (
     StartImport,
 )
 from lifecycle.locked_rows import Finished, LockedRows
-from runtime.metrics import OPERATIONS_STARTED, operation_finished
+from runtime.metrics import operation_finished
 from store import images, operations
 from store.db import Connection
 from store.images import ImageRecord, ImageSpec, to_image
@@ -65,10 +66,15 @@ class Transition(msgspec.Struct, kw_only=True):
     finished: list[Finished] = []
 
 
-async def run(conn: Connection, changes: Sequence[Change]) -> list[Transition]:
-    """Carry out every change in the caller's transaction; their results, in their order."""
+async def run(
+    conn: Connection,
+    changes: Sequence[Change],
+    locked: Mapping[str, ImageRecord] = MappingProxyType({}),
+) -> list[Transition]:
+    """Carry out every change in the caller's transaction; their results, in their order.
+    `locked` holds images the caller's transaction has locked and read already."""
     rows = LockedRows(conn)
-    await rows.lock(changes)
+    await rows.lock(changes, locked)
     results: dict[int, Transition] = {}
     for index in sorted(range(len(changes)), key=lambda i: changes[i].image_id):
         change = changes[index]
@@ -79,13 +85,6 @@ async def run(conn: Connection, changes: Sequence[Change]) -> list[Transition]:
         result.messages = rows.as_written(result.messages)
     await _keep_used_bytes(conn, answered)
     return answered
-
-
-def count_started(op: OperationRecord) -> None:
-    """Count an operation a request created (and, if it ended at once, its end)."""
-    OPERATIONS_STARTED.labels(kind=op.kind).inc()
-    if op.done:
-        operation_finished(op.kind, op.error.code if op.error else None)
 
 
 def count_finished(result: Transition) -> None:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from api import access_bindings
 from api.context import RequestContext
-from api.operations import Answer
+from api.mutating_calls import Answer
 from contracts.access import (
     ListAccessBindingsRequest,
     SetAccessBindingsRequest,

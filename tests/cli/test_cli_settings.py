@@ -55,8 +55,12 @@ def test_stream_limit_reaches_the_gateway() -> None:
     assert processes.gateway_settings(given).max_streams_per_subject == 3
 
 
-def test_every_setting_is_a_flag() -> None:
+def test_every_setting_is_offered_with_help() -> None:
+    """Each field is an option of at least one server command, with its --help text."""
     assert [option.setting for option in OPTIONS] == list(Settings.__struct_fields__)
+    for option in OPTIONS:
+        assert option.commands and option.commands <= {"dev", "gateway", "worker"}, option
+        assert option.help.strip(), option
 
 
 def start(*args: str, **env: str) -> tuple[int, list[str]]:
