@@ -32,11 +32,12 @@ __all__ = [
 ]
 
 
-def connect_bus(url: str) -> Bus:
-    """The transport for `url`: `memory://`, or `amqp://` / `amqps://`; not yet started."""
+def connect_bus(url: str, *, quorum_size: int = 3) -> Bus:
+    """The transport for `url`: `memory://`, or `amqp://` / `amqps://` (with the initial group
+    size of the quorum queues it declares); not yet started."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryBus()
     if scheme in ("amqp", "amqps"):
-        return RabbitBus(url)
+        return RabbitBus(url, quorum_size=quorum_size)
     raise ValueError(f"unsupported bus URL scheme {scheme!r}: use memory://, amqp:// or amqps://")

@@ -1,113 +1,112 @@
-"""RabbitBus: the bus on RabbitMQ through aio-pika's robust connection."""
+"""RabbitBus: the bus on RabbitMQ, over Kiln's own reconnect loop (bus/rabbit_link.py)."""
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import itertools
+from collections.abc import Sequence
 
-import aio_pika
-from aio_pika.abc import (
-    AbstractRobustChannel,
-    AbstractRobustConnection,
-    AbstractRobustExchange,
-    AbstractRobustQueue,
-)
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 
 from bus.base import BusError, BusUnavailable, Handler, OutgoingMessage
-from bus.rabbit_consumer import RabbitSubscription, to_amqp, transient
+from bus.rabbit_consumer import (
+    DeclareQueue,
+    RabbitSubscription,
+    close_quietly,
+    to_amqp,
+    transient,
+)
+from bus.rabbit_link import RabbitLink
+from bus.rabbit_topology import declare_topology
 from bus.runner import check_prefetch
 from bus.topology import EXCHANGES, QUEUES
+from runtime.broker_urls import broker_nodes
+
+log = structlog.get_logger(__name__)
 
 _QUEUE_SPECS = {spec.name: spec for spec in QUEUES}
-
-_DeclareQueue = Callable[[AbstractRobustChannel], Awaitable[AbstractRobustQueue]]
+# Pauses between the rounds of a publish whose messages the broker nacked (a quorum queue
+# without a leader nacks until one is elected): at once first, then growing.
+_RETRY_PAUSES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 class RabbitBus:
-    """Confirmed publishing on one channel, each consumer on a channel of its own."""
+    """Confirmed publishing on one channel, each consumer on a channel of its own; the link
+    connects to the first node of the URL's that answers and restores them after a loss."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        """`timeout` bounds connecting and waiting for the confirms of one publish."""
-        self._url = url
+    def __init__(self, url: str, *, timeout: float = 10.0, quorum_size: int = 3) -> None:
+        """`timeout` bounds connecting and waiting for the confirms of one publish;
+        `quorum_size` is the initial group size of the quorum queues Kiln declares."""
         self._timeout = timeout
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
-        # Robust objects are weakly held by aio-pika: without these references
-        # they would not be restored after a reconnect.
-        self._exchanges: dict[str, AbstractRobustExchange] = {}
-        self._queues: dict[str, AbstractRobustQueue] = {}
+        self._quorum_size = quorum_size
+        self._link = RabbitLink(broker_nodes(url), self._restore, timeout=timeout)
+        self._started = False
+        self._closing = False
+        # One restore at a time: the link's loop and a publish reopening a nacked channel.
+        self._restoring = asyncio.Lock()
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
         self._subscriptions: set[RabbitSubscription] = set()
 
     @property
     def connected(self) -> bool:
         """True while the connection and the publishing channel are open."""
-        connection, channel = self._connection, self._channel
-        return (
-            connection is not None
-            and connection.connected.is_set()
-            and channel is not None
-            and not channel.is_closed
-        )
+        channel = self._channel
+        return self._link.up and channel is not None and not channel.is_closed
 
     async def start(self) -> None:
         """Connect, open the publishing channel and declare the topology."""
-        if self._connection is not None:
+        if self._started:
             return
         try:
-            with transient("connect to the broker"):
-                self._connection = await aio_pika.connect_robust(self._url, timeout=self._timeout)
-                self._channel = await self._connection.channel(publisher_confirms=True)
-                await self._declare(self._channel)
+            await self._link.open()
         except BusError:
             await self.close()
             raise
+        self._started = True
 
     async def close(self) -> None:
         """Stop the subscriptions, then close the publishing channel and the connection."""
+        self._started = False
+        self._closing = True  # what closes from now on is not reopened
         for subscription in list(self._subscriptions):
             await subscription.stop()
         self._subscriptions.clear()
-        channel, connection = self._channel, self._connection
-        self._channel, self._connection = None, None
+        channel, self._channel = self._channel, None
         self._exchanges.clear()
-        self._queues.clear()
-        with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-            if channel is not None:
-                await channel.close()
-            if connection is not None:
-                await connection.close()
+        if channel is not None:
+            await close_quietly(channel)
+        await self._link.close()
+        self._closing = False
 
     async def publish(self, exchange: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Send every message, then wait for all the confirms together."""
-        target = self._exchange(exchange)
+        """Send every message, then wait for all the confirms together. What the broker did
+        not confirm is sent again at once on a fresh channel, until the timeout."""
+        pending = list(messages)
         try:
             async with asyncio.timeout(self._timeout):
-                results = await asyncio.gather(
-                    *(
-                        target.publish(to_amqp(message), message.routing_key, mandatory=False)
-                        for message in messages
-                    ),
-                    return_exceptions=True,
-                )
-        except TimeoutError as exc:
-            raise BusUnavailable(f"no confirms from {exchange!r} in {self._timeout} s") from exc
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            count = f"{len(failures)} of {len(messages)}"
-            raise BusUnavailable(f"{count} messages to {exchange!r} not confirmed") from failures[0]
+                for pause in itertools.chain(_RETRY_PAUSES, itertools.repeat(_RETRY_PAUSES[-1])):
+                    await asyncio.sleep(pause)
+                    channel, target = self._publishing_exchange(exchange)
+                    pending = await _unconfirmed(target, pending)
+                    if not pending:
+                        return
+                    log.info("bus.publish_unconfirmed", exchange=exchange, messages=len(pending))
+                    await self._reopen(channel)
+        except TimeoutError:
+            pass
+        count = f"{len(pending)} of {len(messages)}"
+        raise BusUnavailable(f"{count} messages to {exchange!r} not confirmed in {self._timeout} s")
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> RabbitSubscription:
         """Consume a declared queue, competing with its other consumers."""
-        self._require_connection()
         spec = _QUEUE_SPECS.get(queue)
         if spec is None:
             raise BusError(f"unknown queue {queue!r}")
-        check_prefetch(prefetch)
 
-        async def declare(channel: AbstractRobustChannel) -> AbstractRobustQueue:
-            return await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await channel.get_queue(spec.name)  # declared by the restore, passively here
 
-        return await self._start_consumer(declare, handler, prefetch)
+        return await self._start_consumer(declare, handler, prefetch, spec.name)
 
     async def queue_depths(self) -> dict[str, int]:
         """Ready messages in each declared queue, by passive declarations on a channel of
@@ -123,8 +122,7 @@ class RabbitBus:
                         depths[spec.name] = queue.declaration_result.message_count or 0
                     return depths
                 finally:
-                    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                        await channel.close()
+                    await close_quietly(channel)
 
     async def subscribe(
         self,
@@ -135,55 +133,83 @@ class RabbitBus:
         prefetch: int = 100,
     ) -> RabbitSubscription:
         """Consume an exclusive auto-delete queue bound to `exchange` by `binding_keys`."""
-        target = self._exchange(exchange)
-        check_prefetch(prefetch)
+        self._publishing_exchange(exchange)  # refuses an unknown exchange
 
-        async def declare(channel: AbstractRobustChannel) -> AbstractRobustQueue:
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
             for key in binding_keys:
-                await queue.bind(target, key)
+                await queue.bind(exchange, key)
             return queue
 
-        return await self._start_consumer(declare, handler, prefetch)
+        return await self._start_consumer(declare, handler, prefetch, exchange)
 
-    async def _declare(self, channel: AbstractRobustChannel) -> None:
-        for exchange in EXCHANGES:
-            kind = aio_pika.ExchangeType(exchange.kind)
-            self._exchanges[exchange.name] = await channel.declare_exchange(
-                exchange.name, kind, durable=True
-            )
-        for spec in QUEUES:
-            queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-            for binding in spec.bindings:
-                await queue.bind(self._exchanges[binding.exchange], binding.key)
-            self._queues[spec.name] = queue
+    async def _restore(self, connection: AbstractConnection) -> None:
+        """Open what is closed on `connection`: the publishing channel, after declaring the
+        topology again (a node may have come back empty), and every subscription's channel."""
+        async with self._restoring:
+            channel = self._channel
+            if channel is None or channel.is_closed:
+                await declare_topology(connection, self._quorum_size)
+                channel = await connection.channel(publisher_confirms=True)
+                self._exchanges = {
+                    spec.name: await channel.get_exchange(spec.name, ensure=False)
+                    for spec in EXCHANGES
+                }
+                channel.close_callbacks.add(lambda *_: self._on_channel_closed())
+                self._channel = channel
+            for subscription in list(self._subscriptions):
+                await subscription.attach(connection)
+
+    async def _reopen(self, channel: AbstractChannel) -> None:
+        """Close `channel` if it is still the publishing one, and open a new one at once."""
+        connection = self._require_connection()
+        if channel is self._channel:
+            log.warning("bus.publishing_channel_reopened")
+            await close_quietly(channel)
+        with transient("reopen the publishing channel"):
+            await self._restore(connection)
 
     async def _start_consumer(
-        self, declare: _DeclareQueue, handler: Handler, prefetch: int
+        self, declare: DeclareQueue, handler: Handler, prefetch: int, label: str
     ) -> RabbitSubscription:
+        check_prefetch(prefetch)
         connection = self._require_connection()
+        subscription = RabbitSubscription(
+            declare, handler, prefetch=prefetch, label=label, on_closed=self._on_channel_closed
+        )
         with transient("start a consumer"):
-            channel = await connection.channel()
-            try:
-                await channel.set_qos(prefetch_count=prefetch)
-                subscription = RabbitSubscription(channel, await declare(channel), handler)
-                await subscription.start()
-            except BaseException:
-                with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                    await channel.close()
-                raise
+            async with self._restoring:
+                await subscription.attach(connection)
         self._subscriptions = {s for s in self._subscriptions if not s.stopped}
         self._subscriptions.add(subscription)
         return subscription
 
-    def _require_connection(self) -> AbstractRobustConnection:
-        if self._connection is None or not self.connected:
-            raise BusUnavailable("not connected to the broker")
-        return self._connection
+    def _on_channel_closed(self) -> None:
+        if not self._closing:
+            self._link.repair()
 
-    def _exchange(self, name: str) -> AbstractRobustExchange:
+    def _require_connection(self) -> AbstractConnection:
+        connection = self._link.connection
+        if connection is None or not self.connected:
+            raise BusUnavailable("not connected to the broker")
+        return connection
+
+    def _publishing_exchange(self, name: str) -> tuple[AbstractChannel, AbstractExchange]:
         self._require_connection()
         exchange = self._exchanges.get(name)
         if exchange is None:
             raise BusError(f"unknown exchange {name!r}")
-        return exchange
+        assert self._channel is not None
+        return self._channel, exchange
+
+
+async def _unconfirmed(
+    target: AbstractExchange, messages: list[OutgoingMessage]
+) -> list[OutgoingMessage]:
+    """Publish `messages` pipelined; those the broker nacked, or whose confirm was lost with
+    the channel."""
+    results = await asyncio.gather(
+        *(target.publish(to_amqp(m), m.routing_key, mandatory=False) for m in messages),
+        return_exceptions=True,
+    )
+    return [m for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)]

@@ -2,11 +2,16 @@
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import (
     ChannelAccessRefused,
@@ -79,9 +84,13 @@ def _delivery_count(message: AbstractIncomingMessage) -> int:
     return 2 if message.redelivered else 1
 
 
+DeclareQueue = Callable[[AbstractChannel], Awaitable[AbstractQueue]]
+
+
 class RabbitSubscription:
     """One consumer on its own channel, so that its prefetch bounds its handlers, but for
-    handlers that outlived a closed channel (see `_on_message`).
+    handlers that outlived a closed channel (see `_on_message`). `attach` opens the channel
+    again after a reconnect, or after the broker closed it (a consumer timeout).
 
     Slots that kept the handlers at `prefetch` across a close were tried: a delivery waiting
     for one stays unacknowledged, times out in turn, and the queue's delivery limit then
@@ -89,12 +98,22 @@ class RabbitSubscription:
     behind three imports that held every slot ended in ERROR after six deliveries)."""
 
     def __init__(
-        self, channel: AbstractRobustChannel, queue: AbstractRobustQueue, handler: Handler
+        self,
+        declare: DeclareQueue,
+        handler: Handler,
+        *,
+        prefetch: int,
+        label: str,
+        on_closed: Callable[[], None],
     ) -> None:
-        self._channel = channel
-        self._queue = queue
+        self._declare = declare
         self._handler = handler
-        self._in_flight = InFlight(queue.name)
+        self._prefetch = prefetch
+        self._on_closed = on_closed
+        self._label = label
+        self._in_flight = InFlight(label)
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._stopping = False
 
@@ -103,9 +122,20 @@ class RabbitSubscription:
         """True once stop was called."""
         return self._stopping
 
-    async def start(self) -> None:
-        """Start consuming with manual acks."""
-        self._consumer_tag = await self._queue.consume(self._on_message, no_ack=False)
+    async def attach(self, connection: AbstractConnection) -> None:
+        """Consume with manual acks on a channel of its own; nothing while that one is open."""
+        if self._stopping or (self._channel is not None and not self._channel.is_closed):
+            return
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)
+            queue = await self._declare(channel)
+            consumer_tag = await queue.consume(self._on_message, no_ack=False)
+        except BaseException:
+            await close_quietly(channel)
+            raise
+        channel.close_callbacks.add(lambda *_: self._on_closed())
+        self._channel, self._queue, self._consumer_tag = channel, queue, consumer_tag
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Cancel the consumer, drain in-flight handlers, close the channel.
@@ -115,16 +145,14 @@ class RabbitSubscription:
         if self._stopping:
             return
         self._stopping = True
-        # A robust channel waits for a lost connection to come back before it cancels or
-        # closes; bound those waits so shutdown ends while the broker is unreachable.
-        if self._consumer_tag is not None:
+        # Bounded, so that shutdown ends while the broker is unreachable.
+        if self._queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(TimeoutError, *CONNECTION_EXCEPTIONS):
                 async with asyncio.timeout(BROKER_CALL_SECONDS):
                     await self._queue.cancel(self._consumer_tag)
         await self._in_flight.drain(timeout)
-        with contextlib.suppress(TimeoutError, *CONNECTION_EXCEPTIONS):
-            async with asyncio.timeout(BROKER_CALL_SECONDS):
-                await self._channel.close()
+        if self._channel is not None:
+            await close_quietly(self._channel)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:
@@ -139,7 +167,7 @@ class RabbitSubscription:
         self._in_flight.add(asyncio.create_task(self._handle(message)))
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        outcome = await run_handler(self._handler, to_delivery(message), self._queue.name)
+        outcome = await run_handler(self._handler, to_delivery(message), self._label)
         await self._settle(message, outcome)
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
@@ -152,4 +180,11 @@ class RabbitSubscription:
                 await message.reject(requeue=False)
         except CONNECTION_EXCEPTIONS:
             # The channel is gone, so the broker redelivers the message anyway.
-            log.warning("bus.settle_failed", queue=self._queue.name, outcome=outcome.value)
+            log.warning("bus.settle_failed", queue=self._label, outcome=outcome.value)
+
+
+async def close_quietly(channel: AbstractChannel) -> None:
+    """Close `channel`, waiting a bounded time, whatever state its connection is in."""
+    with contextlib.suppress(TimeoutError, *CONNECTION_EXCEPTIONS):
+        async with asyncio.timeout(BROKER_CALL_SECONDS):
+            await channel.close()

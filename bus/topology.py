@@ -43,10 +43,12 @@ class QueueSpec(msgspec.Struct, frozen=True, kw_only=True):
     delivery_limit: int | None = None
     dead_letter_exchange: str | None = None
 
-    @property
-    def arguments(self) -> dict[str, str | int]:
-        """The x-arguments RabbitMQ declares the queue with."""
+    def arguments(self, quorum_size: int | None) -> dict[str, str | int]:
+        """The x-arguments RabbitMQ declares the queue with: replicated on `quorum_size`
+        nodes when it is created (RabbitMQ takes every node of a smaller cluster)."""
         arguments: dict[str, str | int] = {"x-queue-type": "quorum"}
+        if quorum_size is not None:
+            arguments["x-quorum-initial-group-size"] = quorum_size
         if self.delivery_limit is not None:
             arguments["x-delivery-limit"] = self.delivery_limit
         if self.dead_letter_exchange is not None:

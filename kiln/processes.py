@@ -147,7 +147,7 @@ async def infrastructure(settings: Settings) -> AsyncIterator[tuple[Database, Bu
     db = await waiting.opened(startup.database(settings), lambda: open_database(settings.database))
     in_step = asyncio.create_task(clock_sync.keep_in_step(db), name="kiln-clock")
     try:
-        bus = connect_bus(settings.broker_url)
+        bus = connect_bus(settings.broker_url, quorum_size=settings.broker_quorum_size)
         try:
             await waiting.opened(startup.broker(settings), bus.start)
             yield db, bus

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args, get_type_hints
 import msgspec
 from yarl import URL
 
+from runtime.broker_urls import BrokerUrlError, broker_nodes
 from runtime.urls import allowed_entry
 
 # S3's part sizes: all but the last part of an upload at least 5 MiB, none over 5 GiB (the
@@ -57,8 +58,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         str, Flag(EVERY, "sqlite:///path or postgresql://… (default: SQLite in the data dir).")
     ] = ""
     broker_url: Annotated[
-        str, Flag(EVERY, "amqp://… for RabbitMQ, or memory:// (kiln dev's default).")
+        str,
+        Flag(
+            EVERY,
+            "amqp://… for RabbitMQ, or memory:// (kiln dev's default); a cluster's nodes as"
+            " amqp://user:pass@node1:5672,node2:5672/vhost.",
+        ),
     ] = ""
+    broker_quorum_size: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=99)],
+        Flag(
+            EVERY,
+            "Nodes each quorum queue is replicated on when Kiln first declares it (default 3;"
+            " a smaller cluster gives every node).",
+        ),
+    ] = 3
     storage_url: Annotated[
         str,
         Flag(
@@ -320,18 +334,11 @@ def _check_urls(settings: Settings) -> None:
 
 
 def _check_broker_host(text: str) -> None:
-    """One RabbitMQ host: aio-pika connects (and reconnects) to a single address, so a cluster's
-    nodes go behind a TCP load balancer. `h1:5672,h2:5672` does not even parse as a URL."""
+    """Every node of the cluster with a host: `amqp://user:password@node1:5672,node2/vhost`."""
     try:
-        host = URL(text).host
-    except ValueError:
-        host = None
-    if not host or "," in host:
-        raise SettingsError(
-            "broker_url",
-            "needs exactly one host (amqp://user:password@host:port/vhost);"
-            " for a RabbitMQ cluster, put a TCP load balancer in front of its nodes",
-        )
+        broker_nodes(text)
+    except BrokerUrlError as exc:
+        raise SettingsError("broker_url", str(exc)) from exc
 
 
 def _is_http_url(text: str) -> bool:

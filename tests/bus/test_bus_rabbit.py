@@ -17,7 +17,7 @@ from bus.topology import (
     DELETE_QUEUE,
     DELIVERY_LIMIT,
 )
-from support.rabbit import BROKER
+from support.rabbit import BROKER, disconnected, publish_until_confirmed
 from support.tcp_proxy import TcpProxy
 
 COMMAND = OutgoingMessage(routing_key=CREATE_QUEUE, body=b"{}", message_id="cmd-1")
@@ -35,6 +35,7 @@ async def test_command_queues_are_quorum_queues_with_a_delivery_limit(
         assert queues[name]["type"] == "quorum"
         assert {key: value for key, _, value in queues[name]["arguments"]} == {
             "x-queue-type": "quorum",
+            "x-quorum-initial-group-size": 3,
             "x-delivery-limit": DELIVERY_LIMIT,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         }
@@ -99,7 +100,7 @@ async def test_bus_is_unavailable_while_reconnecting_then_recovers(vhost: str, i
                 await bus.publish(COMMANDS_EXCHANGE, [COMMAND])
 
             await proxy.restore()
-            await asyncio.wait_for(publish_until_confirmed(bus), 10.0)
+            await asyncio.wait_for(publish_until_confirmed(bus, COMMAND), 10.0)
             assert (await received.next()).message_id == COMMAND.message_id
         finally:
             await bus.close()
@@ -116,7 +117,7 @@ async def test_bus_recovers_when_the_broker_closes_its_connection(
         before = await client_ports(ctl, vhost)
 
         await ctl("close_all_connections", "-p", vhost, "kiln test")
-        await asyncio.wait_for(publish_until_confirmed(bus), 10.0)
+        await asyncio.wait_for(publish_until_confirmed(bus, COMMAND), 10.0)
 
         assert (await received.next()).message_id == COMMAND.message_id
         after = await client_ports(ctl, vhost)
@@ -129,22 +130,6 @@ async def client_ports(ctl: Callable[..., Awaitable[str]], vhost: str) -> set[in
     """The client ports of the broker's connections in `vhost`."""
     listing = await ctl("list_connections", "vhost", "peer_port", "--formatter", "json")
     return {row["peer_port"] for row in json.loads(listing) if row["vhost"] == vhost}
-
-
-async def disconnected(bus: RabbitBus) -> None:
-    """Until the client has noticed that its connection is gone."""
-    while bus.connected:
-        await asyncio.sleep(0.01)
-
-
-async def publish_until_confirmed(bus: RabbitBus) -> None:
-    """Retry on BusUnavailable, as a caller would."""
-    while True:
-        try:
-            await bus.publish(COMMANDS_EXCHANGE, [COMMAND])
-            return
-        except BusUnavailable:
-            await asyncio.sleep(0.05)
 
 
 async def test_conflicting_queue_declaration_is_a_bus_error(rabbit_url: str) -> None:

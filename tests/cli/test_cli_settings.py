@@ -98,6 +98,18 @@ def test_gateway_needs_a_broker() -> None:
     )
 
 
+def test_a_malformed_cluster_url_is_refused_in_one_line() -> None:
+    code, lines = start("worker", "--broker-url", "amqp://guest:guest@node1:5672,:5672/")
+
+    assert (code, lines) == (
+        2,
+        [
+            "Error: bad setting --broker-url: every node needs a host:"
+            " amqp://user:password@host:port,host:port/vhost"
+        ],
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [

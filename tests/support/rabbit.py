@@ -5,6 +5,9 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
+from bus import BusUnavailable, OutgoingMessage, RabbitBus
+from contracts.names import COMMANDS_EXCHANGE
+
 BROKER = "amqp://guest:guest@127.0.0.1:5672"
 
 
@@ -33,3 +36,19 @@ async def temporary_vhost() -> AsyncIterator[str]:
         yield name
     finally:
         await rabbitmqctl("delete_vhost", name)
+
+
+async def disconnected(bus: RabbitBus) -> None:
+    """Until the client has noticed that its connection is gone."""
+    while bus.connected:
+        await asyncio.sleep(0.01)
+
+
+async def publish_until_confirmed(bus: RabbitBus, command: OutgoingMessage) -> None:
+    """Publish `command` to the commands exchange, retrying on BusUnavailable as a caller would."""
+    while True:
+        try:
+            await bus.publish(COMMANDS_EXCHANGE, [command])
+            return
+        except BusUnavailable:
+            await asyncio.sleep(0.05)
