@@ -96,6 +96,8 @@ class Committer:
         if len(batch) > 1:
             try:
                 results = await self._commit_together([step for step, _ in batch])
+            except StoreUnavailable as exc:  # an outage: each step alone waits it out
+                log.info("transition.batch_failed", transitions=len(batch), error=str(exc))
             except Exception:
                 log.info("transition.batch_failed", transitions=len(batch), exc_info=True)
             else:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
+from structlog.testing import capture_logs
 from yarl import URL
 
 from bus import BusError, BusUnavailable, OutgoingMessage, RabbitBus
@@ -16,6 +17,7 @@ from bus.topology import (
     DEAD_LETTER_QUEUE,
     DELETE_QUEUE,
     DELIVERY_LIMIT,
+    QUEUES,
 )
 from support.rabbit import BROKER, disconnected, publish_until_confirmed
 from support.tcp_proxy import TcpProxy
@@ -144,3 +146,32 @@ async def test_conflicting_queue_declaration_is_a_bus_error(rabbit_url: str) -> 
 
     assert not isinstance(raised.value, BusUnavailable)
     assert not bus.connected
+
+
+@pytest.mark.parametrize("existing", [None, 1])
+async def test_a_queue_created_with_another_group_size_keeps_it(
+    rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]], existing: int | None
+) -> None:
+    # As declared before Kiln set a size (None), or with another KILN_BROKER_QUORUM_SIZE.
+    arguments = QUEUES[0].arguments(existing)
+    connection = await aio_pika.connect(rabbit_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(CREATE_QUEUE, durable=True, arguments=dict(arguments))
+    bus = RabbitBus(rabbit_url, quorum_size=3)
+
+    with capture_logs() as logs:
+        await bus.start()
+    try:
+        await bus.publish(COMMANDS_EXCHANGE, [COMMAND])
+    finally:
+        await bus.close()
+
+    kept = [entry for entry in logs if entry["event"] == "bus.queue_group_size_kept"]
+    assert [(e["queue"], e["size"], e["asked"]) for e in kept] == [(CREATE_QUEUE, existing, 3)]
+    listing = await ctl("list_queues", "-p", vhost, "name", "arguments", "--formatter", "json")
+    declared = {
+        row["name"]: dict((k, v) for k, _, v in row["arguments"]) for row in json.loads(listing)
+    }
+    assert declared[CREATE_QUEUE].get("x-quorum-initial-group-size") == existing
+    assert declared[DELETE_QUEUE]["x-quorum-initial-group-size"] == 3

@@ -26,39 +26,51 @@ StopMode = Literal["smart", "fast", "immediate"]
 
 class PrivatePostgres:
     """One server, trust auth for user postgres on 127.0.0.1:`port`, durability off (its data
-    is thrown away): stopped and started again as a test needs."""
+    is thrown away) unless `settings` (postgresql.conf lines, over the defaults) say otherwise:
+    stopped and started again as a test needs."""
 
-    def __init__(self, workdir: Path, port: int, max_connections: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        max_connections: int,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.data = workdir / "data"
         self.port = port
         self.max_connections = max_connections
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    async def init(self) -> None:
-        await _as_postgres(
-            BIN / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync"
-        )
-        settings = {
+        self.settings = {
             "listen_addresses": "'127.0.0.1'",
-            "port": str(self.port),
+            "port": str(port),
             "unix_socket_directories": "''",  # TCP only: no socket beside the shared server's
-            "max_connections": str(self.max_connections),
+            "max_connections": str(max_connections),
             "superuser_reserved_connections": "0",  # the tests connect as a superuser
             "shared_buffers": "16MB",
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
+            **(settings or {}),
         }
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def init(self) -> None:
+        await as_postgres(
+            BIN / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync"
+        )
+        self.configure()
+
+    def configure(self) -> None:
+        """Append `settings` to postgresql.conf (the last line for a name wins)."""
         with (self.data / "postgresql.conf").open("a") as conf:
-            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+            conf.writelines(f"{name} = {value}\n" for name, value in self.settings.items())
 
     async def start(self) -> None:
         """Start the server; return once it accepts connections."""
         log = self.workdir / "server.log"
-        await _as_postgres(
+        await as_postgres(
             BIN / "pg_ctl", "start", "-w", "-t", str(PG_CTL_SECONDS), "-D", self.data, "-l", log
         )
 
@@ -68,13 +80,13 @@ class PrivatePostgres:
         (57P03, "the database system is shutting down")."""
         waiting = "-w" if wait else "-W"
         timeout = str(PG_CTL_SECONDS)
-        await _as_postgres(
+        await as_postgres(
             BIN / "pg_ctl", "stop", "-m", mode, "-t", timeout, "-D", self.data, waiting
         )
 
     async def running(self) -> bool:
         """Whether a postmaster runs on the data directory (a stopping one too)."""
-        return await _as_postgres(BIN / "pg_ctl", "status", "-D", self.data, check=False) == 0
+        return await as_postgres(BIN / "pg_ctl", "status", "-D", self.data, check=False) == 0
 
     async def create_database(self, name: str) -> str:
         admin = await asyncpg.connect(self.url())
@@ -108,36 +120,68 @@ class PrivatePostgres:
             if via is None:
                 await admin.close()
 
+    def postmaster_pid(self) -> int | None:
+        """The postmaster's pid from its pid file (left behind when it is killed)."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def kill(self) -> None:
-        """SIGKILL the postmaster, when pg_ctl could not stop it."""
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((self.data / "postmaster.pid").read_text().split()[0])
-            os.kill(pid, signal.SIGKILL)
+        """SIGKILL the postmaster and every process it started, as a machine dying would (or
+        when pg_ctl could not stop it). Each child runs in a session of its own: they are
+        found as the postmaster's children, the postmaster stopped first to fork no more."""
+        pid = self.postmaster_pid()
+        if pid is None or not _is_postgres(pid):
+            return  # not running: the pid, if the file is left, may be another process's
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGSTOP)
+        for process in [pid, *_children(pid)]:
+            with contextlib.suppress(OSError):
+                os.kill(process, signal.SIGKILL)
+
+    def alive(self) -> bool:
+        """Whether the postmaster lives (unlike `running`, which counts a killed one not yet
+        reaped, a zombie)."""
+        pid = self.postmaster_pid()
+        return pid is not None and _is_postgres(pid)
+
+    async def shut_down(self) -> None:
+        """Stop the server at once if it runs (`immediate`), or SIGKILL it if pg_ctl cannot."""
+        if self.alive():
+            try:
+                await self.stop("immediate")
+            except RuntimeError:
+                self.kill()
 
 
 @contextlib.asynccontextmanager
 async def private_postgres(max_connections: int = 20) -> AsyncIterator[PrivatePostgres]:
     """A fresh server, started; stopped and its files removed after, whatever happened."""
-    workdir = Path(tempfile.mkdtemp(prefix="kiln-pg-"))
-    if os.geteuid() == 0:
-        account = pwd.getpwnam(OS_USER)
-        os.chown(workdir, account.pw_uid, account.pw_gid)
+    workdir = owned_by_os_user(Path(tempfile.mkdtemp(prefix="kiln-pg-")))
     server = PrivatePostgres(workdir, free_port(), max_connections)
     try:
         await server.init()
         await server.start()
         yield server
     finally:
-        if await server.running():
-            try:
-                await server.stop("immediate")
-            except RuntimeError:
-                server.kill()
+        await server.shut_down()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _as_postgres(program: Path, *args: str | Path, check: bool = True) -> int:
-    """Run a PostgreSQL program as the postgres OS user when the tests run as root."""
+def owned_by_os_user(directory: Path) -> Path:
+    """`directory`, made if missing, given to the postgres OS user when the tests run as root."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(OS_USER)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    return directory
+
+
+async def as_postgres(program: Path, *args: str | Path, check: bool = True) -> int:
+    """Run a PostgreSQL program as the postgres OS user when the tests run as root. Cancelled
+    (a test timing out), it is killed with what it started (runuser's child, initdb's), so
+    that nothing writes on in a directory about to be removed."""
     prefix = ("runuser", "-u", OS_USER, "--") if os.geteuid() == 0 else ()
     process = await asyncio.create_subprocess_exec(
         *prefix,
@@ -146,9 +190,37 @@ async def _as_postgres(program: Path, *args: str | Path, check: bool = True) -> 
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group
     )
-    output, _ = await process.communicate()
+    try:
+        output, _ = await process.communicate()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        raise
     if check and process.returncode != 0:
         raise RuntimeError(f"{program.name} {' '.join(map(str, args))}: {output.decode()}")
     assert process.returncode is not None
     return process.returncode
+
+
+def _is_postgres(pid: int) -> bool:
+    """Whether `pid` is a live (not a zombie) postgres process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    name, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return name == "postgres" and rest[:1] not in ("Z", "X")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rpartition(") ")[2].split()
+            if int(fields[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
