@@ -1,4 +1,5 @@
-"""`python -m bench run [--quick] [--only SCENARIO ...]`: run the scenarios, write the report."""
+"""`python -m bench run [--quick] [--only SCENARIO ...]`: run the scenarios, write the report;
+`python -m bench work`: count the work of one operation of each kind (bench/work_count.py)."""
 
 import argparse
 import asyncio
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench import report
+from bench import report, work_count
 from bench.config import FULL, QUICK
 from bench.results import ScenarioResult
 from bench.scenarios import Context, create_rate, events, large_import, read_path, small_imports
@@ -60,6 +61,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="keep the temporary directory (process logs) for inspection",
     )
+    work = commands.add_parser(
+        "work", help="count the work of one create, update and small import (WORK.md)"
+    )
+    work.add_argument("--count", type=int, default=200, help="operations per measurement")
+    work.add_argument("--concurrency", type=int, default=32, help="the batched measurement's")
+    work.add_argument("--out", type=Path, default=HERE, help="where WORK.md goes")
+    work.add_argument("--keep-workdir", action="store_true", help="keep the process logs")
     again = commands.add_parser("report", help="re-render RESULTS.md and plots from results.json")
     again.add_argument("--out", type=Path, default=HERE, help="directory of results.json")
     return parser.parse_args(argv)
@@ -99,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     workdir = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    if args.command == "work":
+        return count_work(args, workdir, command)
     started = time.time()
     try:
         machine = report.machine_info()
@@ -123,6 +133,22 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write(run, args.out)
     print(f"[bench] wrote {path} in {run.seconds:.0f} s", file=sys.stderr)
     return 1 if any(r.error for r in results) else 0
+
+
+def count_work(args: argparse.Namespace, workdir: Path, command: str) -> int:
+    def log(line: str) -> None:
+        print(f"[bench] {line}", file=sys.stderr)
+
+    try:
+        works = asyncio.run(work_count.count_work(workdir, args.count, args.concurrency, log))
+    finally:
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    table = work_count.render(works, f".venv/bin/{command}")
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "WORK.md").write_text(f"# The work per operation\n\n{table}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -116,9 +116,13 @@ async def test_the_broker_node_in_use_dies(
     http: aiohttp.ClientSession,
     image_names: list[str],
 ) -> None:
-    # Every process connects to the first node of the URL, the one killed.
+    # Every process connects to the first node of the URL, the one killed. The queues are
+    # asked for more replicas than the cluster has nodes: RabbitMQ gives them every node.
     deployment = Deployment(
-        tmp_path, database_url=postgres_url, broker_url=cluster.multi_host_url()
+        tmp_path,
+        database_url=postgres_url,
+        broker_url=cluster.multi_host_url(),
+        broker_quorum_size=5,
     )
     try:
         await run_batch(deployment, http, source, image_names, lambda: cluster.kill(0))
@@ -126,7 +130,7 @@ async def test_the_broker_node_in_use_dies(
     finally:
         unclean = await deployment.close()
     assert unclean == []
-    assert replicas == [3, 3]  # KILN_BROKER_QUORUM_SIZE's default
+    assert replicas == [3, 3]
     killed = f"127.0.0.1:{cluster.ports[0]}"
     for process in deployment.processes:
         nodes = [entry["node"] for entry in process.logged("bus.connected")]
