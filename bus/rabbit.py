@@ -85,13 +85,13 @@ class RabbitBus:
         try:
             async with asyncio.timeout(self._timeout):
                 for pause in itertools.chain(_RETRY_PAUSES, itertools.repeat(_RETRY_PAUSES[-1])):
-                    await asyncio.sleep(pause)
                     channel, target = self._publishing_exchange(exchange)
                     pending = await _unconfirmed(target, pending)
                     if not pending:
                         return
                     log.info("bus.publish_unconfirmed", exchange=exchange, messages=len(pending))
                     await self._reopen(channel)
+                    await asyncio.sleep(pause)
         except TimeoutError:
             pass
         count = f"{len(pending)} of {len(messages)}"

@@ -101,6 +101,14 @@ async def run_batch(
     assert deployment.errors() == [], summary
 
 
+async def declare_through(url: str) -> None:
+    """Declare Kiln's topology through one node: a quorum queue's leader is where it was
+    declared."""
+    declaring = RabbitBus(url)
+    await declaring.start()
+    await declaring.close()
+
+
 @pytest.fixture
 async def cluster() -> AsyncIterator[RabbitCluster]:
     async with rabbit_cluster(3) as nodes:
@@ -147,9 +155,7 @@ async def test_a_broker_node_kiln_does_not_use_dies_leading_the_queues(
     image_names: list[str],
 ) -> None:
     # Declared through the first node, the queues have their leaders there; Kiln uses the others.
-    declaring = RabbitBus(cluster.urls[0])
-    await declaring.start()
-    await declaring.close()
+    await declare_through(cluster.urls[0])
     assert await cluster.queue_leader(CREATE_QUEUE) == cluster.node_names[0]
     others = ",".join(f"127.0.0.1:{port}" for port in cluster.ports[1:])
     deployment = Deployment(
@@ -167,9 +173,7 @@ async def test_a_channel_the_dead_leader_left_nacking_is_reopened(cluster: Rabbi
     # RabbitMQ 3.10: a channel whose first publish to a quorum queue comes just after the
     # node of the queue's leader died is nacked, and every publish on it after that. A plain
     # aio-pika channel shows the fault; Kiln's publish beside it goes through a fresh channel.
-    declaring = RabbitBus(cluster.urls[0])  # the queues' leaders on the node killed
-    await declaring.start()
-    await declaring.close()
+    await declare_through(cluster.urls[0])  # the queues' leaders on the node killed
     plain = await aio_pika.connect(cluster.urls[1])
     bus = RabbitBus(cluster.urls[1])
     try:
