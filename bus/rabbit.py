@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
 
 from bus.base import BusError, BusUnavailable, Handler, OutgoingMessage
 from bus.rabbit_consumer import (
@@ -27,6 +28,7 @@ _QUEUE_SPECS = {spec.name: spec for spec in QUEUES}
 # Pauses between the rounds of a publish whose messages the broker nacked (a quorum queue
 # without a leader nacks until one is elected): at once first, then growing.
 _RETRY_PAUSES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+_RETRIED = (DeliveryError, *CONNECTION_EXCEPTIONS)  # a nack, or a confirm lost with its channel
 
 
 class RabbitBus:
@@ -46,6 +48,7 @@ class RabbitBus:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._subscriptions: set[RabbitSubscription] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced channels being closed
 
     @property
     def connected(self) -> bool:
@@ -90,7 +93,7 @@ class RabbitBus:
                     if not pending:
                         return
                     log.info("bus.publish_unconfirmed", exchange=exchange, messages=len(pending))
-                    await self._reopen(channel)
+                    await self._replace(channel)
                     await asyncio.sleep(pause)
         except TimeoutError:
             pass
@@ -144,30 +147,55 @@ class RabbitBus:
         return await self._start_consumer(declare, handler, prefetch, exchange)
 
     async def _restore(self, connection: AbstractConnection) -> None:
-        """Open what is closed on `connection`: the publishing channel, after declaring the
-        topology again (a node may have come back empty), and every subscription's channel."""
+        """Open what is closed on `connection`: the publishing channel and every subscription's
+        channel, after declaring the topology again (a node may have come back empty, a queue
+        may have been deleted). Each subscription is attached whatever the others do."""
         async with self._restoring:
+            detached = [s for s in self._subscriptions if s.detached]
             channel = self._channel
-            if channel is None or channel.is_closed:
+            if channel is None or channel.is_closed or detached:
                 await declare_topology(connection, self._quorum_size)
-                channel = await connection.channel(publisher_confirms=True)
-                self._exchanges = {
-                    spec.name: await channel.get_exchange(spec.name, ensure=False)
-                    for spec in EXCHANGES
-                }
-                channel.close_callbacks.add(lambda *_: self._on_channel_closed())
-                self._channel = channel
-            for subscription in list(self._subscriptions):
-                await subscription.attach(connection)
+            if channel is None or channel.is_closed:
+                await self._open_publishing(connection)
+            failures = [
+                result
+                for result in await asyncio.gather(
+                    *(subscription.attach(connection) for subscription in detached),
+                    return_exceptions=True,
+                )
+                if isinstance(result, BaseException)
+            ]
+            if failures:
+                raise failures[0]
 
-    async def _reopen(self, channel: AbstractChannel) -> None:
-        """Close `channel` if it is still the publishing one, and open a new one at once."""
-        connection = self._require_connection()
-        if channel is self._channel:
-            log.warning("bus.publishing_channel_reopened")
-            await close_quietly(channel)
+    async def _open_publishing(self, connection: AbstractConnection) -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        self._exchanges = {
+            spec.name: await channel.get_exchange(spec.name, ensure=False) for spec in EXCHANGES
+        }
+        channel.close_callbacks.add(lambda *_: self._on_channel_closed())
+        self._channel = channel
+
+    async def _replace(self, channel: AbstractChannel) -> None:
+        """A fresh publishing channel in place of `channel`, if that is still the one: the
+        publishes waiting on `channel` get their confirms there, and it is closed after."""
+        connection = self._link.connection
+        if connection is None or not self._link.up:
+            raise BusUnavailable("not connected to the broker")
         with transient("reopen the publishing channel"):
-            await self._restore(connection)
+            async with self._restoring:
+                if channel is self._channel and not channel.is_closed:
+                    log.warning("bus.publishing_channel_reopened")
+                    await self._open_publishing(connection)
+                    asyncio.get_running_loop().call_later(
+                        self._timeout, lambda: self._retire(channel)
+                    )
+            await self._restore(connection)  # opens one if `channel` was closed under it
+
+    def _retire(self, channel: AbstractChannel) -> None:
+        task = asyncio.create_task(close_quietly(channel))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _start_consumer(
         self, declare: DeclareQueue, handler: Handler, prefetch: int, label: str
@@ -207,9 +235,15 @@ async def _unconfirmed(
     target: AbstractExchange, messages: list[OutgoingMessage]
 ) -> list[OutgoingMessage]:
     """Publish `messages` pipelined; those the broker nacked, or whose confirm was lost with
-    the channel."""
+    the channel. BusError for a message the client library refuses to send."""
     results = await asyncio.gather(
         *(target.publish(to_amqp(m), m.routing_key, mandatory=False) for m in messages),
         return_exceptions=True,
     )
-    return [m for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)]
+    failed = []
+    for message, result in zip(messages, results, strict=True):
+        if isinstance(result, _RETRIED):
+            failed.append(message)
+        elif isinstance(result, BaseException):  # the client refused it: sending again cannot help
+            raise BusError(f"cannot publish {message.message_id!r}: {result!r}") from result
+    return failed

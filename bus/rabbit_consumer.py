@@ -122,9 +122,14 @@ class RabbitSubscription:
         """True once stop was called."""
         return self._stopping
 
+    @property
+    def detached(self) -> bool:
+        """True while it should consume and has no open channel to consume on."""
+        return not self._stopping and (self._channel is None or self._channel.is_closed)
+
     async def attach(self, connection: AbstractConnection) -> None:
         """Consume with manual acks on a channel of its own; nothing while that one is open."""
-        if self._stopping or (self._channel is not None and not self._channel.is_closed):
+        if not self.detached:
             return
         channel = await connection.channel(publisher_confirms=False)
         try:
@@ -134,6 +139,12 @@ class RabbitSubscription:
         except BaseException:
             await close_quietly(channel)
             raise
+        if self._stopping:  # stopped while it attached: the new consumer must not take work
+            await close_quietly(channel)
+            return
+        # A consumer the broker cancels (its queue deleted) comes back on a channel of its own.
+        underlay = await channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(lambda _: self._cancelled_by_broker(channel))
         channel.close_callbacks.add(lambda *_: self._on_closed())
         self._channel, self._queue, self._consumer_tag = channel, queue, consumer_tag
 
@@ -153,6 +164,10 @@ class RabbitSubscription:
         await self._in_flight.drain(timeout)
         if self._channel is not None:
             await close_quietly(self._channel)
+
+    async def _cancelled_by_broker(self, channel: AbstractChannel) -> None:
+        log.warning("bus.consumer_cancelled", queue=self._label)
+        await close_quietly(channel)  # its close asks for a repair
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:

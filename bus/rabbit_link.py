@@ -65,13 +65,17 @@ class RabbitLink:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            wait = self._nodes.reconnect_seconds
             try:
                 await self._repair_or_reconnect()
             except BusError as exc:
-                wait = self._nodes.reconnect_seconds
                 log.warning("bus.reconnect_failed", error=str(exc), retry_in_seconds=wait)
-                await asyncio.sleep(wait)
-                self._wake.set()
+            except Exception:  # the loop must outlive whatever the client library raises
+                log.exception("bus.reconnect_crashed", retry_in_seconds=wait)
+            else:
+                continue
+            await asyncio.sleep(wait)
+            self._wake.set()
 
     async def _repair_or_reconnect(self) -> None:
         connection = self.connection

@@ -1,11 +1,14 @@
 """Broker URLs: one AMQP URL per node of a RabbitMQ cluster, from one URL that may list several
 hosts the way PostgreSQL's do (`amqp://user:password@node1:5672,node2:5672/vhost`)."""
 
+import re
+
 import msgspec
 from yarl import URL
 
 RECONNECT_PARAMETER = "reconnect_interval"  # as aio-pika spells it
 RECONNECT_SECONDS = 2.0
+_AUTHORITY = re.compile(r"([^/?#]*)(.*)", re.S)  # the authority ends at the path, query or fragment
 
 
 class BrokerUrlError(ValueError):
@@ -26,10 +29,10 @@ def broker_nodes(url: str) -> BrokerNodes:
     scheme, separator, rest = url.partition("://")
     if not separator or scheme not in ("amqp", "amqps"):
         raise BrokerUrlError("needs amqp:// or amqps://")
-    authority, slash, tail = rest.partition("/")
+    authority, tail = _AUTHORITY.match(rest).groups()  # type: ignore[union-attr]
     userinfo, at, host_list = authority.rpartition("@")
     hosts = host_list.split(",")
-    nodes = [_parse(f"{scheme}://{userinfo}{at}{host}{slash}{tail}") for host in hosts]
+    nodes = [_parse(f"{scheme}://{userinfo}{at}{host}{tail}") for host in hosts]
     interval = nodes[0].query.get(RECONNECT_PARAMETER)
     return BrokerNodes(
         urls=tuple(node.without_query_params(RECONNECT_PARAMETER) for node in nodes),

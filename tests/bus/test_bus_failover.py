@@ -1,16 +1,19 @@
 """A broker URL naming several nodes: the bus connects to the first that answers, moves to the
-next at once when the one it uses goes away, and reopens a channel the broker keeps nacking.
-The nodes here are TCP proxies in front of the shared broker, which a test cuts and restores."""
+next at once when the one it uses goes away, and replaces a channel the broker keeps nacking.
+The nodes here are TCP proxies in front of the shared broker, which a test cuts and restores.
+Also what the bus repairs on a connection that stays up: a deleted queue or exchange."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aio_pika
 import pytest
 from structlog.testing import capture_logs
 
-from bus import BusUnavailable, OutgoingMessage, RabbitBus
-from bus.topology import COMMANDS_EXCHANGE, CREATE_QUEUE
-from support.kiln_processes import free_port
+from bus import BusError, BusUnavailable, OutgoingMessage, RabbitBus
+from bus.topology import COMMANDS_EXCHANGE, CREATE_QUEUE, DELETE_QUEUE
+from support.kiln_processes import free_port, wait_until
 from support.rabbit import disconnected, publish_until_confirmed
 from support.tcp_proxy import TcpProxy
 
@@ -101,5 +104,84 @@ async def test_nacked_messages_are_sent_again_at_once_on_a_fresh_channel(
         assert events.count("bus.publish_unconfirmed") >= 2, events
         assert "bus.publishing_channel_reopened" in events, events
         await bus.publish(COMMANDS_EXCHANGE, [COMMAND])  # the fresh channel publishes on
+    finally:
+        await bus.close()
+
+
+async def test_a_deleted_queue_is_declared_again_and_its_consumer_restored(
+    rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]], inbox
+) -> None:
+    bus = RabbitBus(rabbit_url)
+    await bus.start()
+    try:
+        received = inbox()
+        await bus.consume(CREATE_QUEUE, received, prefetch=1)
+        await ctl("delete_queue", "-p", vhost, CREATE_QUEUE)  # the broker cancels the consumer
+
+        async def consumed() -> bool:
+            listing = await ctl("list_consumers", "-p", vhost, "queue_name", "--formatter", "json")
+            return any(row["queue_name"] == CREATE_QUEUE for row in json.loads(listing))
+
+        await wait_until(consumed, 10, "the consumer back on a declared queue")
+        await bus.publish(COMMANDS_EXCHANGE, [COMMAND])
+        assert (await received.next()).message_id == COMMAND.message_id
+    finally:
+        await bus.close()
+
+
+async def test_a_publish_the_broker_closed_the_channel_of_goes_through_a_new_one(
+    rabbit_url: str, inbox
+) -> None:
+    bus = RabbitBus(rabbit_url)
+    await bus.start()
+    try:
+        received = inbox()
+        await bus.consume(CREATE_QUEUE, received, prefetch=1)
+        other = await aio_pika.connect(rabbit_url)
+        async with other:  # the exchange deleted under Kiln: its next publish closes the channel
+            await (await other.channel()).exchange_delete(COMMANDS_EXCHANGE)
+
+        await bus.publish(COMMANDS_EXCHANGE, [COMMAND])  # declared again, bound again, confirmed
+
+        assert (await received.next()).message_id == COMMAND.message_id
+    finally:
+        await bus.close()
+
+
+async def test_a_nacked_message_does_not_fail_the_publishes_beside_it(
+    rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]]
+) -> None:
+    # Only the delete queue is full and nacks; the creates published meanwhile are confirmed,
+    # although their channel is replaced for the nacked one.
+    bus = RabbitBus(rabbit_url, timeout=3.0)
+    await bus.start()
+    try:
+        policy = '{"max-length": 0, "overflow": "reject-publish"}'
+        await ctl(
+            "set_policy", "-p", vhost, "--apply-to", "queues", "full", "^kiln.image.delete$", policy
+        )
+        delete = OutgoingMessage(routing_key=DELETE_QUEUE, body=b"{}", message_id="del-1")
+        await bus.publish(COMMANDS_EXCHANGE, [delete])  # the one beyond the limit
+        nacked = asyncio.create_task(bus.publish(COMMANDS_EXCHANGE, [delete]))
+        creates = [
+            OutgoingMessage(routing_key=CREATE_QUEUE, body=b"{}", message_id=f"c-{i}")
+            for i in range(200)
+        ]
+        for _ in range(20):
+            await bus.publish(COMMANDS_EXCHANGE, creates)
+        with pytest.raises(BusUnavailable):
+            await nacked
+    finally:
+        await bus.close()
+
+
+async def test_a_message_the_client_cannot_send_is_a_bus_error_at_once(rabbit_url: str) -> None:
+    bus = RabbitBus(rabbit_url)
+    await bus.start()
+    try:
+        too_long = OutgoingMessage(routing_key=CREATE_QUEUE, body=b"{}", message_id="x" * 300)
+        with pytest.raises(BusError) as raised:
+            await asyncio.wait_for(bus.publish(COMMANDS_EXCHANGE, [too_long]), 2.0)
+        assert not isinstance(raised.value, BusUnavailable)
     finally:
         await bus.close()

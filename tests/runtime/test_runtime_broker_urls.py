@@ -54,3 +54,13 @@ def test_a_refusal_does_not_repeat_the_password() -> None:
         broker_nodes("amqp://kiln:hunter2@h1:99999/")
 
     assert "hunter2" not in str(refused.value)
+
+
+def test_a_query_without_a_path_belongs_to_every_node() -> None:
+    nodes = broker_nodes("amqps://g:g@h1,h2?reconnect_interval=5&cafile=/ca.pem")
+
+    assert nodes.reconnect_seconds == 5
+    assert [str(url) for url in nodes.urls] == [
+        "amqps://g:g@h1/?cafile=/ca.pem",
+        "amqps://g:g@h2/?cafile=/ca.pem",
+    ]
