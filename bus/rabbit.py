@@ -48,7 +48,7 @@ class RabbitBus:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._subscriptions: set[RabbitSubscription] = set()
-        self._retiring: set[asyncio.Task[None]] = set()  # replaced channels being closed
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced channels, closed later
 
     @property
     def connected(self) -> bool:
@@ -74,6 +74,8 @@ class RabbitBus:
         for subscription in list(self._subscriptions):
             await subscription.stop()
         self._subscriptions.clear()
+        for retiring in list(self._retiring):
+            retiring.cancel()  # the connection's close closes their channels
         channel, self._channel = self._channel, None
         self._exchanges.clear()
         if channel is not None:
@@ -88,6 +90,8 @@ class RabbitBus:
         try:
             async with asyncio.timeout(self._timeout):
                 for pause in itertools.chain(_RETRY_PAUSES, itertools.repeat(_RETRY_PAUSES[-1])):
+                    if self._link.up and not self.connected:  # the broker closed the channel
+                        await self._replace(self._channel)
                     channel, target = self._publishing_exchange(exchange)
                     pending = await _unconfirmed(target, pending)
                     if not pending:
@@ -176,7 +180,7 @@ class RabbitBus:
         channel.close_callbacks.add(lambda *_: self._on_channel_closed())
         self._channel = channel
 
-    async def _replace(self, channel: AbstractChannel) -> None:
+    async def _replace(self, channel: AbstractChannel | None) -> None:
         """A fresh publishing channel in place of `channel`, if that is still the one: the
         publishes waiting on `channel` get their confirms there, and it is closed after."""
         connection = self._link.connection
@@ -184,18 +188,17 @@ class RabbitBus:
             raise BusUnavailable("not connected to the broker")
         with transient("reopen the publishing channel"):
             async with self._restoring:
-                if channel is self._channel and not channel.is_closed:
+                if channel is not None and channel is self._channel and not channel.is_closed:
                     log.warning("bus.publishing_channel_reopened")
                     await self._open_publishing(connection)
-                    asyncio.get_running_loop().call_later(
-                        self._timeout, lambda: self._retire(channel)
-                    )
+                    retiring = asyncio.create_task(self._retire(channel))
+                    self._retiring.add(retiring)
+                    retiring.add_done_callback(self._retiring.discard)
             await self._restore(connection)  # opens one if `channel` was closed under it
 
-    def _retire(self, channel: AbstractChannel) -> None:
-        task = asyncio.create_task(close_quietly(channel))
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+    async def _retire(self, channel: AbstractChannel) -> None:
+        await asyncio.sleep(self._timeout)  # as long as its publishes wait for confirms
+        await close_quietly(channel)
 
     async def _start_consumer(
         self, declare: DeclareQueue, handler: Handler, prefetch: int, label: str
