@@ -40,8 +40,8 @@ _VERB = re.compile(r"^\s*(?:WITH\b.*?\)\s*)?(INSERT INTO|UPDATE|DELETE FROM)\s+(
 class Totals(msgspec.Struct, kw_only=True):
     """Every counter at one moment."""
 
-    statements: Counter[str]  # by statement text
-    rows: Counter[str]  # rows written, by "verb table"
+    statements: Counter[str]  # calls, by what a statement does to which table
+    rows: Counter[str]  # rows written, by the same
     messages: dict[str, float]
     cpu: dict[str, float]
     log_lines: dict[str, int]
@@ -90,9 +90,10 @@ class Bench:
         statements: Counter[str] = Counter()
         written: Counter[str] = Counter()
         for row in rows:
-            statements[row["query"]] += row["calls"]
-            if verb := _VERB.match(row["query"]):
-                written[f"{verb.group(1).split()[0].lower()} {verb.group(2)}"] += row["rows"]
+            kind = _kind(row["query"])
+            statements[kind] += row["calls"]
+            if _VERB.match(row["query"]):
+                written[kind] += row["rows"]
         return Totals(
             statements=statements,
             rows=written,
@@ -107,41 +108,48 @@ class Bench:
         done = await self.observer.fetchval(
             "SELECT count(*) FROM operations WHERE id = ANY($1) AND done = 1", ids
         )
-        unsent = await self.observer.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        return bool(done == len(ids) and unsent == 0)
+        # Done too: every outbox row sent and every event numbered into the event log.
+        left = await self.observer.fetchval(
+            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL)"
+            " + (SELECT count(*) FROM event_queue)"
+        )
+        return bool(done == len(ids) and left == 0)
 
 
 def share(
-    kind: str, concurrency: int, count: int, before: Totals, after: Totals, idle: dict[str, float]
+    kind: str,
+    concurrency: int,
+    count: int,
+    calls: int,
+    before: Totals,
+    after: Totals,
+    idle: dict[str, float],
 ) -> Work:
-    """The difference of the counters over one measurement, per operation."""
+    """The difference of the counters over one measurement of `count` operations that made
+    `calls` HTTP calls, per operation."""
     elapsed = after.at - before.at
-    statements = after.statements - before.statements
     return Work(
         kind=kind,
         concurrency=concurrency,
         count=count,
-        statements={k: n / count for k, n in sorted(_by_kind(statements).items())},
-        rows={table: n / count for table, n in sorted((after.rows - before.rows).items())},
+        statements=_per_operation(after.statements - before.statements, count),
+        rows=_per_operation(after.rows - before.rows, count),
         messages={k: (v - before.messages.get(k, 0.0)) / count for k, v in after.messages.items()},
         cpu_ms={
             k: max(0.0, v - before.cpu[k] - idle.get(k, 0.0) * elapsed) * 1000 / count
             for k, v in after.cpu.items()
         },
         log_lines={k: (v - before.log_lines[k]) / count for k, v in after.log_lines.items()},
-        http_calls=1.0,
+        http_calls=calls / count,
     )
 
 
-def _by_kind(statements: Counter[str]) -> Counter[str]:
-    """Calls summed by what a statement does to which table (`INSERT outbox`, `COMMIT`)."""
-    kinds: Counter[str] = Counter()
-    for query, calls in statements.items():
-        kinds[_kind(query)] += calls
-    return kinds
+def _per_operation(counts: Counter[str], count: int) -> dict[str, float]:
+    return {key: n / count for key, n in sorted(counts.items())}
 
 
 def _kind(query: str) -> str:
+    """What a statement does to which table: `INSERT outbox`, `SELECT images`, `COMMIT`."""
     words = query.split()
     first = words[0].upper() if words else "?"
     if verb := _VERB.match(query):
@@ -166,6 +174,7 @@ class Operations:
         self.source_url = source_url
         self.seed = ""
         self.created: list[str] = []
+        self.calls = 0  # HTTP calls made
 
     async def make(self, kind: str, count: int, concurrency: int) -> list[str]:
         """`count` operations of `kind`, `concurrency` at a time; their operation ids."""
@@ -174,6 +183,7 @@ class Operations:
         call = {"create": self._create, "update": self._update, "small import": self._import}[kind]
 
         async def one(index: int) -> None:
+            self.calls += 1
             made[index] = msgspec.json.decode(await call(index, salt))
 
         posted = await closed_loop(one, count=count, concurrency=concurrency, deadline=300)
@@ -242,9 +252,10 @@ async def _measure_all(
     for at_once in (1, concurrency):
         for kind in KINDS:
             await bench.measure_idle()
-            before = await bench.totals()
+            before, calls = await bench.totals(), operations.calls
             await done(await operations.make(kind, count, at_once))
-            work = share(kind, at_once, count, before, await bench.totals(), bench.idle_rates)
+            after, calls = await bench.totals(), operations.calls - calls
+            work = share(kind, at_once, count, calls, before, after, bench.idle_rates)
             log(f"work: {kind} ×{at_once}: {sum(work.cpu_ms.values()):.2f} ms CPU per operation")
             works.append(work)
     return works

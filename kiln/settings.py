@@ -322,7 +322,7 @@ def _check_urls(settings: Settings) -> None:
         if value and not value.startswith(allowed):
             raise SettingsError(field, f"must start with one of {', '.join(allowed)}")
     if settings.broker_url.startswith("amqp"):
-        _check_broker_host(settings.broker_url)
+        _check_broker_nodes(settings.broker_url)
     storage = settings.storage_url
     if storage.startswith("file://") and not storage.startswith("file:///"):
         raise SettingsError("storage_url", "file:// needs an absolute path")
@@ -333,7 +333,7 @@ def _check_urls(settings: Settings) -> None:
             raise SettingsError(field, f"{value!r} is not an http:// or https:// URL with a host")
 
 
-def _check_broker_host(text: str) -> None:
+def _check_broker_nodes(text: str) -> None:
     """Every node of the cluster with a host: `amqp://user:password@node1:5672,node2/vhost`."""
     try:
         broker_nodes(text)

@@ -5,6 +5,7 @@ Also what the bus repairs on a connection that stays up: a deleted queue or exch
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
@@ -83,18 +84,25 @@ async def test_with_every_node_away_the_bus_is_unavailable_until_one_is_back(
         await bus.close()
 
 
+async def nacking(
+    bus: RabbitBus, ctl: Callable[..., Awaitable[str]], vhost: str, message: OutgoingMessage
+) -> None:
+    """From now on the broker nacks every message routed where `message` goes, until the
+    policy `full` is cleared: the queue is full and rejects publishes. Past its limit a quorum
+    queue takes one message more; `message` is that one."""
+    policy = '{"max-length": 0, "overflow": "reject-publish"}'
+    queue = f"^{re.escape(message.routing_key)}$"
+    await ctl("set_policy", "-p", vhost, "--apply-to", "queues", "full", queue, policy)
+    await bus.publish(COMMANDS_EXCHANGE, [message])
+
+
 async def test_nacked_messages_are_sent_again_at_once_on_a_fresh_channel(
     rabbit_url: str, vhost: str, ctl: Callable[..., Awaitable[str]]
 ) -> None:
-    # A full queue that rejects publishes is how a test makes RabbitMQ nack: past its limit
-    # (a quorum queue takes one message beyond it), the broker answers Basic.Nack for every
-    # message routed to it until the policy is gone.
     bus = RabbitBus(rabbit_url, timeout=8.0)
     await bus.start()
     try:
-        policy = '{"max-length": 0, "overflow": "reject-publish"}'
-        await ctl("set_policy", "-p", vhost, "--apply-to", "queues", "full", "^kiln", policy)
-        await bus.publish(COMMANDS_EXCHANGE, [COMMAND])  # the one beyond the limit
+        await nacking(bus, ctl, vhost, COMMAND)
         with capture_logs() as logs:
             publishing = asyncio.create_task(bus.publish(COMMANDS_EXCHANGE, [COMMAND]))
             await asyncio.sleep(1.0)  # the broker nacks it meanwhile, round after round
@@ -156,12 +164,8 @@ async def test_a_nacked_message_does_not_fail_the_publishes_beside_it(
     bus = RabbitBus(rabbit_url, timeout=3.0)
     await bus.start()
     try:
-        policy = '{"max-length": 0, "overflow": "reject-publish"}'
-        await ctl(
-            "set_policy", "-p", vhost, "--apply-to", "queues", "full", "^kiln.image.delete$", policy
-        )
         delete = OutgoingMessage(routing_key=DELETE_QUEUE, body=b"{}", message_id="del-1")
-        await bus.publish(COMMANDS_EXCHANGE, [delete])  # the one beyond the limit
+        await nacking(bus, ctl, vhost, delete)
         nacked = asyncio.create_task(bus.publish(COMMANDS_EXCHANGE, [delete]))
         creates = [
             OutgoingMessage(routing_key=CREATE_QUEUE, body=b"{}", message_id=f"c-{i}")
